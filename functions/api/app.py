@@ -1,0 +1,146 @@
+"""HTTP API: parse, call the core service, return. Errors take one JSON shape, never a trace."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from a3s_core.errors import A3SError
+from a3s_core.runtime import get_runtime
+from a3s_core.schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody
+from a3s_core.service import Service, session_view
+
+MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
+PUBLIC_PATHS = ("/health", "/openapi.json")
+
+logger = Logger()
+app = APIGatewayHttpResolver(enable_validation=True)
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=json.dumps({"error": {"code": code, "message": message, **extra}}))
+
+
+@app.exception_handler(A3SError)
+def _domain_error(err: A3SError) -> Response:
+    return _error(err.status, err.code, str(err))
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(err: RequestValidationError) -> Response:
+    detail = json.loads(json.dumps(err.errors(), default=str))
+    fields = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+    return _error(422, "validation_error", f"invalid request: {fields}", detail=detail)
+
+
+@app.exception_handler(json.JSONDecodeError)
+def _bad_json(err: json.JSONDecodeError) -> Response:
+    return _error(400, "bad_json", f"request body is not valid JSON: {err.msg} at position {err.pos}")
+
+
+@app.not_found
+def _not_found(_: NotFoundError) -> Response:
+    return _error(404, "no_route", f"no route for {app.current_event.http_method} {app.current_event.path}")
+
+
+def _tenant(event: dict) -> str | None:
+    return (((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}).get("tenant_id")
+
+
+def _service() -> Service:
+    return Service(get_runtime(), _tenant(app.current_event.raw_event) or "")
+
+
+@app.get("/health")
+def health() -> dict:
+    return {"ok": True}
+
+
+@app.get("/openapi.json")
+def openapi() -> dict:
+    return json.loads(app.get_openapi_json_schema(title="a3s-serverless", version="0.1.0"))
+
+
+@app.post("/sessions")
+def create_session(body: CreateSessionBody) -> tuple[dict, int]:
+    return _service().create_session(body), 201
+
+
+@app.get("/sessions/<session_id>")
+def get_session(session_id: str) -> dict:
+    return session_view(_service().session(session_id))
+
+
+@app.delete("/sessions/<session_id>")
+def close_session(session_id: str) -> dict:
+    return _service().close_session(session_id)
+
+
+@app.put("/sessions/<session_id>/lanes/<lane>")
+def set_lane(session_id: str, lane: str, body: LaneHandlerBody) -> dict:
+    return _service().set_lane(session_id, lane, body)
+
+
+@app.get("/sessions/<session_id>/queue")
+def queue(session_id: str) -> dict:
+    return _service().queue(session_id)
+
+
+@app.get("/sessions/<session_id>/external-tasks")
+def pending_tasks(session_id: str) -> dict:
+    return {"tasks": _service().pending_tasks(session_id)}
+
+
+@app.post("/sessions/<session_id>/external-tasks/claim")
+def claim_session_tasks(session_id: str, body: ClaimBody,
+                        lane: Annotated[str | None, Query()] = None) -> dict:
+    return {"tasks": _service().claim(body, session_id=session_id, lane=lane)}
+
+
+@app.post("/sessions/<session_id>/external-tasks/<task_id>/complete")
+def complete_task(session_id: str, task_id: str, body: CompleteTaskBody) -> dict:
+    return {"completed": _service().complete_task(session_id, task_id, body)}
+
+
+@app.post("/lanes/<lane>/claim")
+def claim_lane_tasks(lane: str, body: ClaimBody) -> dict:
+    return {"tasks": _service().claim(body, lane=lane)}
+
+
+@app.post("/sessions/<session_id>/runs")
+def start_run(session_id: str, body: StartRunBody) -> tuple[dict, int]:
+    return _service().start_run(session_id, body), 202
+
+
+@app.get("/runs/<run_id>")
+def get_run(run_id: str) -> dict:
+    return _service().get_run(run_id)
+
+
+@app.get("/runs/<run_id>/events")
+def run_events(run_id: str, after: Annotated[int, Query(ge=0)] = 0,
+               wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0) -> dict:
+    return _service().events(run_id, after, wait_ms)
+
+
+def _raw_error(status: int, code: str, message: str) -> dict:
+    """A response built before the resolver runs (it has no request to answer yet)."""
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": {"code": code, "message": message}})}
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: Any) -> dict:
+    body = event.get("body") or ""
+    if len(body) > MAX_BODY_BYTES:
+        return _raw_error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
+    # The authorizer vouches for the tenant; only the public routes may come without one.
+    if not _tenant(event) and event.get("rawPath") not in PUBLIC_PATHS:
+        return _raw_error(401, "unauthorized", "missing or unknown API key")
+    return app.resolve(event, context)

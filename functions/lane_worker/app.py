@@ -1,0 +1,42 @@
+"""Reference external worker as a Lambda on a lane queue: claim, run the built-in tool, complete.
+
+A task someone else finished (or that timed out) is skipped; one another worker holds, or a crash
+before completion, leaves the message to be delivered again.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from a3s_core.driver import workspace_dir
+from a3s_core.lane_work import execute_task
+from a3s_core.runtime import get_runtime
+from a3s_core.schemas import CompleteTaskBody
+from a3s_core.service import Service
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: Any) -> dict:
+    rt = get_runtime()
+
+    def record(rec: SQSRecord) -> None:
+        task = json.loads(rec.body)
+        tenant, sid, tid = task["tenant"], task["session_id"], task["task_id"]
+        lease_ms = context.get_remaining_time_in_millis()
+        if not rt.store.claim_task(tenant, sid, tid, context.aws_request_id, rt.clock(), lease_ms):
+            current = rt.store.get_task(tenant, sid, tid)
+            if current is not None and current.status == "pending":
+                raise RuntimeError(f"task {tid} is leased by another worker; deliver again later")
+            return  # finished, timed out or cancelled: nothing left to do
+        service = Service(rt, tenant)
+        outcome = execute_task(task, workspace_dir(rt, service.session(sid).workspace))
+        service.complete_task(sid, tid, CompleteTaskBody(**outcome))
+
+    return process_partial_response(event=event, record_handler=record, processor=processor, context=context)

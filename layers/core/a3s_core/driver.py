@@ -1,0 +1,291 @@
+"""The run driver: advances one agent run turn by turn, checkpointing after every step.
+
+A run never waits inside a Lambda. A tool on an external lane becomes a task; the run is saved
+as `waiting` and the invocation ends. Whoever finishes the task (a worker's completion, or the
+timeout message) wakes the run with a conditional write, and only the winner enqueues it again.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import Conflict, NotFound
+from .items import Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
+from .lanes import LANES, LaneHandler, lane_for, priority
+from .model import ModelError, get_model
+from .runtime import Runtime
+from .tools import TOOL_SCHEMAS, ToolError, run_tool
+from .workspace import LocalWorkspace
+
+SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
+                 "change files; answer concisely when the work is done.")
+HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the Lambda deadline
+
+
+class Busy(Exception):
+    """Another live invocation holds the run's lease: deliver this message again later."""
+
+
+def advance_message(tenant: str, run_id: str) -> dict[str, Any]:
+    return {"kind": "advance", "tenant": tenant, "run_id": run_id}
+
+
+def wake(rt: Runtime, tenant: str, run_id: str) -> bool:
+    """waiting -> queued and enqueue it; a no-op for everyone but the one caller that wins."""
+    if rt.store.wake_run(tenant, run_id):
+        rt.queues.send_run(advance_message(tenant, run_id))
+        return True
+    return False
+
+
+def handle_message(rt: Runtime, body: dict[str, Any], remaining_ms: Callable[[], int]) -> None:
+    kind = body.get("kind")
+    if kind == "advance":
+        advance(rt, body["tenant"], body["run_id"], remaining_ms)
+    elif kind == "task_timeout":
+        expire_task(rt, body["tenant"], body["session_id"], body["task_id"])
+    else:
+        raise ValueError(f"unknown runs-queue message kind {kind!r}")
+
+
+def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], int]) -> None:
+    owner = new_id("drv")
+    run = rt.store.acquire_run(tenant, run_id, owner, rt.clock(), rt.settings.lease_seconds * 1000)
+    if run is None:
+        try:
+            current = rt.store.get_run(tenant, run_id)
+        except NotFound:
+            return
+        if current.status in ("queued", "running"):
+            raise Busy(run_id)
+        return  # waiting, paused or finished: this message is a duplicate or stale
+    _Turns(rt, run, remaining_ms).run()
+
+
+def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None:
+    task = rt.store.get_task(tenant, session_id, task_id)
+    if task is None or task.status != "pending":
+        return
+    now = rt.clock()
+    if now < task.deadline:  # beyond SQS's 15-minute delay: chain another timer
+        rt.queues.send_run(timeout_message(task), math.ceil((task.deadline - now) / 1000))
+        return
+    if rt.store.finish_task(tenant, session_id, task_id, "timed_out", now):
+        wake(rt, tenant, task.run_id)
+
+
+def timeout_message(task: Task) -> dict[str, Any]:
+    return {"kind": "task_timeout", "tenant": task.tenant, "session_id": task.session_id,
+            "task_id": task.task_id, "run_id": task.run_id}
+
+
+def task_id_for(run_id: str, call_id: str) -> str:
+    """Deterministic, so a replayed turn finds the task it made before instead of making another."""
+    return "task-" + hashlib.sha256(f"{run_id}/{call_id}".encode()).hexdigest()[:20]
+
+
+def workspace_dir(rt: Runtime, workspace: str) -> Path:
+    """A path that exists is used as is; any other is made under the configured workspace root."""
+    path = Path(workspace)
+    if path.is_absolute() and path.is_dir() and not rt.settings.workspace_root:
+        return path
+    root = Path(rt.settings.workspace_root or "/tmp/a3s-workspaces")
+    target = root / str(workspace).strip("/").replace("..", "_")
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def outcome_of(task: Task, handler: LaneHandler) -> ToolOutcome | None:
+    """The tool result the model sees for a finished task (None: run it internally instead)."""
+    if task.status == "completed":
+        output = (task.result or {}).get("output")
+        if not isinstance(output, str):
+            keys = ", ".join(sorted(task.result or {})) or "none"
+            return ToolOutcome(content=f"external task result has no string 'output' (keys: {keys})",
+                               is_error=True)
+        code = (task.result or {}).get("exit_code")
+        suffix = f"\n[exit code {code}]" if isinstance(code, int) and code != 0 else ""
+        return ToolOutcome(content=output + suffix, is_error=isinstance(code, int) and code != 0)
+    if task.status == "failed":
+        return ToolOutcome(content=f"external task failed: {task.error or 'no error given'}", is_error=True)
+    if task.status == "timed_out":
+        if handler.on_timeout == "internal":
+            return None
+        return ToolOutcome(content=f"external task {task.task_id} timed out after {task.timeout_ms} ms",
+                           is_error=True)
+    return ToolOutcome(content=f"external task {task.task_id} was cancelled", is_error=True)
+
+
+class _Turns:
+    """One invocation's work on a leased run."""
+
+    def __init__(self, rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
+        self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
+        self.events: list[Event] = []
+        self.session: Session = rt.store.get_session(run.tenant, run.session_id)
+
+    # -- bookkeeping ---------------------------------------------------------------------
+    def emit(self, type_: str, **data: Any) -> None:
+        self.run.event_seq += 1
+        self.events.append(Event(seq=self.run.event_seq, type=type_, data=data))
+
+    def checkpoint(self) -> None:
+        self.run.updated_at = self.rt.clock()
+        self.rt.store.save_run(self.run, self.events)
+        self.events = []
+
+    def release(self, status: str) -> None:
+        self.run.status, self.run.lease_owner, self.run.lease_until = status, None, 0
+        self.checkpoint()
+
+    def finish(self, status: str, text: str = "", error: str | None = None) -> None:
+        self.run.text, self.run.error = text, error
+        self.emit("run_end", status=status, text=text, error=error)
+        self.release(status)
+        if status == "succeeded":
+            session = self.rt.store.get_session(self.run.tenant, self.run.session_id)
+            session.history = self.run.messages
+            self.rt.store.save_session(session)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Conflict:
+            return  # our lease was taken over (we were too slow): the new holder carries on
+
+    def _loop(self) -> None:
+        run = self.run
+        while True:
+            if run.pending:
+                if self.resolve_pending():
+                    return
+                continue
+            if run.turn >= run.max_turns:
+                return self.finish("failed", error=f"stopped after {run.max_turns} turns (max_turns)")
+            if self.remaining_ms() < HANDOFF_MARGIN_MS:
+                self.release("queued")  # hand over to a fresh invocation before the deadline
+                self.rt.queues.send_run(advance_message(run.tenant, run.run_id))
+                return
+            if not self.model_turn():
+                return
+
+    def model_turn(self) -> bool:
+        run = self.run
+        self.emit("turn_start", turn=run.turn + 1)
+        try:
+            model = get_model(run.model)
+            resp = model.complete(run.messages, list(TOOL_SCHEMAS.values()), SYSTEM_PROMPT)
+        except (ModelError, ValueError) as err:
+            self.finish("failed", error=f"model error: {err}")
+            return False
+        run.turn += 1
+        run.prompt_tokens += resp.usage.prompt_tokens
+        run.completion_tokens += resp.usage.completion_tokens
+        calls = [c.to_dict() for c in resp.tool_calls]
+        run.messages.append({"role": "assistant", "content": resp.text, "tool_calls": calls})
+        if resp.text:
+            self.emit("text", text=resp.text)
+        if not calls:
+            self.emit("turn_end", turn=run.turn)
+            self.finish("succeeded", text=resp.text)
+            return False
+        run.tool_calls_count += len(calls)
+        run.pending = [PendingCall(id=c["id"], name=c["name"], arguments=c["arguments"], lane=lane_for(c["name"]))
+                       for c in calls]
+        self.checkpoint()  # the model's answer is never asked for twice
+        return True
+
+    def resolve_pending(self) -> bool:
+        """Run or dispatch this turn's tool calls. True when the run is now suspended."""
+        run, session = self.run, self.session
+        waiting: list[PendingCall] = []
+        for lane in LANES:
+            calls = [c for c in run.pending if c.lane == lane and c.outcome is None]
+            internal: list[PendingCall] = []
+            for call in calls:
+                handler = session.lanes[lane]
+                if call.task_id:
+                    task = self.rt.store.get_task(run.tenant, run.session_id, call.task_id)
+                    if task is None or task.status == "pending":
+                        waiting.append(call)
+                        continue
+                    call.outcome = outcome_of(task, handler)
+                    self.emit("external_task_completed", task_id=task.task_id, status=task.status,
+                              tool=call.name, is_error=bool(call.outcome and call.outcome.is_error))
+                    if call.outcome is None:
+                        internal.append(call)  # on_timeout: internal
+                elif handler.mode == "external":
+                    self.dispatch(call, handler)
+                    waiting.append(call)
+                else:
+                    internal.append(call)
+            if internal:
+                self.run_internal(internal, session.concurrency.get(lane, 1))
+        if waiting:
+            self.suspend(waiting)
+            return True
+        for call in run.pending:
+            run.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
+                                 "content": call.outcome.content, "is_error": call.outcome.is_error})
+        run.pending = []
+        self.emit("turn_end", turn=run.turn)
+        self.checkpoint()
+        return False
+
+    def run_internal(self, calls: list[PendingCall], concurrency: int) -> None:
+        workspace = LocalWorkspace(workspace_dir(self.rt, self.run.workspace))
+        hybrid = self.session.lanes[calls[0].lane].mode == "hybrid"
+        for call in calls:
+            if hybrid:
+                self.emit("external_task_pending", task_id=None, lane=call.lane, command_type=call.name,
+                          hybrid=True)
+            self.emit("tool_start", tool=call.name, call_id=call.id, lane=call.lane)
+
+        def one(call: PendingCall) -> ToolOutcome:
+            try:
+                result = run_tool(call.name, call.arguments, workspace)
+            except ToolError as err:
+                return ToolOutcome(content=str(err), is_error=True)
+            code = result.get("exit_code")
+            suffix = f"\n[exit code {code}]" if code not in (None, 0) else ""
+            return ToolOutcome(content=result["output"] + suffix, is_error=code not in (None, 0))
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            outcomes = list(pool.map(one, calls))
+        for call, outcome in zip(calls, outcomes):
+            call.outcome = outcome
+            self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
+                      output=outcome.content[:2000])
+            if hybrid:
+                self.emit("external_task_completed", task_id=None, tool=call.name, hybrid=True,
+                          is_error=outcome.is_error)
+        self.checkpoint()  # a tool that finished is never run again by a replay
+
+    def dispatch(self, call: PendingCall, handler: LaneHandler) -> None:
+        run, now = self.run, self.rt.clock()
+        task = Task(tenant=run.tenant, session_id=run.session_id, task_id=task_id_for(run.run_id, call.id),
+                    run_id=run.run_id, call_id=call.id, lane=call.lane, command_type=call.name,
+                    payload=call.arguments, timeout_ms=handler.timeout_ms, created_at=now,
+                    deadline=now + handler.timeout_ms)
+        call.task_id, call.mode = task.task_id, "external"
+        # On a replay the task exists already; its messages are sent again in case the crash came
+        # before they were, and a duplicate is harmless (claims and timeouts are conditional).
+        self.rt.store.create_task(task)
+        self.rt.queues.send_lane(call.lane, {"tenant": run.tenant, **task.public()})
+        self.rt.queues.send_run(timeout_message(task), math.ceil(handler.timeout_ms / 1000))
+        self.emit("external_task_pending", task_id=task.task_id, lane=call.lane, command_type=call.name,
+                  timeout_ms=handler.timeout_ms)
+
+    def suspend(self, waiting: list[PendingCall]) -> None:
+        run = self.run
+        self.release("waiting")
+        # A completion that landed before we were `waiting` could not wake us: look once more.
+        for call in waiting:
+            task = self.rt.store.get_task(run.tenant, run.session_id, call.task_id or "")
+            if task is not None and task.status != "pending":
+                wake(self.rt, run.tenant, run.run_id)
+                return

@@ -1,0 +1,28 @@
+"""Domain errors. The API maps each to one HTTP status in one place (functions/api)."""
+
+
+class A3SError(Exception):
+    status = 500
+    code = "internal_error"
+
+
+class BadRequest(A3SError, ValueError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(A3SError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(A3SError):
+    """A conditional write lost: the item changed underneath us."""
+
+    status = 409
+    code = "conflict"
+
+
+class Unauthorized(A3SError):
+    status = 401
+    code = "unauthorized"

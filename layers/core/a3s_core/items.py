@@ -1,0 +1,134 @@
+"""The stored items: one pydantic model each, mapped to DynamoDB in store_dynamo."""
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .lanes import DEFAULT_CONCURRENCY, LANES, LaneHandler
+
+RunStatus = Literal["queued", "running", "waiting", "paused", "succeeded", "failed", "cancelled"]
+ACTIVE_RUN = ("queued", "running", "waiting", "paused")
+TaskStatus = Literal["pending", "completed", "failed", "timed_out", "cancelled"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+class Session(BaseModel):
+    tenant: str
+    session_id: str
+    workspace: str
+    model: str = "scripted"
+    permissive: bool = False
+    builtin_skills: bool = False
+    enable_all_features: bool = False
+    max_parallel_tasks: int = 8
+    lanes: dict[str, LaneHandler] = Field(default_factory=lambda: {lane: LaneHandler() for lane in LANES})
+    concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+    history: list[dict] = Field(default_factory=list)  # conversation carried from one run to the next
+    closed: bool = False
+    created_at: int = Field(default_factory=now_ms)
+
+    def has_queue(self) -> bool:
+        return any(h.mode != "internal" for h in self.lanes.values())
+
+
+class ToolOutcome(BaseModel):
+    content: str
+    is_error: bool = False
+
+
+class PendingCall(BaseModel):
+    """One tool call of the current turn, tracked until its result is known."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    lane: str
+    mode: str = "internal"
+    task_id: str | None = None
+    outcome: ToolOutcome | None = None
+
+
+class Run(BaseModel):
+    tenant: str
+    run_id: str
+    session_id: str
+    status: RunStatus = "queued"
+    prompt: str
+    model: str
+    workspace: str
+    messages: list[dict] = Field(default_factory=list)
+    pending: list[PendingCall] = Field(default_factory=list)
+    turn: int = 0
+    max_turns: int = 50
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tool_calls_count: int = 0
+    text: str = ""
+    error: str | None = None
+    version: int = 0
+    event_seq: int = 0
+    lease_owner: str | None = None
+    lease_until: int = 0
+    created_at: int = Field(default_factory=now_ms)
+    updated_at: int = Field(default_factory=now_ms)
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "failed", "cancelled")
+
+
+class Task(BaseModel):
+    """An external task: a tool call routed to a lane whose handler is external."""
+
+    tenant: str
+    session_id: str
+    task_id: str
+    run_id: str
+    call_id: str
+    lane: str
+    command_type: str
+    payload: dict[str, Any]
+    timeout_ms: int
+    status: TaskStatus = "pending"
+    created_at: int = Field(default_factory=now_ms)
+    deadline: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    lease_owner: str | None = None
+    lease_until: int = 0
+    completed_at: int | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The task as a worker sees it (the seed's fields plus id, created_at, run_id)."""
+        return {
+            "task_id": self.task_id,
+            "id": self.task_id,
+            "session_id": self.session_id,
+            "run_id": self.run_id,
+            "lane": self.lane,
+            "command_type": self.command_type,
+            "payload": self.payload,
+            "timeout_ms": self.timeout_ms,
+            "created_at": self.created_at,
+            "status": self.status,
+        }
+
+
+class Event(BaseModel):
+    seq: int
+    type: str
+    ts: int = Field(default_factory=now_ms)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "ts": self.ts, **self.data}

@@ -1,0 +1,36 @@
+"""The lane table of A3S Code: which lane a tool runs on, lane priority and default concurrency."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Lane = Literal["control", "query", "execute", "generate"]
+Mode = Literal["internal", "external", "hybrid"]
+
+# Strict priority order: control first, generate last.
+LANES: tuple[str, ...] = ("control", "query", "execute", "generate")
+DEFAULT_CONCURRENCY = {"control": 2, "query": 4, "execute": 2, "generate": 1}
+
+_QUERY_TOOLS = {"read", "ls", "list_files", "search", "grep", "glob", "web_fetch", "web_search"}
+_CONTROL_TOOLS = {"confirm"}
+
+
+def lane_for(tool: str) -> str:
+    """Query tools (and code_*) are read-only; everything else, unknown tools included, executes."""
+    if tool in _CONTROL_TOOLS:
+        return "control"
+    if tool in _QUERY_TOOLS or tool.startswith("code_"):
+        return "query"
+    return "execute"
+
+
+def priority(lane: str) -> int:
+    return LANES.index(lane)
+
+
+class LaneHandler(BaseModel):
+    mode: Mode = "internal"
+    timeout_ms: int = Field(60000, ge=1, le=86_400_000)
+    # Opt-in to run the tool in-process when the external worker does not answer in time.
+    on_timeout: Literal["error", "internal"] = "error"

@@ -1,0 +1,79 @@
+"""What a function needs at run time: settings from its environment, and lazily built clients.
+
+Nothing here runs at import time. Tests and the embedded stack inject a Runtime of their own.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .lanes import LANES
+from .queues import Queues, SqsQueues
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Settings:
+    table: str
+    runs_queue_url: str
+    lane_queue_urls: dict[str, str]
+    bucket: str = ""
+    default_model: str = "scripted"
+    lease_seconds: int = 120
+    workspace_root: str = ""   # where non-existent workspace paths are made (embedded stack)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        return cls(
+            table=env["A3S_TABLE"],
+            runs_queue_url=env["A3S_RUNS_QUEUE_URL"],
+            lane_queue_urls={lane: env[f"A3S_LANE_QUEUE_{lane.upper()}"] for lane in LANES},
+            bucket=env.get("A3S_BUCKET", ""),
+            default_model=env.get("A3S_DEFAULT_MODEL") or "scripted",
+            lease_seconds=int(env.get("A3S_RUN_LEASE_SECONDS") or 120),
+            workspace_root=env.get("A3S_WORKSPACE_ROOT", ""),
+        )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    queues: Queues
+    clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, session: Any = None) -> "Runtime":
+        import boto3
+        from botocore.config import Config
+
+        from .store_dynamo import DynamoStore
+
+        settings = Settings.from_env(os.environ if env is None else env)
+        session = session or boto3.session.Session()
+        # Adaptive retries absorb throttling instead of surfacing it as failed work.
+        config = Config(retries={"mode": "adaptive", "max_attempts": 8})
+        return cls(
+            settings=settings,
+            store=DynamoStore(session.client("dynamodb", config=config), settings.table),
+            queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
+                             settings.lane_queue_urls),
+        )
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, built from the environment on first use (a Lambda cold start)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime.from_env()
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime

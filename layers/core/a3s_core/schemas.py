@@ -1,0 +1,50 @@
+"""Request bodies of the HTTP API: validated by Powertools against these models."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .lanes import LaneHandler
+
+MAX_PROMPT_CHARS = 100_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueueConfigBody(_Strict):
+    enable_all_features: bool = False
+    lane_handlers: dict[Literal["control", "query", "execute", "generate"], LaneHandler] = Field(default_factory=dict)
+    concurrency: dict[Literal["control", "query", "execute", "generate"], int] = Field(default_factory=dict)
+
+
+class CreateSessionBody(_Strict):
+    workspace: str = Field(".", min_length=1, max_length=1024)
+    model: str | None = Field(None, max_length=256)
+    permissive: bool = False
+    builtin_skills: bool = False
+    max_parallel_tasks: int = Field(8, ge=1, le=256)
+    queue_config: QueueConfigBody | None = None
+
+
+class LaneHandlerBody(_Strict, LaneHandler):
+    pass
+
+
+class CompleteTaskBody(_Strict):
+    success: bool
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, max_length=100_000)
+
+
+class StartRunBody(_Strict):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    max_turns: int = Field(50, ge=1, le=1000)
+
+
+class ClaimBody(_Strict):
+    max: int = Field(1, ge=1, le=50)
+    lease_ms: int = Field(300_000, ge=1_000, le=43_200_000)
+    worker: str = Field("worker", min_length=1, max_length=128)

@@ -1,0 +1,152 @@
+"""What the HTTP API does: sessions, lane handlers, external tasks and runs, for one tenant."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .driver import advance_message, wake
+from .errors import BadRequest
+from .items import Event, Run, Session, Task, new_id
+from .lanes import LANES, LaneHandler
+from .runtime import Runtime
+from .schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody
+
+MAX_EVENT_WAIT_MS = 20_000
+
+
+def _lane(lane: str) -> str:
+    if lane not in LANES:
+        raise BadRequest(f"unknown lane {lane!r}: expected one of {', '.join(LANES)}")
+    return lane
+
+
+def session_view(s: Session) -> dict[str, Any]:
+    return {"session_id": s.session_id, "workspace": s.workspace, "model": s.model, "permissive": s.permissive,
+            "max_parallel_tasks": s.max_parallel_tasks, "closed": s.closed, "has_queue": s.has_queue(),
+            "lanes": {k: v.model_dump() for k, v in s.lanes.items()}, "created_at": s.created_at}
+
+
+def run_view(r: Run) -> dict[str, Any]:
+    return {"run_id": r.run_id, "session_id": r.session_id, "status": r.status, "text": r.text,
+            "error": r.error, "turns": r.turn, "tool_calls_count": r.tool_calls_count,
+            "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens, "created_at": r.created_at,
+            "updated_at": r.updated_at}
+
+
+class Service:
+    def __init__(self, rt: Runtime, tenant: str) -> None:
+        self.rt, self.tenant = rt, tenant
+
+    # -- sessions --------------------------------------------------------------------------
+    def create_session(self, body: CreateSessionBody) -> dict[str, Any]:
+        qc = body.queue_config
+        session = Session(tenant=self.tenant, session_id=new_id("sess"), workspace=body.workspace,
+                          model=body.model or self.rt.settings.default_model, permissive=body.permissive,
+                          builtin_skills=body.builtin_skills, max_parallel_tasks=body.max_parallel_tasks,
+                          enable_all_features=bool(qc and qc.enable_all_features))
+        if qc:
+            session.lanes.update(qc.lane_handlers)
+            session.concurrency.update(qc.concurrency)
+        self.rt.store.create_session(session)
+        return session_view(session)
+
+    def session(self, session_id: str, open_only: bool = False) -> Session:
+        s = self.rt.store.get_session(self.tenant, session_id)
+        if open_only and s.closed:
+            raise BadRequest(f"session {session_id!r} is closed")
+        return s
+
+    def close_session(self, session_id: str) -> dict[str, Any]:
+        s = self.session(session_id)
+        s.closed = True
+        self.rt.store.save_session(s)
+        return session_view(s)
+
+    def set_lane(self, session_id: str, lane: str, handler: LaneHandler) -> dict[str, Any]:
+        s = self.session(session_id, open_only=True)
+        s.lanes[_lane(lane)] = LaneHandler.model_validate(handler.model_dump())
+        self.rt.store.save_session(s)
+        return session_view(s)
+
+    def queue(self, session_id: str) -> dict[str, Any]:
+        s = self.session(session_id)
+        now = self.rt.clock()
+        pending = self.rt.store.list_pending_tasks(self.tenant, session_id)
+        lanes: dict[str, Any] = {}
+        for lane in LANES:
+            mine = [t for t in pending if t.lane == lane]
+            active = sum(1 for t in mine if t.lease_owner and t.lease_until > now)
+            lanes[lane] = {"pending": len(mine) - active, "active": active,
+                           "max_concurrency": s.concurrency.get(lane, 1), "handler_mode": s.lanes[lane].mode}
+        return {"has_queue": s.has_queue(),
+                "stats": {"total_pending": sum(v["pending"] for v in lanes.values()),
+                          "total_active": sum(v["active"] for v in lanes.values()),
+                          "external_pending": len(pending), "lanes": lanes}}
+
+    # -- external tasks --------------------------------------------------------------------
+    def pending_tasks(self, session_id: str) -> list[dict[str, Any]]:
+        self.session(session_id)
+        return [t.public() for t in self.rt.store.list_pending_tasks(self.tenant, session_id)]
+
+    def complete_task(self, session_id: str, task_id: str, body: CompleteTaskBody) -> bool:
+        self.session(session_id)
+        store = self.rt.store
+        status = "completed" if body.success else "failed"
+        if not store.finish_task(self.tenant, session_id, task_id, status, self.rt.clock(),
+                                 result=body.result, error=body.error):
+            return False  # unknown, already completed, timed out or cancelled: first call won
+        task = store.get_task(self.tenant, session_id, task_id)
+        if task is not None:
+            wake(self.rt, self.tenant, task.run_id)
+        return True
+
+    def claim(self, body: ClaimBody, session_id: str | None = None, lane: str | None = None) -> list[dict]:
+        """Lease up to `max` pending tasks to one worker (of a session, or of a lane tenant-wide)."""
+        now, store = self.rt.clock(), self.rt.store
+        if session_id:
+            self.session(session_id)
+            candidates = store.list_pending_tasks(self.tenant, session_id)
+            if lane:
+                candidates = [t for t in candidates if t.lane == _lane(lane)]
+        else:
+            candidates = store.pending_tasks_for_lane(self.tenant, _lane(lane or ""), body.max * 4)
+        claimed: list[Task] = []
+        for task in candidates:
+            if len(claimed) >= body.max:
+                break
+            if task.deadline > now and store.claim_task(self.tenant, task.session_id, task.task_id,
+                                                         body.worker, now, body.lease_ms):
+                claimed.append(task)
+        return [t.public() for t in claimed]
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, session_id: str, body: StartRunBody) -> dict[str, Any]:
+        s = self.session(session_id, open_only=True)
+        run = Run(tenant=self.tenant, run_id=new_id("run"), session_id=session_id, prompt=body.prompt,
+                  model=s.model, workspace=s.workspace, max_turns=body.max_turns,
+                  messages=[*s.history, {"role": "user", "content": body.prompt}], event_seq=1)
+        self.rt.store.create_run(run, [Event(seq=1, type="run_start", data={"session_id": session_id})])
+        # If this send is lost, the sweeper finds the run still queued and enqueues it again.
+        self.rt.queues.send_run(advance_message(self.tenant, run.run_id))
+        return run_view(run)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return run_view(self.rt.store.get_run(self.tenant, run_id))
+
+    def events(self, run_id: str, after: int, wait_ms: int) -> dict[str, Any]:
+        """Events after `after`, long-polling up to wait_ms for the first one to appear."""
+        store = self.rt.store
+        deadline = time.monotonic() + min(max(wait_ms, 0), MAX_EVENT_WAIT_MS) / 1000
+        store.get_run(self.tenant, run_id)  # NotFound for an unknown id
+        delay = 0.02
+        while True:
+            events = store.list_events(self.tenant, run_id, after)
+            if events or time.monotonic() >= deadline:
+                break
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+        run = store.get_run(self.tenant, run_id)
+        return {"events": [e.public() for e in events], "status": run.status, "done": run.done,
+                "next": events[-1].seq if events else after}
+

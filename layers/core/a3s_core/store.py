@@ -1,0 +1,183 @@
+"""The store interface, and an in-memory fake with the same conditional semantics.
+
+Every method is scoped by tenant; every state change is conditional, so concurrent or repeated
+callers (SQS delivers at least once) cannot both win.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from .errors import Conflict, NotFound
+from .items import Event, Run, Session, Task, now_ms
+
+FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
+
+
+class Store(Protocol):
+    def tenant_for_key(self, key_hash: str) -> str | None: ...
+    def put_api_key(self, key_hash: str, tenant: str) -> None: ...
+
+    def create_session(self, session: Session) -> None: ...
+    def get_session(self, tenant: str, session_id: str) -> Session: ...
+    def save_session(self, session: Session) -> None: ...
+
+    def create_run(self, run: Run, events: list[Event]) -> None: ...
+    def get_run(self, tenant: str, run_id: str) -> Run: ...
+    def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
+        """queued/running with no live lease -> running, leased to owner. None if not possible."""
+    def save_run(self, run: Run, events: list[Event]) -> None:
+        """Checkpoint run (and append events) atomically if run.version is still current; bumps it."""
+    def wake_run(self, tenant: str, run_id: str) -> bool:
+        """waiting -> queued. True for the one caller that made the change."""
+    def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]: ...
+    def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
+        """(tenant, run_id) of queued/running runs not touched since `before`: a message was lost."""
+
+    def create_task(self, task: Task) -> bool:
+        """False if a task with this id exists already (a replayed turn)."""
+    def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None: ...
+    def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]: ...
+    def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]: ...
+    def overdue_tasks(self, now: int, limit: int) -> list[Task]: ...
+    def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
+                    result: dict | None = None, error: str | None = None) -> bool:
+        """pending -> status, if still allowed at `now`: a completion must beat the deadline,
+        a timeout must not come before it. True for the one caller that made the change."""
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
+        """Lease a pending task to one worker, so two workers do not both do it."""
+
+
+def task_transition_allowed(task: Task, status: str, now: int) -> bool:
+    if task.status != "pending":
+        return False
+    if status == "timed_out":
+        return task.deadline <= now
+    if status == "cancelled":
+        return True
+    return now < task.deadline
+
+
+class MemoryStore:
+    """In-memory Store for unit tests: one lock makes each method atomic, as a conditional write is."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, str] = {}
+        self._sessions: dict[tuple[str, str], Session] = {}
+        self._runs: dict[tuple[str, str], Run] = {}
+        self._events: dict[tuple[str, str], list[Event]] = {}
+        self._tasks: dict[tuple[str, str, str], Task] = {}
+
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        return self._keys.get(key_hash)
+
+    def put_api_key(self, key_hash: str, tenant: str) -> None:
+        self._keys[key_hash] = tenant
+
+    def create_session(self, session: Session) -> None:
+        with self._lock:
+            key = (session.tenant, session.session_id)
+            if key in self._sessions:
+                raise Conflict(f"session {session.session_id} exists")
+            self._sessions[key] = session.model_copy(deep=True)
+
+    def get_session(self, tenant: str, session_id: str) -> Session:
+        s = self._sessions.get((tenant, session_id))
+        if s is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return s.model_copy(deep=True)
+
+    def save_session(self, session: Session) -> None:
+        with self._lock:
+            self._sessions[(session.tenant, session.session_id)] = session.model_copy(deep=True)
+
+    def create_run(self, run: Run, events: list[Event]) -> None:
+        with self._lock:
+            key = (run.tenant, run.run_id)
+            if key in self._runs:
+                raise Conflict(f"run {run.run_id} exists")
+            self._runs[key] = run.model_copy(deep=True)
+            self._events[key] = list(events)
+
+    def get_run(self, tenant: str, run_id: str) -> Run:
+        r = self._runs.get((tenant, run_id))
+        if r is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return r.model_copy(deep=True)
+
+    def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
+        with self._lock:
+            r = self._runs.get((tenant, run_id))
+            if r is None or r.status not in ("queued", "running") or (r.lease_owner and r.lease_until > now):
+                return None
+            r.status, r.lease_owner, r.lease_until = "running", owner, now + lease_ms
+            r.version += 1
+            return r.model_copy(deep=True)
+
+    def save_run(self, run: Run, events: list[Event]) -> None:
+        with self._lock:
+            key = (run.tenant, run.run_id)
+            cur = self._runs.get(key)
+            if cur is None or cur.version != run.version:
+                raise Conflict(f"run {run.run_id} changed underneath (version {run.version})")
+            run.version += 1
+            self._runs[key] = run.model_copy(deep=True)
+            self._events.setdefault(key, []).extend(events)
+
+    def wake_run(self, tenant: str, run_id: str) -> bool:
+        with self._lock:
+            r = self._runs.get((tenant, run_id))
+            if r is None or r.status != "waiting":
+                return False
+            r.status, r.updated_at = "queued", now_ms()
+            r.version += 1
+            return True
+
+    def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
+        return [(r.tenant, r.run_id) for r in self._runs.values()
+                if r.status in ("queued", "running") and r.updated_at < before][:limit]
+
+    def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
+        return [e for e in self._events.get((tenant, run_id), []) if e.seq > after][:limit]
+
+    def create_task(self, task: Task) -> bool:
+        with self._lock:
+            key = (task.tenant, task.session_id, task.task_id)
+            if key in self._tasks:
+                return False
+            self._tasks[key] = task.model_copy(deep=True)
+            return True
+
+    def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None:
+        t = self._tasks.get((tenant, session_id, task_id))
+        return t.model_copy(deep=True) if t else None
+
+    def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
+        return sorted((t.model_copy(deep=True) for (tn, sid, _), t in self._tasks.items()
+                       if tn == tenant and sid == session_id and t.status == "pending"),
+                      key=lambda t: t.created_at)
+
+    def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
+        found = [t for t in self._tasks.values() if t.tenant == tenant and t.lane == lane and t.status == "pending"]
+        return [t.model_copy(deep=True) for t in sorted(found, key=lambda t: t.created_at)[:limit]]
+
+    def overdue_tasks(self, now: int, limit: int) -> list[Task]:
+        return [t.model_copy(deep=True) for t in self._tasks.values()
+                if t.status == "pending" and t.deadline <= now][:limit]
+
+    def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
+        with self._lock:
+            t = self._tasks.get((tenant, session_id, task_id))
+            if t is None or not task_transition_allowed(t, status, now):
+                return False
+            t.status, t.result, t.error, t.completed_at = status, result, error, now
+            return True
+
+    def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
+        with self._lock:
+            t = self._tasks.get((tenant, session_id, task_id))
+            if t is None or t.status != "pending" or (t.lease_owner and t.lease_until > now):
+                return False
+            t.lease_owner, t.lease_until = owner, now + lease_ms
+            return True

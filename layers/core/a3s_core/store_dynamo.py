@@ -1,0 +1,268 @@
+"""The DynamoDB adapter of the Store: one table, every key prefixed by the tenant.
+
+Items keep their authoritative state fields (status, version, leases, deadlines) as top-level
+attributes so conditions can test them, and the rest of the model as one JSON `doc`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .errors import Conflict, NotFound
+from .items import Event, Run, Session, Task, now_ms
+from .lanes import LANES
+
+_ser, _de = TypeSerializer(), TypeDeserializer()
+_TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at")
+_RUN_STATE = ("status", "version", "lease_owner", "lease_until")
+
+
+def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _session_key(tenant: str, session_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#S#{session_id}", "sk": "SESSION"}
+
+
+def _run_key(tenant: str, run_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
+
+
+def _task_key(tenant: str, session_id: str, task_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"TASK#{task_id}"}
+
+
+def _failed_condition(err: ClientError) -> bool:
+    code = err.response["Error"]["Code"]
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = err.response.get("CancellationReasons") or []
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return False
+
+
+class DynamoStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self._db, self._table = client, table
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        out = self._db.get_item(TableName=self._table, Key=_to_ddb(key), ConsistentRead=True)
+        return _from_ddb(out["Item"]) if "Item" in out else None
+
+    def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
+        """An UpdateItem/PutItem whose lost condition is an answer (None), not an error."""
+        op = self._db.update_item if "UpdateExpression" in kwargs else self._db.put_item
+        try:
+            return op(TableName=self._table, **kwargs)
+        except ClientError as err:
+            if _failed_condition(err):
+                return None
+            raise
+
+    def _query(self, index: str | None = None, limit: int | None = None, **kwargs: Any) -> Iterator[dict]:
+        args: dict[str, Any] = {"TableName": self._table, **kwargs}
+        if index:
+            args["IndexName"] = index
+        seen = 0
+        while True:
+            page = self._db.query(**args)
+            for item in page.get("Items", []):
+                yield _from_ddb(item)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            if "LastEvaluatedKey" not in page:
+                return
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- api keys -------------------------------------------------------------------------
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        item = self._get({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY"})
+        return item["tenant_id"] if item else None
+
+    def put_api_key(self, key_hash: str, tenant: str) -> None:
+        self._db.put_item(TableName=self._table,
+                          Item=_to_ddb({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY", "tenant_id": tenant}))
+
+    # -- sessions -------------------------------------------------------------------------
+    def create_session(self, session: Session) -> None:
+        item = {**_session_key(session.tenant, session.session_id), "doc": session.model_dump_json()}
+        if self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is None:
+            raise Conflict(f"session {session.session_id} exists")
+
+    def get_session(self, tenant: str, session_id: str) -> Session:
+        item = self._get(_session_key(tenant, session_id))
+        if item is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return Session.model_validate_json(item["doc"])
+
+    def save_session(self, session: Session) -> None:
+        item = {**_session_key(session.tenant, session.session_id), "doc": session.model_dump_json()}
+        self._db.put_item(TableName=self._table, Item=_to_ddb(item))
+
+    # -- runs -----------------------------------------------------------------------------
+    @staticmethod
+    def _run_item(run: Run) -> dict[str, Any]:
+        item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
+                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE},
+                "lease_owner": run.lease_owner or "", "doc": run.model_dump_json(exclude=set(_RUN_STATE))}
+        if run.status in ("queued", "running"):  # sparse index of runs that a message should be driving
+            item.update(gsi1pk="RUNS#LIVE", gsi1sk=f"{run.updated_at:015d}#{run.tenant}#{run.run_id}")
+        return item
+
+    @staticmethod
+    def _run_from(item: dict[str, Any]) -> Run:
+        doc = json.loads(item["doc"])
+        doc.update({k: item[k] for k in _RUN_STATE if k in item})
+        doc["lease_owner"] = doc.get("lease_owner") or None
+        return Run.model_validate(doc)
+
+    def _event_put(self, tenant: str, run_id: str, event: Event) -> dict[str, Any]:
+        return {"Put": {"TableName": self._table, "Item": _to_ddb(
+            {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{event.seq:010d}", "doc": event.model_dump_json()})}}
+
+    def create_run(self, run: Run, events: list[Event]) -> None:
+        put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
+               "ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            self._db.transact_write_items(TransactItems=[{"Put": put}] + [
+                self._event_put(run.tenant, run.run_id, e) for e in events])
+        except ClientError as err:
+            if _failed_condition(err):
+                raise Conflict(f"run {run.run_id} exists") from err
+            raise
+
+    def get_run(self, tenant: str, run_id: str) -> Run:
+        item = self._get(_run_key(tenant, run_id))
+        if item is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return self._run_from(item)
+
+    def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
+        out = self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)),
+            UpdateExpression="SET #s = :running, lease_owner = :o, lease_until = :u, version = version + :one",
+            ConditionExpression="#s IN (:queued, :running) AND (lease_owner = :none OR lease_until <= :now)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":running": "running", ":queued": "queued", ":o": owner,
+                                               ":u": now + lease_ms, ":one": 1, ":none": "", ":now": now}),
+            ReturnValues="ALL_NEW")
+        return self._run_from(_from_ddb(out["Attributes"])) if out else None
+
+    def save_run(self, run: Run, events: list[Event]) -> None:
+        expected = run.version
+        run.version += 1
+        put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
+               "ConditionExpression": "version = :v", "ExpressionAttributeValues": _to_ddb({":v": expected})}
+        # A transaction holds at most 100 items: extra events go first, keyed by seq so a replay
+        # overwrites them rather than duplicating them.
+        head, tail = events[:99], events[99:]
+        for event in tail:
+            self._db.put_item(**self._event_put(run.tenant, run.run_id, event)["Put"])
+        try:
+            self._db.transact_write_items(TransactItems=[{"Put": put}] + [
+                self._event_put(run.tenant, run.run_id, e) for e in head])
+        except ClientError as err:
+            run.version = expected
+            if _failed_condition(err):
+                raise Conflict(f"run {run.run_id} changed underneath (version {expected})") from err
+            raise
+
+    def wake_run(self, tenant: str, run_id: str) -> bool:
+        return self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)),
+            UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :live, gsi1sk = :since",
+            ConditionExpression="#s = :waiting", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":queued": "queued", ":waiting": "waiting", ":one": 1,
+                                               ":live": "RUNS#LIVE", ":since": f"{now_ms():015d}#{tenant}#{run_id}"}),
+        ) is not None
+
+    def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
+        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
+                            ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE", ":b": f"{before:015d}"}))
+        return [(i["tenant"], i["run_id"]) for i in items]
+
+    def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
+        items = self._query(limit=limit, KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#R#{run_id}",
+                                                               ":lo": f"EV#{after + 1:010d}", ":hi": "EV#9999999999"}),
+                            ConsistentRead=True)
+        return [Event.model_validate_json(i["doc"]) for i in items]
+
+    # -- external tasks -------------------------------------------------------------------
+    @staticmethod
+    def _task_from(item: dict[str, Any]) -> Task:
+        doc = json.loads(item["doc"])
+        doc.update({k: item[k] for k in _TASK_STATE if k in item})
+        doc["lease_owner"] = doc.get("lease_owner") or None
+        doc["error"] = doc.get("error") or None
+        doc["result"] = json.loads(item["result"]) if "result" in item else None
+        return Task.model_validate(doc)
+
+    def create_task(self, task: Task) -> bool:
+        item = {**_task_key(task.tenant, task.session_id, task.task_id),
+                **{k: getattr(task, k) for k in _TASK_STATE}, "lease_owner": task.lease_owner or "",
+                "gsi1pk": f"PENDING#{task.lane}",
+                "gsi1sk": f"{task.tenant}#{task.created_at:015d}#{task.session_id}#{task.task_id}",
+                "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
+        return self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None:
+        item = self._get(_task_key(tenant, session_id, task_id))
+        return self._task_from(item) if item else None
+
+    def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :t)",
+                            FilterExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}",
+                                                               ":t": "TASK#", ":pending": "pending"}),
+                            ConsistentRead=True)
+        return sorted((self._task_from(i) for i in items), key=lambda t: t.created_at)
+
+    def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
+        items = self._query(index="gsi1", limit=limit,
+                            KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
+                            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))
+        return [self._task_from(i) for i in items]
+
+    def overdue_tasks(self, now: int, limit: int) -> list[Task]:
+        found: list[Task] = []
+        for lane in LANES:
+            items = self._query(index="gsi1", limit=limit - len(found), KeyConditionExpression="gsi1pk = :p",
+                                FilterExpression="deadline <= :now",
+                                ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":now": now}))
+            found.extend(self._task_from(i) for i in items)
+            if len(found) >= limit:
+                break
+        return found
+
+    def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
+        cond = {"timed_out": " AND deadline <= :now", "cancelled": ""}.get(status, " AND deadline > :now")
+        values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result), ":e": error or ""}
+        return self._conditional(
+            Key=_to_ddb(_task_key(tenant, session_id, task_id)),
+            UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now REMOVE gsi1pk, gsi1sk",
+            ConditionExpression="#s = :pending" + cond,
+            ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
+            ExpressionAttributeValues=_to_ddb(values),
+        ) is not None
+
+    def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
+        return self._conditional(
+            Key=_to_ddb(_task_key(tenant, session_id, task_id)),
+            UpdateExpression="SET lease_owner = :o, lease_until = :u",
+            ConditionExpression="#s = :pending AND (lease_owner = :none OR lease_until <= :now)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":o": owner, ":u": now + lease_ms, ":pending": "pending",
+                                               ":none": "", ":now": now}),
+        ) is not None

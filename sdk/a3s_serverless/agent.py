@@ -1,0 +1,64 @@
+"""Agent: where sessions come from. Agent.local() embeds the whole stack in this process."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from .config import AgentConfig, load_config
+from .session import Session, SessionOptions, SessionQueueConfig
+from .transport import HttpTransport, Transport
+
+
+class Agent:
+    def __init__(self, transport: Transport, default_model: str | None = None, local: bool = False) -> None:
+        self._t, self.default_model, self._local = transport, default_model, local
+
+    @classmethod
+    def local(cls, default_model: str | None = None) -> "Agent":
+        """The embedded stack: moto's in-memory AWS and the kit's own handlers, in this process."""
+        from .local.embedded import shared_stack  # optional extra: moto, the core, the template
+
+        return cls(shared_stack().transport(), default_model, local=True)
+
+    @classmethod
+    def connect(cls, endpoint: str, api_key: str | None = None, default_model: str | None = None) -> "Agent":
+        return cls(HttpTransport(endpoint, api_key or os.environ.get("A3S_API_KEY")), default_model)
+
+    @classmethod
+    def create(cls, config: str) -> "Agent":
+        """From HCL text or a file path: `endpoint` ("local" or a URL), `api_key`, `default_model`."""
+        if not isinstance(config, str) or not config.strip():
+            raise ValueError("Agent.create needs HCL text or the path of a config file")
+        cfg: AgentConfig = load_config(config)
+        if cfg.endpoint == "local":
+            return cls.local(cfg.default_model)
+        return cls.connect(cfg.endpoint, cfg.api_key, cfg.default_model)
+
+    def session(self, workspace: str = ".", options: SessionOptions | None = None, **kwargs: Any) -> Session:
+        if options is not None and not isinstance(options, SessionOptions):
+            raise ValueError(f"options must be a SessionOptions, got {type(options).__name__}")
+        opts = options or SessionOptions()
+        for key, value in kwargs.items():
+            if not hasattr(opts, key):
+                raise ValueError(f"unknown session option {key!r}")
+            setattr(opts, key, value)
+        workspace = opts.workspace or workspace
+        if not isinstance(workspace, str) or not workspace:
+            raise ValueError(f"workspace must be a non-empty string, got {workspace!r}")
+        if opts.queue_config is not None and not isinstance(opts.queue_config, SessionQueueConfig):
+            raise ValueError("queue_config must be a SessionQueueConfig")
+        if isinstance(opts.max_parallel_tasks, bool) or not isinstance(opts.max_parallel_tasks, int) \
+                or opts.max_parallel_tasks < 1:
+            raise ValueError(f"max_parallel_tasks must be a positive integer, got {opts.max_parallel_tasks!r}")
+        if opts.session_store is not None:
+            warnings.warn("session_store is accepted for compatibility; the service keeps journals in DynamoDB",
+                          stacklevel=2)
+        if self._local:  # the embedded stack shares this machine's filesystem
+            workspace = os.path.abspath(workspace) if not workspace.startswith("/") else workspace
+        body: dict[str, Any] = {"workspace": workspace, "model": opts.model or self.default_model,
+                                "permissive": bool(opts.permissive), "builtin_skills": bool(opts.builtin_skills),
+                                "max_parallel_tasks": opts.max_parallel_tasks}
+        if opts.queue_config is not None:
+            body["queue_config"] = opts.queue_config.to_body()
+        return Session(self._t, self._t.request("POST", "/sessions", body))

@@ -1,0 +1,196 @@
+"""Session: the A3S Code session surface, each call one request to the service."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from .errors import RunFailed
+from .transport import Transport
+
+LANES = ("control", "query", "execute", "generate")
+MODES = ("internal", "external", "hybrid")
+EVENT_WAIT_MS = 15_000
+
+
+@dataclass
+class SessionQueueConfig:
+    enable_all_features: bool = False
+    lane_handlers: dict[str, dict] = field(default_factory=dict)
+    concurrency: dict[str, int] = field(default_factory=dict)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"enable_all_features": bool(self.enable_all_features),
+                "lane_handlers": dict(self.lane_handlers), "concurrency": dict(self.concurrency)}
+
+
+@dataclass
+class SessionOptions:
+    model: str | None = None
+    permissive: bool = False
+    queue_config: SessionQueueConfig | None = None
+    builtin_skills: bool = False
+    max_parallel_tasks: int = 8
+    session_store: Any = None
+    workspace: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    text: str
+    tool_calls_count: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    run_id: str
+    status: str = "succeeded"
+    error: str | None = None
+
+    @classmethod
+    def from_run(cls, run: dict[str, Any]) -> "AgentResult":
+        return cls(text=run["text"], tool_calls_count=run["tool_calls_count"],
+                   prompt_tokens=run["prompt_tokens"], completion_tokens=run["completion_tokens"],
+                   total_tokens=run["total_tokens"], run_id=run["run_id"], status=run["status"],
+                   error=run.get("error"))
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+class RunHandle:
+    """A run started with send_async: poll it, follow its events, or wait for its result."""
+
+    def __init__(self, transport: Transport, run_id: str) -> None:
+        self._t, self.run_id = transport, run_id
+
+    def status(self) -> str:
+        return self._t.request("GET", f"/runs/{self.run_id}")["status"]
+
+    def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Every event of the run, in order, until it ends (long-polls the service)."""
+        while True:
+            page = self._t.request("GET", f"/runs/{self.run_id}/events",
+                                   query={"after": after, "wait_ms": EVENT_WAIT_MS})
+            for event in page["events"]:
+                yield event
+            after = page["next"]
+            if page["done"] and not page["events"]:
+                return
+
+    def wait(self, timeout: float | None = None) -> AgentResult:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        after = 0
+        while True:
+            wait_ms = EVENT_WAIT_MS if deadline is None else max(0, min(EVENT_WAIT_MS, int((deadline - time.monotonic()) * 1000)))
+            page = self._t.request("GET", f"/runs/{self.run_id}/events", query={"after": after, "wait_ms": wait_ms})
+            after = page["next"]
+            if page["done"]:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.run_id} still {page['status']} after {timeout} s")
+        result = AgentResult.from_run(self._t.request("GET", f"/runs/{self.run_id}"))
+        if result.status != "succeeded":
+            raise RunFailed(result, f"run {self.run_id} {result.status}: {result.error}")
+        return result
+
+
+class Session:
+    def __init__(self, transport: Transport, view: dict[str, Any]) -> None:
+        self._t = transport
+        self.session_id: str = view["session_id"]
+        self.workspace: str = view["workspace"]
+        self._modes = {lane: h["mode"] for lane, h in view["lanes"].items()}
+        self._handler_thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- lane queue ------------------------------------------------------------------------
+    def set_lane_handler(self, lane: str, mode: str = "internal", timeout_ms: int = 60000) -> None:
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}: expected one of {', '.join(LANES)}")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+            raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
+        view = self._t.request("PUT", f"/sessions/{self.session_id}/lanes/{lane}",
+                               {"mode": mode, "timeout_ms": timeout_ms})
+        self._modes = {name: h["mode"] for name, h in view["lanes"].items()}
+
+    def has_queue(self) -> bool:
+        """False until a lane is external or hybrid (answered locally, like A3S Code's)."""
+        return any(mode != "internal" for mode in self._modes.values())
+
+    def pending_external_tasks(self) -> list[dict[str, Any]]:
+        return self._t.request("GET", f"/sessions/{self.session_id}/external-tasks")["tasks"]
+
+    def complete_external_task(self, task_id: str, success: bool = True, result: dict | None = None,
+                               error: str | None = None) -> bool:
+        _text(task_id, "task_id")
+        if not isinstance(success, bool):
+            raise ValueError(f"success must be a bool, got {success!r}")
+        if result is not None and not isinstance(result, dict):
+            raise ValueError(f"result must be a dict or None, got {type(result).__name__}")
+        if error is not None and not isinstance(error, str):
+            raise ValueError(f"error must be a string or None, got {type(error).__name__}")
+        body = {"success": success, "result": result, "error": error}
+        return self._t.request("POST", f"/sessions/{self.session_id}/external-tasks/{task_id}/complete",
+                               body)["completed"]
+
+    def claim_external_tasks(self, max_tasks: int = 1, lease_ms: int = 300_000, worker: str = "sdk") -> list[dict]:
+        """Lease pending tasks so that concurrent drainers do not do the same one twice."""
+        return self._t.request("POST", f"/sessions/{self.session_id}/external-tasks/claim",
+                               {"max": max_tasks, "lease_ms": lease_ms, "worker": worker})["tasks"]
+
+    def set_external_task_handler(self, fn: Callable[[dict], dict]) -> None:
+        """Run fn(task) -> {"success", "result"?, "error"?} for each task, on a background thread."""
+        if not callable(fn):
+            raise ValueError("the external task handler must be callable")
+        self._stop_handler()
+        self._stop = threading.Event()
+        self._handler_thread = threading.Thread(target=self._drain, args=(fn, self._stop), daemon=True,
+                                                name=f"a3s-external-{self.session_id}")
+        self._handler_thread.start()
+
+    def _drain(self, fn: Callable[[dict], dict], stop: threading.Event) -> None:
+        from .worker import complete_with, idle_backoff
+
+        backoff = idle_backoff()
+        while not stop.is_set():
+            try:
+                tasks = self.claim_external_tasks(max_tasks=4, worker=f"handler-{self.session_id}")
+            except Exception:  # service briefly unreachable: try again, never kill the thread
+                tasks = []
+            for task in tasks:
+                complete_with(fn, task, lambda tid, **kw: self.complete_external_task(tid, **kw))
+            stop.wait(0 if tasks else next(backoff))
+            if tasks:
+                backoff = idle_backoff()
+
+    def _stop_handler(self) -> None:
+        if self._handler_thread is not None:
+            self._stop.set()
+            self._handler_thread.join(timeout=10)
+            self._handler_thread = None
+
+    def queue_stats(self) -> dict[str, Any]:
+        return self._t.request("GET", f"/sessions/{self.session_id}/queue")["stats"]
+
+    # -- runs ------------------------------------------------------------------------------
+    def send_async(self, prompt: str, max_turns: int = 50) -> RunHandle:
+        _text(prompt, "prompt")
+        run = self._t.request("POST", f"/sessions/{self.session_id}/runs", {"prompt": prompt, "max_turns": max_turns})
+        return RunHandle(self._t, run["run_id"])
+
+    def send(self, prompt: str) -> AgentResult:
+        return self.send_async(prompt).wait()
+
+    def stream(self, prompt: str) -> Iterator[dict[str, Any]]:
+        return self.send_async(prompt).events()
+
+    def close(self) -> None:
+        self._stop_handler()
+        self._t.request("DELETE", f"/sessions/{self.session_id}")

@@ -1,0 +1,110 @@
+"""An external worker: drains one lane, runs the built-in tools in a directory, completes each task.
+
+    a3s-worker --endpoint http://127.0.0.1:8787 --lane execute --workspace ./repo
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from typing import Any, Callable, Iterator
+
+from .transport import HttpTransport, Transport
+
+log = logging.getLogger("a3s_serverless.worker")
+LANES = ("control", "query", "execute", "generate")
+
+
+def idle_backoff(first: float = 0.05, cap: float = 1.0) -> Iterator[float]:
+    """Waits between empty polls: quick to notice new work, cheap when there is none."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(cap, delay * 2)
+
+
+def complete_with(fn: Callable[[dict], Any], task: dict, complete: Callable[..., bool]) -> bool:
+    """Run fn on the task and report what it returned (or raised) as the task's completion."""
+    try:
+        out = fn(task)
+        if not isinstance(out, dict) or not isinstance(out.get("success"), bool):
+            raise ValueError(f"handler must return a dict with a bool 'success', got {out!r}")
+        return complete(task["task_id"], success=out["success"], result=out.get("result"), error=out.get("error"))
+    except Exception as err:  # the task fails, the worker carries on
+        log.warning("task %s failed in its handler: %s", task.get("task_id"), err)
+        return complete(task["task_id"], success=False, error=f"{type(err).__name__}: {err}")
+
+
+class Worker:
+    def __init__(self, transport: Transport, lane: str, workspace: str, batch: int = 4,
+                 lease_ms: int = 300_000, name: str | None = None,
+                 handler: Callable[[dict], dict] | None = None) -> None:
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}: expected one of {', '.join(LANES)}")
+        if not os.path.isdir(workspace):
+            raise ValueError(f"workspace {workspace!r} is not a directory")
+        self.transport, self.lane, self.workspace = transport, lane, os.path.abspath(workspace)
+        self.batch, self.lease_ms = batch, lease_ms
+        self.name = name or f"worker-{os.getpid()}"
+        self.handler = handler or self.run_builtin
+        self.completed = 0
+
+    def run_builtin(self, task: dict) -> dict:
+        from a3s_core.lane_work import execute_task  # the tools live in the core package
+
+        return execute_task(task, self.workspace)
+
+    def _complete(self, task: dict, **body: Any) -> bool:
+        return self.transport.request(
+            "POST", f"/sessions/{task['session_id']}/external-tasks/{task['task_id']}/complete", body)["completed"]
+
+    def run_once(self) -> int:
+        """Claim up to `batch` tasks of the lane and do them; the number done."""
+        tasks = self.transport.request("POST", f"/lanes/{self.lane}/claim",
+                                       {"max": self.batch, "lease_ms": self.lease_ms, "worker": self.name})["tasks"]
+        for task in tasks:
+            ok = complete_with(self.handler, task, lambda _tid, **kw: self._complete(task, **kw))
+            log.info("task %s (%s) on %s: %s", task["task_id"], task["command_type"], self.lane,
+                     "completed" if ok else "already finished elsewhere")
+            self.completed += 1
+        return len(tasks)
+
+    def run(self, stop: threading.Event, max_tasks: int | None = None) -> None:
+        backoff = idle_backoff()
+        while not stop.is_set() and (max_tasks is None or self.completed < max_tasks):
+            try:
+                done = self.run_once()
+            except Exception as err:  # a blip of the service must not end the worker
+                log.warning("poll failed: %s", err)
+                done = 0
+            if done:
+                backoff = idle_backoff()
+            else:
+                stop.wait(next(backoff))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="a3s-worker", description="Drain one lane of an a3s-serverless deployment.")
+    p.add_argument("--endpoint", required=True, help="the HTTP API URL (a deployed kit, or `make dev`)")
+    p.add_argument("--lane", required=True, choices=LANES)
+    p.add_argument("--workspace", required=True, help="directory the built-in tools run in")
+    p.add_argument("--api-key", default=os.environ.get("A3S_API_KEY"), help="default: $A3S_API_KEY")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--max-tasks", type=int, default=None, help="exit after this many tasks")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    worker = Worker(HttpTransport(args.endpoint, args.api_key), args.lane, args.workspace, batch=args.batch)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        worker.run(stop, args.max_tasks)
+    except KeyboardInterrupt:
+        pass
+    log.info("worker stopped after %d tasks", worker.completed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
