@@ -1,0 +1,1 @@
+"""Embedded local stack: moto plus the kit's handlers, run in-process (development tooling only)."""
