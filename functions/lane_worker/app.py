@@ -26,8 +26,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def handler(event: dict, context: Any) -> dict:
     rt = get_runtime()
 
-    def record(rec: SQSRecord) -> None:
-        task = json.loads(rec.body)
+    def record(record: SQSRecord) -> None:
+        task = json.loads(record.body)
         tenant, sid, tid = task["tenant"], task["session_id"], task["task_id"]
         lease_ms = context.get_remaining_time_in_millis()
         if not rt.store.claim_task(tenant, sid, tid, context.aws_request_id, rt.clock(), lease_ms):

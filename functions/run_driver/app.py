@@ -22,8 +22,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def handler(event: dict, context: Any) -> dict:
     rt = get_runtime()
 
-    def record(rec: SQSRecord) -> None:
-        body = json.loads(rec.body)
+    def record(record: SQSRecord) -> None:
+        body = json.loads(record.body)
         logger.append_keys(tenant=body.get("tenant"), run_id=body.get("run_id"))
         handle_message(rt, body, context.get_remaining_time_in_millis)
 

@@ -62,7 +62,7 @@ def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], in
         if current.status in ("queued", "running"):
             raise Busy(run_id)
         return  # waiting, paused or finished: this message is a duplicate or stale
-    _Turns(rt, run, remaining_ms).run()
+    _Turns(rt, run, remaining_ms).go()
 
 
 def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None:
@@ -151,7 +151,7 @@ class _Turns:
             self.rt.store.save_session(session)
 
     # -- the loop ------------------------------------------------------------------------
-    def run(self) -> None:
+    def go(self) -> None:
         try:
             self._loop()
         except Conflict:

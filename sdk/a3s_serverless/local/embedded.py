@@ -1,0 +1,298 @@
+"""The embedded local stack: moto's in-memory AWS, provisioned from template.yaml, with the kit's
+own handlers run in-process. HTTP requests become API Gateway v2 events; an SQS pump per event
+source delivers batches as Lambda does (batch size, visibility timeout, redelivery,
+ReportBatchItemFailures, DLQ after maxReceiveCount).
+
+Development tooling only: deployed code never imports this module or moto.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+from .template import Route, StackModel, load_stack, provision
+
+log = logging.getLogger("a3s_serverless.local")
+
+LOCAL_API_KEY = "a3s-local-key"
+LOCAL_TENANT = "local"
+# A laptop is no Lambda: no hard kill at the timeout, so the lease and visibility windows only
+# bound how long a crashed driver's work waits before it is delivered again.
+LOCAL_PARAMETERS = {"DriverTimeout": "30", "RunsVisibilityTimeout": "35", "LaneVisibilityTimeout": "30"}
+
+
+def kit_root() -> Path:
+    """The checkout holding template.yaml (the SDK is installed from it in editable mode)."""
+    env = os.environ.get("A3S_KIT_ROOT")
+    root = Path(env) if env else Path(__file__).resolve().parents[3]
+    if not (root / "template.yaml").is_file():
+        raise RuntimeError(f"template.yaml not found under {root}; set A3S_KIT_ROOT to the kit's checkout")
+    return root
+
+
+class LambdaContext:
+    """The parts of the Lambda context object the handlers and Powertools use."""
+
+    def __init__(self, name: str, timeout_s: int, memory: int) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class Function:
+    """One function of the template, its handler imported from its code folder."""
+
+    def __init__(self, logical_id: str, code_dir: Path, handler: str, timeout: int, memory: int) -> None:
+        module_name, _, attr = handler.rpartition(".")
+        path = code_dir / f"{module_name}.py"
+        spec = importlib.util.spec_from_file_location(f"a3s_fn_{logical_id}", path)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        self.logical_id, self.timeout, self.memory = logical_id, timeout, memory
+        self.handler: Callable[[dict, Any], Any] = getattr(module, attr)
+
+    def invoke(self, event: dict) -> Any:
+        return self.handler(event, LambdaContext(self.logical_id, self.timeout, self.memory))
+
+
+class Pump:
+    """Lambda's SQS poller for one event source: receive a batch, invoke, delete what succeeded."""
+
+    def __init__(self, stack: "EmbeddedStack", function: Function, queue_url: str, queue_arn: str,
+                 batch_size: int, report_failures: bool, concurrency: int = 4) -> None:
+        self.stack, self.function, self.url, self.arn = stack, function, queue_url, queue_arn
+        self.batch_size, self.report_failures = batch_size, report_failures
+        self.inflight = 0
+        self.invocations = 0
+        self._lock = threading.Lock()       # one receive at a time, as one poller does
+        self._count = threading.Lock()
+        self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"pump-{function.logical_id}-{i}")
+                         for i in range(concurrency)]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _loop(self) -> None:
+        sqs = self.stack.sqs
+        while not self.stack.stopping.is_set():
+            try:
+                with self._lock:
+                    msgs = sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=self.batch_size,
+                                               WaitTimeSeconds=1, AttributeNames=["All"],
+                                               MessageAttributeNames=["All"]).get("Messages", [])
+                if msgs:
+                    with self._count:
+                        self.inflight += 1
+                    try:
+                        self._invoke(msgs)
+                    finally:
+                        with self._count:
+                            self.inflight -= 1
+            except Exception:  # the stack is being torn down, or moto hiccuped: poll again
+                if not self.stack.stopping.is_set():
+                    log.exception("pump %s", self.function.logical_id)
+
+    def _invoke(self, msgs: list[dict]) -> None:
+        records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                    "attributes": m.get("Attributes", {}), "messageAttributes": m.get("MessageAttributes", {}),
+                    "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs", "eventSourceARN": self.arn,
+                    "awsRegion": "us-east-1"} for m in msgs]
+        self.invocations += 1
+        try:
+            response = self.function.invoke({"Records": records}) or {}
+        except Exception as err:  # a failed invocation: the whole batch comes back after the timeout
+            log.info("%s failed (%s); batch of %d will be redelivered", self.function.logical_id, err, len(msgs))
+            return
+        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])} if self.report_failures else set()
+        done = [{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(records)
+                if r["messageId"] not in failed]
+        if done:
+            self.stack.sqs.delete_message_batch(QueueUrl=self.url, Entries=done)
+
+
+def _route_regex(path: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\{(\w+)\+\}", r"(?P<\1>.+)", path)
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern)
+    return re.compile(f"^{pattern}$")
+
+
+class EmbeddedStack:
+    def __init__(self, parameters: dict[str, str] | None = None, workspace_root: str | None = None,
+                 pump_concurrency: int = 4, root: Path | None = None) -> None:
+        self.root = root or kit_root()
+        self.parameters = {**LOCAL_PARAMETERS, **(parameters or {})}
+        self.workspace_root = workspace_root or os.path.join(tempfile.gettempdir(), "a3s-workspaces")
+        self.pump_concurrency = pump_concurrency
+        self.stopping = threading.Event()
+        self.pumps: list[Pump] = []
+        self.functions: dict[str, Function] = {}
+        self.model: StackModel | None = None
+        self._mock: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> "EmbeddedStack":
+        import boto3
+        from moto import mock_aws
+
+        from a3s_core.runtime import Runtime, set_runtime
+
+        self._mock = mock_aws()
+        self._mock.start()
+        model = self.model = load_stack(self.root / "template.yaml", self.parameters)
+        self.boto = boto3.session.Session(region_name=model.region, aws_access_key_id="testing",
+                                          aws_secret_access_key="testing")
+        self.sqs = self.boto.client("sqs")
+        provision(model, sqs=self.sqs, dynamodb=self.boto.client("dynamodb"), s3=self.boto.client("s3"))
+        env = {**next(iter(model.functions.values())).environment, "A3S_WORKSPACE_ROOT": self.workspace_root}
+        self.env = env
+        self.runtime = Runtime.from_env(env, session=self.boto)
+        set_runtime(self.runtime)
+        self.add_api_key(LOCAL_API_KEY, LOCAL_TENANT)
+        for fid, spec in model.functions.items():
+            self.functions[fid] = Function(fid, spec.code_dir, spec.handler, spec.timeout, spec.memory)
+        for src in model.event_sources:
+            q = model.queues[src.queue_id]
+            url = self.sqs.get_queue_url(QueueName=q.name)["QueueUrl"]
+            arn = f"arn:aws:sqs:{model.region}:{model.account}:{q.name}"
+            self.pumps.append(Pump(self, self.functions[src.function_id], url, arn, src.batch_size,
+                                   src.report_batch_item_failures, self.pump_concurrency))
+        for pump in self.pumps:
+            pump.start()
+        return self
+
+    def stop(self) -> None:
+        from a3s_core.runtime import set_runtime
+
+        self.stopping.set()
+        for pump in self.pumps:
+            pump.join()
+        set_runtime(None)
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+
+    def add_api_key(self, key: str, tenant: str) -> None:
+        self.runtime.store.put_api_key(hashlib.sha256(key.encode()).hexdigest(), tenant)
+
+    def transport(self, api_key: str = LOCAL_API_KEY) -> "LocalTransport":
+        return LocalTransport(self, api_key)
+
+    def queue_url(self, logical_id: str) -> str:
+        assert self.model is not None
+        return self.sqs.get_queue_url(QueueName=self.model.queues[logical_id].name)["QueueUrl"]
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until every pumped queue is empty and no invocation runs (delayed messages aside)."""
+        deadline = time.monotonic() + timeout
+        urls = {p.url for p in self.pumps}
+        while time.monotonic() < deadline:
+            busy = any(p.inflight for p in self.pumps)
+            counts = [self.sqs.get_queue_attributes(QueueUrl=u, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"] for u in urls]
+            if not busy and all(int(c["ApproximateNumberOfMessages"]) == 0 and
+                                int(c["ApproximateNumberOfMessagesNotVisible"]) == 0 for c in counts):
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"embedded stack not idle after {timeout} s")
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _route(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        assert self.model is not None
+        matches = []
+        for route in self.model.routes:
+            m = _route_regex(route.path).match(path)
+            if m and route.method in (method, "ANY"):
+                greedy = "+}" in route.path
+                matches.append((greedy, route.method == "ANY", route, m.groupdict()))
+        if not matches:
+            return None
+        matches.sort(key=lambda x: (x[0], x[1]))  # exact before greedy, a method before ANY
+        return matches[0][2], matches[0][3]
+
+    def invoke_http(self, method: str, path: str, body: str | None = None, query: dict | None = None,
+                    headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """One request through API Gateway's steps: route, authorize, invoke with a v2 event."""
+        headers = {k.lower(): v for k, v in (headers or {}).items()}
+        found = self._route(method, path)
+        if found is None:
+            return 404, json.dumps({"message": "Not Found"})
+        route, params = found
+        qs = urllib.parse.urlencode(query or {})
+        now = int(time.time() * 1000)
+        ctx: dict[str, Any] = {
+            "accountId": "123456789012", "apiId": "local", "domainName": "127.0.0.1", "domainPrefix": "local",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                     "userAgent": headers.get("user-agent", "a3s-local")},
+            "requestId": str(uuid.uuid4()), "routeKey": f"{route.method} {route.path}", "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()), "timeEpoch": now}
+        event: dict[str, Any] = {
+            "version": "2.0", "routeKey": ctx["routeKey"], "rawPath": path, "rawQueryString": qs,
+            "headers": headers, "queryStringParameters": {k: str(v) for k, v in (query or {}).items()} or None,
+            "pathParameters": params or None, "requestContext": ctx, "body": body, "isBase64Encoded": False}
+        if route.authorized and self.model and self.model.authorizer_function_id:
+            if "authorization" not in headers:
+                return 401, json.dumps({"message": "Unauthorized"})
+            auth = self.functions[self.model.authorizer_function_id].invoke(
+                {**event, "type": "REQUEST", "identitySource": [headers["authorization"]],
+                 "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{method}{path}"})
+            if not auth.get("isAuthorized"):
+                return 403, json.dumps({"message": "Forbidden"})
+            ctx["authorizer"] = {"lambda": auth.get("context", {})}
+        out = self.functions[route.function_id].invoke(event)
+        return int(out.get("statusCode", 200)), out.get("body") or ""
+
+
+class LocalTransport:
+    """The SDK's transport for Agent.local(): requests go straight into the embedded stack."""
+
+    def __init__(self, stack: EmbeddedStack, api_key: str) -> None:
+        self.stack, self.api_key = stack, api_key
+
+    def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
+        from ..transport import decode
+
+        headers = {"content-type": "application/json", "authorization": f"Bearer {self.api_key}"}
+        status, raw = self.stack.invoke_http(method, path, None if body is None else json.dumps(body), query, headers)
+        return decode(status, raw)
+
+
+_shared: EmbeddedStack | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_stack() -> EmbeddedStack:
+    """One embedded stack per process, started on first use and stopped at exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            import atexit
+
+            _shared = EmbeddedStack().start()
+            atexit.register(_shared.stop)
+        return _shared
