@@ -22,7 +22,7 @@ from .workspace import LocalWorkspace
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
-HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the Lambda deadline
+HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at most a fifth of it)
 
 
 class Busy(Exception):
@@ -90,7 +90,7 @@ def task_id_for(run_id: str, call_id: str) -> str:
 def workspace_dir(rt: Runtime, workspace: str) -> Path:
     """A path that exists is used as is; any other is made under the configured workspace root."""
     path = Path(workspace)
-    if path.is_absolute() and path.is_dir() and not rt.settings.workspace_root:
+    if path.is_absolute() and path.is_dir():
         return path
     root = Path(rt.settings.workspace_root or "/tmp/a3s-workspaces")
     target = root / str(workspace).strip("/").replace("..", "_")
@@ -166,7 +166,7 @@ class _Turns:
                 continue
             if run.turn >= run.max_turns:
                 return self.finish("failed", error=f"stopped after {run.max_turns} turns (max_turns)")
-            if self.remaining_ms() < HANDOFF_MARGIN_MS:
+            if self.remaining_ms() < min(HANDOFF_MARGIN_MS, self.rt.settings.lease_seconds * 200):
                 self.release("queued")  # hand over to a fresh invocation before the deadline
                 self.rt.queues.send_run(advance_message(run.tenant, run.run_id))
                 return

@@ -1,0 +1,38 @@
+"""Shared fixtures. The embedded stack is process-wide (moto patches botocore globally), so one
+stack serves the whole session, with short timeouts so that redelivery tests finish quickly."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Fake credentials before anything builds a boto3 client: nothing here may reach real AWS.
+for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1", "AWS_SECURITY_TOKEN": "testing",
+               "AWS_SESSION_TOKEN": "testing"}.items():
+    os.environ[_k] = _v
+
+TEST_PARAMETERS = {"DriverTimeout": "4", "RunsVisibilityTimeout": "5", "LaneVisibilityTimeout": "4"}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    from a3s_serverless.local.embedded import EmbeddedStack
+
+    s = EmbeddedStack(parameters=TEST_PARAMETERS, workspace_root=str(tmp_path_factory.mktemp("workspaces"))).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def agent(stack):
+    from a3s_serverless import Agent
+
+    return Agent(stack.transport(), local=True)
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    return ws
