@@ -69,10 +69,31 @@ def _scripted(model_id: str) -> ModelClient:
     return ScriptedModel()
 
 
+def _bedrock(model_id: str) -> ModelClient:
+    from .model_bedrock import BedrockModel  # lazy: only Bedrock deployments load boto3's runtime client
+
+    return BedrockModel(_required_id("bedrock", model_id))
+
+
+def _openai(name: str) -> ModelClient:
+    from .model_openai import OpenAIModel  # lazy: it reads OPENAI_* env at construction
+
+    return OpenAIModel(_required_id("openai", name))
+
+
+def _required_id(provider: str, model_id: str) -> str:
+    if not model_id:
+        raise ValueError(f"model {provider!r} needs a model id: use '{provider}/<model-id>'")
+    return model_id
+
+
 # Extension point: provider prefix (the part of the model name before the first "/", or the
-# whole name) -> factory called with the rest of the name. Bedrock ("bedrock/<model-id>") and
-# OpenAI-compatible ("openai/<model>") adapters register here.
-MODEL_FACTORIES: dict[str, Callable[[str], ModelClient]] = {"scripted": _scripted}
+# whole name) -> factory called with the rest of the name.
+MODEL_FACTORIES: dict[str, Callable[[str], ModelClient]] = {
+    "scripted": _scripted,
+    "bedrock": _bedrock,  # bedrock/<model-id or inference profile>
+    "openai": _openai,  # openai/<model> on any OpenAI-compatible endpoint (OPENAI_BASE_URL)
+}
 
 
 def get_model(name: str) -> ModelClient:
