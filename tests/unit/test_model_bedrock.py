@@ -9,7 +9,7 @@ from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 
 from a3s_core.model import ModelError, ToolCall, Usage, get_model
-from a3s_core.model_bedrock import BedrockModel
+from a3s_core.model_bedrock import BedrockModel, _default_client
 
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 READ_TOOL = {"name": "read", "description": "Read a file",
@@ -138,3 +138,16 @@ def test_given_bedrock_names_when_getting_a_model_then_the_adapter_is_built_or_t
     for name in ("bedrock", "bedrock/"):
         with pytest.raises(ValueError, match="needs a model id"):
             get_model(name)
+
+
+def test_given_no_injected_client_when_used_then_one_shared_adaptive_retry_client_is_created_lazily():
+    _default_client.cache_clear()
+    try:
+        model = BedrockModel(MODEL_ID)
+        assert model._client is None  # nothing built at construction
+        c = model.client
+        assert c.meta.service_model.service_name == "bedrock-runtime"
+        assert c.meta.config.retries["mode"] == "adaptive" and c.meta.config.read_timeout == 300
+        assert BedrockModel("other").client is c
+    finally:
+        _default_client.cache_clear()

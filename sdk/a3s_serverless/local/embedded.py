@@ -77,7 +77,10 @@ class Function:
 
 
 class Pump:
-    """Lambda's SQS poller for one event source: receive a batch, invoke, delete what succeeded."""
+    """Lambda's SQS poller for one event source: receive a batch, invoke, delete what succeeded.
+
+    One poller per event source; up to `concurrency` invocations at once, as Lambda scales out.
+    """
 
     def __init__(self, stack: "EmbeddedStack", function: Function, queue_url: str, queue_arn: str,
                  batch_size: int, report_failures: bool, concurrency: int = 4) -> None:
@@ -85,38 +88,44 @@ class Pump:
         self.batch_size, self.report_failures = batch_size, report_failures
         self.inflight = 0
         self.invocations = 0
-        self._lock = threading.Lock()       # one receive at a time, as one poller does
+        self._slots = threading.BoundedSemaphore(concurrency)
         self._count = threading.Lock()
-        self._threads = [threading.Thread(target=self._loop, daemon=True, name=f"pump-{function.logical_id}-{i}")
-                         for i in range(concurrency)]
+        self._poller = threading.Thread(target=self._loop, daemon=True, name=f"pump-{function.logical_id}")
 
     def start(self) -> None:
-        for t in self._threads:
-            t.start()
+        self._poller.start()
 
     def join(self) -> None:
-        for t in self._threads:
-            t.join(timeout=5)
+        self._poller.join(timeout=5)
 
     def _loop(self) -> None:
-        sqs = self.stack.sqs
         while not self.stack.stopping.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue
             try:
-                with self._lock:
-                    msgs = sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=self.batch_size,
-                                               WaitTimeSeconds=1, AttributeNames=["All"],
-                                               MessageAttributeNames=["All"]).get("Messages", [])
-                if msgs:
-                    with self._count:
-                        self.inflight += 1
-                    try:
-                        self._invoke(msgs)
-                    finally:
-                        with self._count:
-                            self.inflight -= 1
+                msgs = self.stack.sqs.receive_message(
+                    QueueUrl=self.url, MaxNumberOfMessages=self.batch_size, WaitTimeSeconds=1,
+                    AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
             except Exception:  # the stack is being torn down, or moto hiccuped: poll again
+                msgs = []
                 if not self.stack.stopping.is_set():
                     log.exception("pump %s", self.function.logical_id)
+            if not msgs:
+                self._slots.release()
+                continue
+            with self._count:
+                self.inflight += 1
+            threading.Thread(target=self._run, args=(msgs,), daemon=True).start()
+
+    def _run(self, msgs: list[dict]) -> None:
+        try:
+            self._invoke(msgs)
+        except Exception:
+            log.exception("pump %s", self.function.logical_id)
+        finally:
+            with self._count:
+                self.inflight -= 1
+            self._slots.release()
 
     def _invoke(self, msgs: list[dict]) -> None:
         records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
