@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 from .errors import Conflict, NotFound
 from .items import Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
-from .lanes import LANES, LaneHandler, lane_for, priority
+from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
 from .runtime import Runtime
+from .store import update_session
 from .tools import TOOL_SCHEMAS, ToolError, run_tool
 from .workspace import LocalWorkspace
 
@@ -145,10 +146,9 @@ class _Turns:
         self.run.text, self.run.error = text, error
         self.emit("run_end", status=status, text=text, error=error)
         self.release(status)
-        if status == "succeeded":
-            session = self.rt.store.get_session(self.run.tenant, self.run.session_id)
-            session.history = self.run.messages
-            self.rt.store.save_session(session)
+        if status == "succeeded":  # the session's next run continues this conversation
+            update_session(self.rt.store, self.run.tenant, self.run.session_id,
+                           lambda s: setattr(s, "history_run_id", self.run.run_id))
 
     # -- the loop ------------------------------------------------------------------------
     def go(self) -> None:
@@ -202,25 +202,28 @@ class _Turns:
     def resolve_pending(self) -> bool:
         """Run or dispatch this turn's tool calls. True when the run is now suspended."""
         run, session = self.run, self.session
-        waiting: list[PendingCall] = []
+        waiting: list[str] = []
         for lane in LANES:
-            calls = [c for c in run.pending if c.lane == lane and c.outcome is None]
             internal: list[PendingCall] = []
-            for call in calls:
+            for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
                 handler = session.lanes[lane]
                 if call.task_id:
-                    task = self.rt.store.get_task(run.tenant, run.session_id, call.task_id)
-                    if task is None or task.status == "pending":
-                        waiting.append(call)
+                    task = self.finished(call.task_id, call)
+                    if task is None:
+                        waiting.append(call.task_id)
                         continue
                     call.outcome = outcome_of(task, handler)
-                    self.emit("external_task_completed", task_id=task.task_id, status=task.status,
-                              tool=call.name, is_error=bool(call.outcome and call.outcome.is_error))
                     if call.outcome is None:
                         internal.append(call)  # on_timeout: internal
                 elif handler.mode == "external":
-                    self.dispatch(call, handler)
-                    waiting.append(call)
+                    call.task_id = self.dispatch(call, lane, call.name, call.arguments, handler.timeout_ms)
+                    waiting.append(call.task_id)
+                elif self.needs_approval(call):
+                    approval = self.approval(call)
+                    if approval == "waiting":
+                        waiting.append(call.confirm_task_id or "")
+                    elif approval == "approved":
+                        internal.append(call)
                 else:
                     internal.append(call)
             if internal:
@@ -235,6 +238,38 @@ class _Turns:
         self.emit("turn_end", turn=run.turn)
         self.checkpoint()
         return False
+
+    def finished(self, task_id: str, call: PendingCall) -> Task | None:
+        """The task if it is final (recording that in the history), else None."""
+        task = self.rt.store.get_task(self.run.tenant, self.run.session_id, task_id)
+        if task is None or task.status == "pending":
+            return None
+        self.emit("external_task_completed", task_id=task.task_id, status=task.status, tool=call.name,
+                  command_type=task.command_type, success=task.status == "completed")
+        return task
+
+    def needs_approval(self, call: PendingCall) -> bool:
+        """Outside permissive mode, a tool that changes things runs only once someone approves it."""
+        return not self.session.permissive and call.lane == "execute" and not call.approved
+
+    def approval(self, call: PendingCall) -> str:
+        """Ask on the control lane (a `confirm` task), or read the answer: waiting|approved|denied."""
+        if call.confirm_task_id is None:
+            timeout = self.session.lanes["control"].timeout_ms
+            call.confirm_task_id = self.dispatch(call, "control", "confirm",
+                                                 {"tool": call.name, "arguments": call.arguments}, timeout,
+                                                 key=f"{call.id}/confirm")
+            return "waiting"
+        task = self.finished(call.confirm_task_id, call)
+        if task is None:
+            return "waiting"
+        if task.status == "completed" and (task.result or {}).get("approved", True) is not False:
+            call.approved = True
+            return "approved"
+        reason = {"timed_out": f"no answer within {task.timeout_ms} ms (timed out)",
+                  "cancelled": "the request was cancelled"}.get(task.status, task.error or "denied")
+        call.outcome = ToolOutcome(content=f"permission denied for {call.name}: {reason}", is_error=True)
+        return "denied"
 
     def run_internal(self, calls: list[PendingCall], concurrency: int) -> None:
         workspace = LocalWorkspace(workspace_dir(self.rt, self.run.workspace))
@@ -265,27 +300,28 @@ class _Turns:
                           is_error=outcome.is_error)
         self.checkpoint()  # a tool that finished is never run again by a replay
 
-    def dispatch(self, call: PendingCall, handler: LaneHandler) -> None:
+    def dispatch(self, call: PendingCall, lane: str, command_type: str, payload: dict, timeout_ms: int,
+                 key: str | None = None) -> str:
+        """Make an external task for the call on `lane`, and announce it; returns its id."""
         run, now = self.run, self.rt.clock()
-        task = Task(tenant=run.tenant, session_id=run.session_id, task_id=task_id_for(run.run_id, call.id),
-                    run_id=run.run_id, call_id=call.id, lane=call.lane, command_type=call.name,
-                    payload=call.arguments, timeout_ms=handler.timeout_ms, created_at=now,
-                    deadline=now + handler.timeout_ms)
-        call.task_id, call.mode = task.task_id, "external"
+        task = Task(tenant=run.tenant, session_id=run.session_id, task_id=task_id_for(run.run_id, key or call.id),
+                    run_id=run.run_id, call_id=call.id, lane=lane, command_type=command_type, payload=payload,
+                    timeout_ms=timeout_ms, created_at=now, deadline=now + timeout_ms)
         # On a replay the task exists already; its messages are sent again in case the crash came
         # before they were, and a duplicate is harmless (claims and timeouts are conditional).
         self.rt.store.create_task(task)
-        self.rt.queues.send_lane(call.lane, {"tenant": run.tenant, **task.public()})
-        self.rt.queues.send_run(timeout_message(task), math.ceil(handler.timeout_ms / 1000))
-        self.emit("external_task_pending", task_id=task.task_id, lane=call.lane, command_type=call.name,
-                  timeout_ms=handler.timeout_ms)
+        self.rt.queues.send_lane(lane, {"tenant": run.tenant, **task.public()})
+        self.rt.queues.send_run(timeout_message(task), math.ceil(timeout_ms / 1000))
+        self.emit("external_task_pending", task_id=task.task_id, lane=lane, command_type=command_type,
+                  timeout_ms=timeout_ms)
+        return task.task_id
 
-    def suspend(self, waiting: list[PendingCall]) -> None:
+    def suspend(self, waiting: list[str]) -> None:
         run = self.run
         self.release("waiting")
         # A completion that landed before we were `waiting` could not wake us: look once more.
-        for call in waiting:
-            task = self.rt.store.get_task(run.tenant, run.session_id, call.task_id or "")
+        for task_id in waiting:
+            task = self.rt.store.get_task(run.tenant, run.session_id, task_id)
             if task is not None and task.status != "pending":
                 wake(self.rt, run.tenant, run.run_id)
                 return

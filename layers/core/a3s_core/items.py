@@ -33,8 +33,9 @@ class Session(BaseModel):
     max_parallel_tasks: int = 8
     lanes: dict[str, LaneHandler] = Field(default_factory=lambda: {lane: LaneHandler() for lane in LANES})
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
-    history: list[dict] = Field(default_factory=list)  # conversation carried from one run to the next
+    history_run_id: str | None = None  # the run whose conversation the next run continues
     closed: bool = False
+    version: int = 0
     created_at: int = Field(default_factory=now_ms)
 
     def has_queue(self) -> bool:
@@ -53,8 +54,9 @@ class PendingCall(BaseModel):
     name: str
     arguments: dict[str, Any]
     lane: str
-    mode: str = "internal"
     task_id: str | None = None
+    confirm_task_id: str | None = None  # the approval asked for on the control lane
+    approved: bool = False
     outcome: ToolOutcome | None = None
 
 
@@ -75,6 +77,7 @@ class Run(BaseModel):
     tool_calls_count: int = 0
     text: str = ""
     error: str | None = None
+    stop_reason: str | None = None  # end_turn | max_turns | model_error | cancelled
     version: int = 0
     event_seq: int = 0
     lease_owner: str | None = None

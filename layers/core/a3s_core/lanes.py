@@ -25,10 +25,6 @@ def lane_for(tool: str) -> str:
     return "execute"
 
 
-def priority(lane: str) -> int:
-    return LANES.index(lane)
-
-
 class LaneHandler(BaseModel):
     mode: Mode = "internal"
     timeout_ms: int = Field(60000, ge=1, le=86_400_000)

@@ -57,7 +57,8 @@ class Runtime:
         config = Config(retries={"mode": "adaptive", "max_attempts": 8})
         return cls(
             settings=settings,
-            store=DynamoStore(session.client("dynamodb", config=config), settings.table),
+            store=DynamoStore(session.client("dynamodb", config=config), settings.table,
+                              s3=session.client("s3", config=config), bucket=settings.bucket),
             queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
                              settings.lane_queue_urls),
         )

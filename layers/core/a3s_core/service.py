@@ -9,6 +9,7 @@ from .errors import BadRequest
 from .items import Event, Run, Session, Task, new_id
 from .lanes import LANES, LaneHandler
 from .runtime import Runtime
+from .store import update_session
 from .schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody
 
 MAX_EVENT_WAIT_MS = 20_000
@@ -58,16 +59,15 @@ class Service:
         return s
 
     def close_session(self, session_id: str) -> dict[str, Any]:
-        s = self.session(session_id)
-        s.closed = True
-        self.rt.store.save_session(s)
-        return session_view(s)
+        return session_view(update_session(self.rt.store, self.tenant, session_id,
+                                           lambda s: setattr(s, "closed", True)))
 
     def set_lane(self, session_id: str, lane: str, handler: LaneHandler) -> dict[str, Any]:
-        s = self.session(session_id, open_only=True)
-        s.lanes[_lane(lane)] = LaneHandler.model_validate(handler.model_dump())
-        self.rt.store.save_session(s)
-        return session_view(s)
+        new = LaneHandler.model_validate(handler.model_dump())
+        _lane(lane)
+        self.session(session_id, open_only=True)
+        return session_view(update_session(self.rt.store, self.tenant, session_id,
+                                           lambda s: s.lanes.__setitem__(lane, new)))
 
     def queue(self, session_id: str) -> dict[str, Any]:
         s = self.session(session_id)
@@ -123,9 +123,10 @@ class Service:
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, session_id: str, body: StartRunBody) -> dict[str, Any]:
         s = self.session(session_id, open_only=True)
+        history = self.rt.store.get_run(self.tenant, s.history_run_id).messages if s.history_run_id else []
         run = Run(tenant=self.tenant, run_id=new_id("run"), session_id=session_id, prompt=body.prompt,
                   model=s.model, workspace=s.workspace, max_turns=body.max_turns,
-                  messages=[*s.history, {"role": "user", "content": body.prompt}], event_seq=1)
+                  messages=[*history, {"role": "user", "content": body.prompt}], event_seq=1)
         self.rt.store.create_run(run, [Event(seq=1, type="run_start", data={"session_id": session_id})])
         # If this send is lost, the sweeper finds the run still queued and enqueues it again.
         self.rt.queues.send_run(advance_message(self.tenant, run.run_id))

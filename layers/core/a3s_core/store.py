@@ -6,7 +6,7 @@ callers (SQS delivers at least once) cannot both win.
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .errors import Conflict, NotFound
 from .items import Event, Run, Session, Task, now_ms
@@ -20,7 +20,8 @@ class Store(Protocol):
 
     def create_session(self, session: Session) -> None: ...
     def get_session(self, tenant: str, session_id: str) -> Session: ...
-    def save_session(self, session: Session) -> None: ...
+    def save_session(self, session: Session) -> None:
+        """Write the session if session.version is still current (Conflict if not); bumps it."""
 
     def create_run(self, run: Run, events: list[Event]) -> None: ...
     def get_run(self, tenant: str, run_id: str) -> Run: ...
@@ -58,6 +59,19 @@ def task_transition_allowed(task: Task, status: str, now: int) -> bool:
     return now < task.deadline
 
 
+def update_session(store: Store, tenant: str, session_id: str, change: Callable[[Session], None]) -> Session:
+    """Read-modify-write a session, retrying when a concurrent writer got there first."""
+    for _ in range(20):
+        session = store.get_session(tenant, session_id)
+        change(session)
+        try:
+            store.save_session(session)
+            return session
+        except Conflict:
+            continue
+    raise Conflict(f"session {session_id} is changing too often; try again")
+
+
 class MemoryStore:
     """In-memory Store for unit tests: one lock makes each method atomic, as a conditional write is."""
 
@@ -90,7 +104,11 @@ class MemoryStore:
 
     def save_session(self, session: Session) -> None:
         with self._lock:
-            self._sessions[(session.tenant, session.session_id)] = session.model_copy(deep=True)
+            key = (session.tenant, session.session_id)
+            if key not in self._sessions or self._sessions[key].version != session.version:
+                raise Conflict(f"session {session.session_id} changed underneath")
+            session.version += 1
+            self._sessions[key] = session.model_copy(deep=True)
 
     def create_run(self, run: Run, events: list[Event]) -> None:
         with self._lock:

@@ -50,9 +50,14 @@ def _failed_condition(err: ClientError) -> bool:
     return False
 
 
+# A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps its
+# conversation in S3 (one object per version, so a failed transaction leaves no half-state).
+OFFLOAD_BYTES = 300_000
+
+
 class DynamoStore:
-    def __init__(self, client: Any, table: str) -> None:
-        self._db, self._table = client, table
+    def __init__(self, client: Any, table: str, s3: Any = None, bucket: str = "") -> None:
+        self._db, self._table, self._s3, self._bucket = client, table, s3, bucket
 
     # -- plumbing -------------------------------------------------------------------------
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
@@ -96,7 +101,8 @@ class DynamoStore:
 
     # -- sessions -------------------------------------------------------------------------
     def create_session(self, session: Session) -> None:
-        item = {**_session_key(session.tenant, session.session_id), "doc": session.model_dump_json()}
+        item = {**_session_key(session.tenant, session.session_id), "version": session.version,
+                "doc": session.model_dump_json()}
         if self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is None:
             raise Conflict(f"session {session.session_id} exists")
 
@@ -107,22 +113,37 @@ class DynamoStore:
         return Session.model_validate_json(item["doc"])
 
     def save_session(self, session: Session) -> None:
-        item = {**_session_key(session.tenant, session.session_id), "doc": session.model_dump_json()}
-        self._db.put_item(TableName=self._table, Item=_to_ddb(item))
+        expected = session.version
+        session.version += 1
+        item = {**_session_key(session.tenant, session.session_id), "version": session.version,
+                "doc": session.model_dump_json()}
+        if self._conditional(Item=_to_ddb(item), ConditionExpression="version = :v",
+                             ExpressionAttributeValues=_to_ddb({":v": expected})) is None:
+            session.version = expected
+            raise Conflict(f"session {session.session_id} changed underneath")
 
     # -- runs -----------------------------------------------------------------------------
-    @staticmethod
-    def _run_item(run: Run) -> dict[str, Any]:
+    def _run_item(self, run: Run) -> dict[str, Any]:
+        doc = run.model_dump_json(exclude=set(_RUN_STATE))
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
                 "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE},
-                "lease_owner": run.lease_owner or "", "doc": run.model_dump_json(exclude=set(_RUN_STATE))}
+                "lease_owner": run.lease_owner or "", "doc": doc}
+        if len(doc) > OFFLOAD_BYTES:
+            if self._s3 is None:
+                raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
+            key = f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=json.dumps(run.messages).encode())
+            item["doc"] = run.model_dump_json(exclude={*_RUN_STATE, "messages"})
+            item["messages_key"] = key
         if run.status in ("queued", "running"):  # sparse index of runs that a message should be driving
             item.update(gsi1pk="RUNS#LIVE", gsi1sk=f"{run.updated_at:015d}#{run.tenant}#{run.run_id}")
         return item
 
-    @staticmethod
-    def _run_from(item: dict[str, Any]) -> Run:
+    def _run_from(self, item: dict[str, Any]) -> Run:
         doc = json.loads(item["doc"])
+        if "messages_key" in item:
+            body = self._s3.get_object(Bucket=self._bucket, Key=item["messages_key"])["Body"].read()
+            doc["messages"] = json.loads(body)
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["lease_owner"] = doc.get("lease_owner") or None
         return Run.model_validate(doc)

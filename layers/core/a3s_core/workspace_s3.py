@@ -1,0 +1,231 @@
+"""A workspace on an S3 prefix (the deployed kit: Lambdas have no shared disk).
+
+Keys are ``prefix + workspace-relative path``. Directories are implicit: a directory exists
+when some key lies under it (a zero-byte "dir/" marker object counts too). The workspace root
+always exists. Paths are workspace-relative POSIX paths; an absolute path is taken relative to
+the workspace root (its leading "/" is stripped), and a path that leaves the root after
+normalisation is refused. Errors a caller should report are WorkspaceError with the same
+messages as LocalWorkspace; S3 failures other than a missing key (access denied, no such
+bucket, throttling) propagate as botocore errors.
+
+There is no local directory, so root_dir() is None and the `bash` tool refuses to run.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from botocore.exceptions import ClientError
+
+from .workspace import WorkspaceError
+
+CONTENT_TYPE = "text/plain; charset=utf-8"
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_MAGIC = re.compile(r"[*?\[]")
+
+
+class S3Workspace:
+    """A workspace on ``s3://bucket/prefix``; ``page_size`` is the MaxKeys of each listing page."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str = "", *, page_size: int = 1000) -> None:
+        if not 1 <= page_size <= 1000:
+            raise ValueError(f"page_size must be between 1 and 1000, got {page_size}")
+        self._client = client
+        self._bucket = bucket
+        stripped = prefix.strip("/")
+        self._prefix = stripped + "/" if stripped else ""
+        self._page_size = page_size
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def root_dir(self) -> Path | None:
+        return None
+
+    # -- paths ------------------------------------------------------------------------------
+
+    def relative(self, path: str) -> str:
+        rel = posixpath.normpath(path.lstrip("/") or ".")
+        if rel == ".." or rel.startswith("../"):
+            raise WorkspaceError(f"path '{path}' is outside the workspace")
+        return rel
+
+    def _key(self, rel: str) -> str:
+        return self._prefix + rel
+
+    def _dir_prefix(self, rel: str) -> str:
+        return self._prefix if rel == "." else self._prefix + rel + "/"
+
+    # -- S3 helpers -------------------------------------------------------------------------
+
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict]:
+        kwargs: dict[str, Any] = {"Bucket": self._bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        paginator = self._client.get_paginator("list_objects_v2")
+        yield from paginator.paginate(**kwargs, PaginationConfig={"PageSize": self._page_size})
+
+    def _object_exists(self, rel: str) -> bool:
+        if rel == ".":
+            return False
+        try:
+            self._client.head_object(Bucket=self._bucket, Key=self._key(rel))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in _MISSING:
+                return False
+            raise
+        return True
+
+    def _dir_exists(self, rel: str) -> bool:
+        if rel == ".":
+            return True
+        page = self._client.list_objects_v2(Bucket=self._bucket, Prefix=self._dir_prefix(rel), MaxKeys=1)
+        return page.get("KeyCount", len(page.get("Contents", []))) > 0
+
+    # -- the Workspace protocol -------------------------------------------------------------
+
+    def read_text(self, path: str) -> str:
+        rel = self.relative(path)
+        if rel == ".":
+            raise WorkspaceError(f"'{path}' is a directory")
+        try:
+            body = self._client.get_object(Bucket=self._bucket, Key=self._key(rel))["Body"].read()
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in _MISSING:
+                raise
+            if self._dir_exists(rel):
+                raise WorkspaceError(f"'{path}' is a directory") from None
+            raise WorkspaceError(f"file not found: '{path}'") from None
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise WorkspaceError(f"'{path}' is not a UTF-8 text file") from None
+        # Universal newlines, as LocalWorkspace.read_text (text mode) gives them.
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+    def write_text(self, path: str, content: str) -> None:
+        rel = self.relative(path)
+        if self._dir_exists(rel):
+            raise WorkspaceError(f"'{path}' is a directory")
+        # A file cannot also be a directory: refuse to write beneath an existing file.
+        parent = posixpath.dirname(rel)
+        while parent:
+            if self._object_exists(parent):
+                raise WorkspaceError(f"'{parent}' is not a directory")
+            parent = posixpath.dirname(parent)
+        self._client.put_object(
+            Bucket=self._bucket, Key=self._key(rel), Body=content.encode("utf-8"), ContentType=CONTENT_TYPE
+        )
+
+    def exists(self, path: str) -> bool:
+        rel = self.relative(path)
+        return self._object_exists(rel) or self._dir_exists(rel)
+
+    def is_dir(self, path: str) -> bool:
+        return self._dir_exists(self.relative(path))
+
+    def list_dir(self, path: str) -> list[str]:
+        rel = self.relative(path)
+        base = self._dir_prefix(rel)
+        entries: set[str] = set()
+        seen_any = False
+        for page in self._pages(base, delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                seen_any = True
+                entries.add(common["Prefix"][len(base):])  # "name/"
+            for obj in page.get("Contents", []):
+                seen_any = True
+                if obj["Key"] != base:  # skip a "dir/" marker object for this directory itself
+                    entries.add(obj["Key"][len(base):])
+        if not seen_any and rel != ".":
+            if self._object_exists(rel):
+                raise WorkspaceError(f"'{path}' is not a directory")
+            raise WorkspaceError(f"directory not found: '{path}'")
+        return sorted(entries)
+
+    def glob(self, pattern: str) -> list[str]:
+        if not pattern or pattern.startswith("/"):
+            raise WorkspaceError(f"glob pattern must be relative to the workspace, got {pattern!r}")
+        if pattern.endswith("/"):  # only directories match; glob lists files
+            return []
+        parts = [p for p in pattern.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            normalised = posixpath.normpath("/".join(parts))
+            if normalised == ".." or normalised.startswith("../"):
+                return []  # LocalWorkspace lists nothing outside the root either
+            parts = [p for p in normalised.split("/") if p not in ("", ".")]
+        if not parts:
+            return []
+        regex = _glob_regex(parts)
+        # List only beneath the literal leading directories of the pattern.
+        literal: list[str] = []
+        for part in parts[:-1]:
+            if _MAGIC.search(part):
+                break
+            literal.append(part)
+        base = self._prefix + "".join(p + "/" for p in literal)
+        found = []
+        for page in self._pages(base):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):  # a directory marker, not a file
+                    continue
+                rel = key[len(self._prefix):]
+                if regex.fullmatch(rel):
+                    found.append(rel)
+        return sorted(found)
+
+
+def _glob_regex(parts: list[str]) -> re.Pattern[str]:
+    """pathlib-style: `*`, `?` and `[...]` stay within one path segment; a `**` segment matches
+    any number of directories (as the last segment: every file below)."""
+    out = []
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        if part == "**":
+            if i > 0 and parts[i - 1] == "**":
+                continue
+            out.append(r"(?:[^/]+/)*[^/]+" if i == last else r"(?:[^/]+/)*")
+        else:
+            out.append(_segment_regex(part) + ("" if i == last else "/"))
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _segment_regex(segment: str) -> str:
+    i, n, out = 0, len(segment), []
+    while i < n:
+        c = segment[i]
+        i += 1
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = i
+            if j < n and segment[j] == "!":
+                j += 1
+            if j < n and segment[j] == "]":
+                j += 1
+            while j < n and segment[j] != "]":
+                j += 1
+            if j >= n:  # no closing bracket: a literal "["
+                out.append(re.escape(c))
+                continue
+            body = segment[i:j]
+            i = j + 1
+            negate = body.startswith("!")
+            if negate:
+                body = body[1:]
+            body = "".join("\\" + ch if ch in "\\^[]&~|" else ch for ch in body)
+            # A range such as "[.-0]" would take in "/": a class never matches across segments.
+            out.append(f"[^/{body}]" if negate else f"(?!/)[{body}]")
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
