@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -163,7 +164,8 @@ class S3Workspace:
             parts = [p for p in normalised.split("/") if p not in ("", ".")]
         if not parts:
             return []
-        regex = _glob_regex(parts)
+        # Consecutive `**` parts mean the same as one.
+        parts = [p for i, p in enumerate(parts) if not (p == "**" and i > 0 and parts[i - 1] == "**")]
         # List only beneath the literal leading directories of the pattern.
         literal: list[str] = []
         for part in parts[:-1]:
@@ -178,54 +180,20 @@ class S3Workspace:
                 if key.endswith("/"):  # a directory marker, not a file
                     continue
                 rel = key[len(self._prefix):]
-                if regex.fullmatch(rel):
+                if _glob_match(parts, rel.split("/")):
                     found.append(rel)
         return sorted(found)
 
 
-def _glob_regex(parts: list[str]) -> re.Pattern[str]:
-    """pathlib-style: `*`, `?` and `[...]` stay within one path segment; a `**` segment matches
-    any number of directories (as the last segment: every file below)."""
-    out = []
-    last = len(parts) - 1
-    for i, part in enumerate(parts):
-        if part == "**":
-            if i > 0 and parts[i - 1] == "**":
-                continue
-            out.append(r"(?:[^/]+/)*[^/]+" if i == last else r"(?:[^/]+/)*")
-        else:
-            out.append(_segment_regex(part) + ("" if i == last else "/"))
-    return re.compile("".join(out), re.DOTALL)
-
-
-def _segment_regex(segment: str) -> str:
-    i, n, out = 0, len(segment), []
-    while i < n:
-        c = segment[i]
-        i += 1
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = i
-            if j < n and segment[j] == "!":
-                j += 1
-            if j < n and segment[j] == "]":
-                j += 1
-            while j < n and segment[j] != "]":
-                j += 1
-            if j >= n:  # no closing bracket: a literal "["
-                out.append(re.escape(c))
-                continue
-            body = segment[i:j]
-            i = j + 1
-            negate = body.startswith("!")
-            if negate:
-                body = body[1:]
-            body = "".join("\\" + ch if ch in "\\^[]&~|" else ch for ch in body)
-            # A range such as "[.-0]" would take in "/": a class never matches across segments.
-            out.append(f"[^/{body}]" if negate else f"(?!/)[{body}]")
-        else:
-            out.append(re.escape(c))
-    return "".join(out)
+def _glob_match(parts: list[str], segments: list[str]) -> bool:
+    """pathlib-style: each pattern part matches one path segment with fnmatch (so `*`, `?` and
+    `[...]` never cross a "/"); a `**` part matches any number of directories, and as the last
+    part every file below."""
+    if not parts:
+        return not segments
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        if not rest:
+            return bool(segments)
+        return any(_glob_match(rest, segments[i:]) for i in range(len(segments)))
+    return bool(segments) and fnmatchcase(segments[0], head) and _glob_match(rest, segments[1:])
