@@ -45,13 +45,14 @@ class AgentResult:
     run_id: str
     status: str = "succeeded"
     error: str | None = None
+    stop_reason: str | None = None
 
     @classmethod
     def from_run(cls, run: dict[str, Any]) -> "AgentResult":
         return cls(text=run["text"], tool_calls_count=run["tool_calls_count"],
                    prompt_tokens=run["prompt_tokens"], completion_tokens=run["completion_tokens"],
                    total_tokens=run["total_tokens"], run_id=run["run_id"], status=run["status"],
-                   error=run.get("error"))
+                   error=run.get("error"), stop_reason=run.get("stop_reason"))
 
 
 def _text(value: Any, name: str) -> str:

@@ -19,7 +19,8 @@ from .model import ModelError, get_model
 from .runtime import Runtime
 from .store import update_session
 from .tools import TOOL_SCHEMAS, ToolError, run_tool
-from .workspace import LocalWorkspace
+from .workspace import LocalWorkspace, Workspace
+from .workspace_s3 import S3Workspace
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
@@ -88,6 +89,14 @@ def task_id_for(run_id: str, call_id: str) -> str:
     return "task-" + hashlib.sha256(f"{run_id}/{call_id}".encode()).hexdigest()[:20]
 
 
+def workspace_for(rt: Runtime, tenant: str, workspace: str) -> Workspace:
+    """A local directory where the stack has a filesystem of its own (the embedded stack, `make
+    dev`); on AWS, the tenant's S3 prefix, since Lambdas share no disk."""
+    if rt.settings.workspace_root or not rt.settings.bucket:
+        return LocalWorkspace(workspace_dir(rt, workspace))
+    return S3Workspace(rt.s3, rt.settings.bucket, f"workspaces/{tenant}/{workspace.strip('/')}")
+
+
 def workspace_dir(rt: Runtime, workspace: str) -> Path:
     """A path that exists is used as is; any other is made under the configured workspace root."""
     path = Path(workspace)
@@ -142,9 +151,9 @@ class _Turns:
         self.run.status, self.run.lease_owner, self.run.lease_until = status, None, 0
         self.checkpoint()
 
-    def finish(self, status: str, text: str = "", error: str | None = None) -> None:
-        self.run.text, self.run.error = text, error
-        self.emit("run_end", status=status, text=text, error=error)
+    def finish(self, status: str, stop_reason: str, text: str = "", error: str | None = None) -> None:
+        self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
+        self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
         self.release(status)
         if status == "succeeded":  # the session's next run continues this conversation
             update_session(self.rt.store, self.run.tenant, self.run.session_id,
@@ -165,9 +174,10 @@ class _Turns:
                     return
                 continue
             if run.turn >= run.max_turns:
-                return self.finish("failed", error=f"stopped after {run.max_turns} turns (max_turns)")
+                return self.finish("failed", "max_turns", error=f"stopped after {run.max_turns} turns (max_turns)")
             if self.remaining_ms() < min(HANDOFF_MARGIN_MS, self.rt.settings.lease_seconds * 200):
-                self.release("queued")  # hand over to a fresh invocation before the deadline
+                self.emit("run_handoff", turn=run.turn)  # a fresh invocation takes over before the deadline
+                self.release("queued")
                 self.rt.queues.send_run(advance_message(run.tenant, run.run_id))
                 return
             if not self.model_turn():
@@ -180,7 +190,7 @@ class _Turns:
             model = get_model(run.model)
             resp = model.complete(run.messages, list(TOOL_SCHEMAS.values()), SYSTEM_PROMPT)
         except (ModelError, ValueError) as err:
-            self.finish("failed", error=f"model error: {err}")
+            self.finish("failed", "model_error", error=f"model error: {err}")
             return False
         run.turn += 1
         run.prompt_tokens += resp.usage.prompt_tokens
@@ -191,7 +201,7 @@ class _Turns:
             self.emit("text", text=resp.text)
         if not calls:
             self.emit("turn_end", turn=run.turn)
-            self.finish("succeeded", text=resp.text)
+            self.finish("succeeded", "end_turn", text=resp.text)
             return False
         run.tool_calls_count += len(calls)
         run.pending = [PendingCall(id=c["id"], name=c["name"], arguments=c["arguments"], lane=lane_for(c["name"]))
@@ -272,7 +282,7 @@ class _Turns:
         return "denied"
 
     def run_internal(self, calls: list[PendingCall], concurrency: int) -> None:
-        workspace = LocalWorkspace(workspace_dir(self.rt, self.run.workspace))
+        workspace = workspace_for(self.rt, self.run.tenant, self.run.workspace)
         hybrid = self.session.lanes[calls[0].lane].mode == "hybrid"
         for call in calls:
             if hybrid:

@@ -43,6 +43,7 @@ class Runtime:
     store: Store
     queues: Queues
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    s3: Any = None  # workspaces on S3, when there is no local directory to work in
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, session: Any = None) -> "Runtime":
@@ -55,10 +56,11 @@ class Runtime:
         session = session or boto3.session.Session()
         # Adaptive retries absorb throttling instead of surfacing it as failed work.
         config = Config(retries={"mode": "adaptive", "max_attempts": 8})
+        s3 = session.client("s3", config=config)
         return cls(
-            settings=settings,
-            store=DynamoStore(session.client("dynamodb", config=config), settings.table,
-                              s3=session.client("s3", config=config), bucket=settings.bucket),
+            settings=settings, s3=s3,
+            store=DynamoStore(session.client("dynamodb", config=config), settings.table, s3=s3,
+                              bucket=settings.bucket),
             queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
                              settings.lane_queue_urls),
         )

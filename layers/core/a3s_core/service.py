@@ -29,7 +29,7 @@ def session_view(s: Session) -> dict[str, Any]:
 
 def run_view(r: Run) -> dict[str, Any]:
     return {"run_id": r.run_id, "session_id": r.session_id, "status": r.status, "text": r.text,
-            "error": r.error, "turns": r.turn, "tool_calls_count": r.tool_calls_count,
+            "error": r.error, "stop_reason": r.stop_reason, "turns": r.turn, "tool_calls_count": r.tool_calls_count,
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "created_at": r.created_at,
             "updated_at": r.updated_at}

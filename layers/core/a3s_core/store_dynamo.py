@@ -50,8 +50,8 @@ def _failed_condition(err: ClientError) -> bool:
     return False
 
 
-# A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps its
-# conversation in S3 (one object per version, so a failed transaction leaves no half-state).
+# A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
+# (one object per version, so a failed transaction leaves no half-state behind).
 OFFLOAD_BYTES = 300_000
 
 
@@ -132,18 +132,16 @@ class DynamoStore:
             if self._s3 is None:
                 raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
             key = f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"
-            self._s3.put_object(Bucket=self._bucket, Key=key, Body=json.dumps(run.messages).encode())
-            item["doc"] = run.model_dump_json(exclude={*_RUN_STATE, "messages"})
-            item["messages_key"] = key
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
+            item["doc"], item["doc_key"] = "", key
         if run.status in ("queued", "running"):  # sparse index of runs that a message should be driving
             item.update(gsi1pk="RUNS#LIVE", gsi1sk=f"{run.updated_at:015d}#{run.tenant}#{run.run_id}")
         return item
 
     def _run_from(self, item: dict[str, Any]) -> Run:
+        if "doc_key" in item:
+            item["doc"] = self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
         doc = json.loads(item["doc"])
-        if "messages_key" in item:
-            body = self._s3.get_object(Bucket=self._bucket, Key=item["messages_key"])["Body"].read()
-            doc["messages"] = json.loads(body)
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["lease_owner"] = doc.get("lease_owner") or None
         return Run.model_validate(doc)
