@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import uuid
+
 import pytest
 
 from a3s_core.tools import ToolError, run_tool
@@ -13,7 +15,8 @@ from a3s_core.workspace import LocalWorkspace, WorkspaceError
 from a3s_core.workspace_s3 import CONTENT_TYPE, S3Workspace
 
 REGION = "us-east-1"
-BUCKET = "a3s-workspaces"
+# One bucket per test: under the session-wide embedded stack, moto's state outlives a test.
+BUCKET = f"a3s-workspaces-{uuid.uuid4().hex[:8]}"
 
 FILES = {
     "notes.txt": "alpha\nbeta\ngamma\n",
@@ -42,6 +45,8 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     }.items():
         monkeypatch.setenv(var, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    global BUCKET
+    BUCKET = f"a3s-workspaces-{uuid.uuid4().hex[:8]}"
     with mock_aws():
         client = boto3.client("s3", region_name=REGION)
         client.create_bucket(Bucket=BUCKET)

@@ -139,15 +139,14 @@ class Service:
         """Events after `after`, long-polling up to wait_ms for the first one to appear."""
         store = self.rt.store
         deadline = time.monotonic() + min(max(wait_ms, 0), MAX_EVENT_WAIT_MS) / 1000
-        store.get_run(self.tenant, run_id)  # NotFound for an unknown id
         delay = 0.02
         while True:
+            run = store.get_run(self.tenant, run_id)  # NotFound for an unknown id
             events = store.list_events(self.tenant, run_id, after)
-            if events or time.monotonic() >= deadline:
+            if events or run.done or time.monotonic() >= deadline:
                 break
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
-        run = store.get_run(self.tenant, run_id)
         return {"events": [e.public() for e in events], "status": run.status, "done": run.done,
                 "next": events[-1].seq if events else after}
 
