@@ -13,6 +13,16 @@ long-polls, which depend on wall time), HTTP requests per round trip, and where 
 
     .venv/bin/python scripts/bench_lanes.py [--n 200] [--concurrency 8] [--json bench-results/bench_lanes.json]
 
+Every scenario gets a fresh embedded stack (moto's cost per TransactWriteItems grows with the table,
+so a shared stack would make later scenarios look slower). Two harness adaptations, on by default
+and both off with --as-is, make the concurrent scenarios measurable (see `Harness`):
+  * each Lambda function gets a pool of execution environments (its module loaded once per
+    environment, one invocation at a time per environment), as Lambda does; the embedded stack as it
+    is runs concurrent invocations through one module instance, whose Powertools resolver and
+    BatchProcessor keep per-invocation state on module globals;
+  * calls to moto's DynamoDB are serialized: moto is not thread-safe (TransactWriteItems deep-copies
+    the whole table while other threads write to it).
+
 Figures are reported, never asserted.
 """
 from __future__ import annotations
@@ -28,6 +38,7 @@ for _k, _v in {"POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING",
     os.environ[_k] = _v if _k.startswith("AWS_") else os.environ.get(_k, _v)
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
@@ -50,7 +61,7 @@ from a3s_serverless.local.embedded import EmbeddedStack  # noqa: E402
 
 PROMPT = 'rt\n/tool bash {"command": "echo i"}'
 TASK_TIMEOUT_MS = 600_000          # long enough that no timeout fires during the run
-ROUND_TRIP_TIMEOUT_S = 60.0
+ROUND_TRIP_TIMEOUT_S = 20.0
 
 
 # -- counting AWS API calls ------------------------------------------------------------------------
@@ -69,12 +80,13 @@ class ApiCounter:
         self.local = threading.local()
         self.ignored_threads: set[int] = set()
 
+        self.op_time: Counter[str] = Counter()                  # op -> seconds inside the call
+        self.op_timed: Counter[str] = Counter()                 # op -> calls timed
+
     def _origin(self) -> str:
-        bucket = getattr(self.local, "route", None)
-        if bucket:
-            return bucket
-        name = threading.current_thread().name
-        return "driver" if name.startswith("pump-") else f"other:{name.split('-')[0]}"
+        # Client threads make AWS calls only inside an HTTP request (CountingTransport labels it);
+        # every other call comes from a pumped invocation: the run driver.
+        return getattr(self.local, "route", None) or "driver"
 
     def _add(self, op: str) -> None:
         if threading.get_ident() in self.ignored_threads:
@@ -101,13 +113,24 @@ class ApiCounter:
         self._add(key)
 
     def after_call(self, model: Any, parsed: dict, **_: Any) -> None:
-        if model.service_model.service_name == "sqs" and model.name == "ReceiveMessage":
+        service, op = model.service_model.service_name, model.name
+        if service == "sqs" and op == "ReceiveMessage":
             self._add("sqs.ReceiveMessage[hit]" if (parsed or {}).get("Messages") else "sqs.ReceiveMessage[idle]")
+            return  # its time is mostly the long-poll wait
+        t0 = getattr(self.local, "t0", None)
+        if t0 is not None and threading.get_ident() not in self.ignored_threads:
+            with self._lock:
+                self.op_time[f"{service}.{op}"] += time.perf_counter() - t0
+                self.op_timed[f"{service}.{op}"] += 1
+
+    def start_timer(self, **_: Any) -> None:
+        self.local.t0 = time.perf_counter()
 
     def attach(self, emitter: Any) -> None:
         # before-parameter-build: once per logical call (retries are not new calls), with the API params
         emitter.register("before-parameter-build.*.*", self.before_call, unique_id="bench-lanes-before")
-        emitter.register("after-call.sqs.ReceiveMessage", self.after_call, unique_id="bench-lanes-after")
+        emitter.register("before-call.*.*", self.start_timer, unique_id="bench-lanes-timer")
+        emitter.register("after-call.*.*", self.after_call, unique_id="bench-lanes-after")
 
     def flush_route(self, route: str) -> None:
         pending = getattr(self.local, "pending", None)
@@ -121,18 +144,106 @@ class ApiCounter:
         with self._lock:
             return Counter(self.calls), {k: Counter(v) for k, v in self.by_origin.items()}
 
+    def timings(self) -> dict[str, float]:
+        """Mean milliseconds per call, by operation (ReceiveMessage excluded)."""
+        with self._lock:
+            return {k: round(1000 * self.op_time[k] / n, 3) for k, n in sorted(self.op_timed.items()) if n}
+
+
+def stack_clients(stack: EmbeddedStack) -> list[Any]:
+    """Every boto3 client the stack's runtime and pumps hold (they were made before we could hook)."""
+    rt = stack.runtime
+    found = [getattr(stack, "sqs", None), getattr(rt, "s3", None)]
+    for holder in (rt.store, rt.queues):
+        found += [v for v in vars(holder).values() if hasattr(v, "meta") and hasattr(v.meta, "events")]
+    unique = {id(c): c for c in found if c is not None and hasattr(c, "meta")}
+    return list(unique.values())
+
 
 def attach_counter(stack: EmbeddedStack) -> ApiCounter:
     rt = stack.runtime
     names = {rt.settings.runs_queue_url: "runs"}
     names.update({url: f"lane:{lane}" for lane, url in rt.settings.lane_queue_urls.items()})
     counter = ApiCounter(names)
-    clients = {id(c): c for c in (stack.sqs, getattr(rt.store, "_db", None), getattr(rt.queues, "_sqs", None))
-               if c is not None}
-    for client in clients.values():
+    for client in stack_clients(stack):
         counter.attach(client.meta.events)
     counter.attach(stack.boto.events)  # clients the stack makes from now on (unique_id: never twice)
     return counter
+
+
+# -- harness adaptations (see the module docstring) ------------------------------------------------
+class EnvPool:
+    """One Lambda function as Lambda runs it: a pool of execution environments, each a fresh load of
+    the handler module serving one invocation at a time; a new one (a cold start) when all are busy."""
+
+    def __init__(self, first: Any, make: Callable[[], Any]) -> None:
+        self._first, self._make = first, make
+        self._free = [first]
+        self._lock = threading.Lock()
+        self.environments, self.cold_starts = 1, 0
+
+    def __getattr__(self, name: str) -> Any:   # logical_id, timeout, memory, handler
+        return getattr(self._first, name)
+
+    def invoke(self, event: dict) -> Any:
+        with self._lock:
+            env = self._free.pop() if self._free else None
+        if env is None:
+            env = self._make()
+            with self._lock:
+                self.environments += 1
+                self.cold_starts += 1
+        try:
+            return env.invoke(event)
+        finally:
+            with self._lock:
+                self._free.append(env)
+
+
+class SerializedClient:
+    """A boto3 client whose API calls run one at a time (moto's DynamoDB is not thread-safe)."""
+
+    def __init__(self, client: Any, lock: threading.Lock) -> None:
+        self._client, self._lock = client, lock
+        self._ops = set(client.meta.method_to_api_mapping)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name not in self._ops:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+        return call
+
+
+class Harness:
+    def __init__(self, stack: EmbeddedStack, pooled: bool, serialize_dynamodb: bool) -> None:
+        self.pools: dict[str, EnvPool] = {}
+        self.notes: list[str] = []
+        if pooled:
+            try:
+                from a3s_serverless.local.embedded import Function
+
+                assert stack.model is not None
+                for fid, fn in list(stack.functions.items()):
+                    spec = stack.model.functions[fid]
+                    make = (lambda f=fid, sp=spec: Function(f, sp.code_dir, sp.handler, sp.timeout, sp.memory))
+                    self.pools[fid] = stack.functions[fid] = EnvPool(fn, make)  # type: ignore[assignment]
+                for pump in stack.pumps:
+                    pump.function = self.pools[pump.function.logical_id]
+            except Exception as err:  # the embedded stack changed shape: run it as it is
+                self.notes.append(f"handler pools not installed ({type(err).__name__}: {err})")
+        if serialize_dynamodb:
+            db = getattr(stack.runtime.store, "_db", None)
+            if db is not None and hasattr(db, "meta"):
+                stack.runtime.store._db = SerializedClient(db, threading.Lock())  # type: ignore[attr-defined]
+            else:
+                self.notes.append("DynamoDB client not found: calls not serialized")
+
+    def environments(self) -> dict[str, dict[str, int]]:
+        return {fid: {"environments": p.environments, "cold_starts": p.cold_starts} for fid, p in self.pools.items()}
 
 
 _ID = re.compile(r"/(sess|run|task|wf)-[0-9a-zA-Z]+")
@@ -236,11 +347,46 @@ def per_rt(counter: Counter, n: int) -> dict[str, float]:
 
 
 class Bench:
-    def __init__(self, stack: EmbeddedStack, counter: ApiCounter, transport: CountingTransport,
-                 workspace: str, poll: Poll) -> None:
-        self.stack, self.counter, self.transport = stack, counter, transport
-        self.agent = Agent(transport, default_model="scripted", local=True)
+    """One fresh embedded stack, hooked and adapted, for one scenario."""
+
+    def __init__(self, workspace_root: str, workspace: str, poll: Poll, as_is: bool) -> None:
+        t0 = time.perf_counter()
+        self.stack = EmbeddedStack(workspace_root=workspace_root).start()
+        try:
+            self.harness = Harness(self.stack, pooled=not as_is, serialize_dynamodb=not as_is)
+            self.counter = attach_counter(self.stack)
+            self.transport = CountingTransport(self.stack.transport(), self.counter)
+        except BaseException:
+            self.stack.stop()
+            raise
+        self.agent = Agent(self.transport, default_model="scripted", local=True)
         self.workspace, self.poll = workspace, poll
+        self.start_s = time.perf_counter() - t0
+
+    def warm_up(self, external: bool, n: int = 2) -> None:
+        """First calls (validators, moto's first requests) on a session of its own, not measured."""
+        s = self.new_session(external)
+        me = threading.get_ident()
+        for _ in range(n):
+            self.counter.ignored_threads.add(me)  # not counted: made before the snapshot anyway
+            try:
+                (external_round_trip if external else internal_round_trip)(s, self.poll)
+            finally:
+                self.counter.ignored_threads.discard(me)
+
+    def table_items(self) -> int | None:
+        me = threading.get_ident()
+        self.counter.ignored_threads.add(me)
+        try:
+            db = self.stack.boto.client("dynamodb")
+            return db.scan(TableName=self.stack.runtime.settings.table, Select="COUNT")["Count"]
+        except Exception:
+            return None
+        finally:
+            self.counter.ignored_threads.discard(me)
+
+    def stop(self) -> None:
+        self.stack.stop()
 
     def new_session(self, external: bool) -> Any:
         self.counter.ignored_threads.add(threading.get_ident())
@@ -258,11 +404,11 @@ class Bench:
         me = threading.get_ident()
         self.counter.ignored_threads.add(me)
         try:
-            self.stack.wait_idle(timeout=30)
+            self.stack.wait_idle(timeout=15)
         finally:
             self.counter.ignored_threads.discard(me)
 
-    def scenario(self, name: str, external: bool, n: int, concurrency: int) -> dict[str, Any]:
+    def scenario(self, name: str, external: bool, n: int, concurrency: int, budget_s: float) -> dict[str, Any]:
         fn: Callable[[Any, Poll], dict] = external_round_trip if external else internal_round_trip
         concurrency = max(1, min(concurrency, n))
         shares = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
@@ -270,10 +416,15 @@ class Bench:
         samples: list[list[dict]] = [[] for _ in range(concurrency)]
         errors: list[str] = []
         barrier = threading.Barrier(concurrency + 1)
+        deadline = [float("inf")]
+        truncated = threading.Event()
 
         def worker(i: int) -> None:
             barrier.wait()
             for _ in range(shares[i]):
+                if time.perf_counter() > deadline[0]:
+                    truncated.set()
+                    return
                 try:
                     samples[i].append(fn(sessions[i], self.poll))
                 except Exception as err:  # reported, and the thread goes on
@@ -286,16 +437,25 @@ class Bench:
         self.settle()
         calls0, origins0 = self.counter.snapshot()
         http0 = self.transport.snapshot()
+        items0 = self.table_items()
+        self.counter.op_time.clear()
+        self.counter.op_timed.clear()
         inv0 = sum(p.invocations for p in self.stack.pumps)
+        deadline[0] = time.perf_counter() + budget_s
         barrier.wait()
         t0 = time.perf_counter()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        self.settle()
+        try:
+            self.settle()
+        except TimeoutError as err:  # a lost message or a stuck run: report, do not hang
+            errors.append(f"settle: {err}")
         calls1, origins1 = self.counter.snapshot()
         http1 = self.transport.snapshot()
         inv1 = sum(p.invocations for p in self.stack.pumps)
+        timings = self.counter.timings()
+        items1 = self.table_items()
 
         ok = [s for per in samples for s in per]
         done = len(ok)
@@ -314,7 +474,7 @@ class Bench:
         phases = sorted({k for s in ok for k in s} - {"total"})
         return {
             "name": name, "lane": "external" if external else "internal", "n": n, "concurrency": concurrency,
-            "completed": done, "errors": errors[:10], "error_count": len(errors),
+            "completed": done, "truncated": truncated.is_set(), "errors": errors[:10], "error_count": len(errors),
             "wall_s": round(wall, 3), "round_trips_per_s": round(done / wall, 2) if wall else None,
             "latency_ms": {"p50": round(pct(lat, 50), 1), "p95": round(pct(lat, 95), 1),
                            "max": round(max(lat), 1) if lat else None,
@@ -335,6 +495,11 @@ class Bench:
             "http_requests_per_rt": {"all": round(sum(http.values()) / done, 2) if done else None,
                                      "by_route": per_rt(http, done)},
             "driver_invocations_per_rt": round((inv1 - inv0) / done, 2) if done else None,
+            "ms_per_call": timings,
+            "table_items": {"before": items0, "after": items1},
+            "stack_start_s": round(self.start_s, 2),
+            "lambda_environments": self.harness.environments(),
+            "harness_notes": self.harness.notes,
         }
 
 
@@ -346,93 +511,111 @@ def op_family(key: str) -> str:
 
 def print_report(results: list[dict], meta: dict) -> None:
     print(f"\nbench_lanes  n={meta['n']}  concurrency={meta['concurrency']}  cpus={meta['cpus']}  "
-          f"claim poll {meta['poll_ms']} ms (doubling to {meta['poll_cap_ms']} ms)  "
-          f"setup {meta['setup_s']} s  total {meta['total_s']} s")
-    head = (f"{'scenario':<16}{'lane':<9}{'K':>3}{'done':>6}{'wall s':>8}{'rt/s':>8}{'p50 ms':>9}{'p95 ms':>9}"
-            f"{'max ms':>9}{'drift ms':>13}{'api/rt':>8}{'-idle':>7}{'-recv':>7}{'http/rt':>8}{'polls':>7}")
+          f"claim poll {meta['poll_ms']}->{meta['poll_cap_ms']} ms  harness={meta['harness']}  "
+          f"total {meta['total_s']} s")
+    head = (f"{'scenario':<10}{'lane':<9}{'K':>3}{'done':>5}{'wall s':>8}{'rt/s':>7}{'p50 ms':>8}{'p95 ms':>8}"
+            f"{'max ms':>8}{'drift ms':>12}{'api/rt':>8}{'-idle':>7}{'-recv':>7}{'http/rt':>8}{'polls':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
         lat, api = r["latency_ms"], r["api_calls_per_rt"]
-        drift = f"{lat['first_tenth_mean']:.0f}->{lat['last_tenth_mean']:.0f}" if lat["first_tenth_mean"] else "-"
-        polls = f"{r['claim_polls_per_rt']:.2f}" if r["claim_polls_per_rt"] is not None else "-"
-        print(f"{r['name']:<16}{r['lane']:<9}{r['concurrency']:>3}{r['completed']:>6}{r['wall_s']:>8.2f}"
-              f"{r['round_trips_per_s']:>8.2f}{lat['p50']:>9.1f}{lat['p95']:>9.1f}{lat['max']:>9.1f}{drift:>13}"
-              f"{api['all']:>8.2f}{api['excluding_idle_receives']:>7.2f}{api['excluding_all_receives']:>7.2f}"
-              f"{r['http_requests_per_rt']['all']:>8.2f}{polls:>7}")
+        if not r["completed"]:
+            print(f"{r['name']:<10}{r['lane']:<9}{r['concurrency']:>3}{0:>5}  (no round trip completed)")
+        else:
+            drift = f"{lat['first_tenth_mean']:.0f}->{lat['last_tenth_mean']:.0f}"
+            polls = f"{r['claim_polls_per_rt']:.2f}" if r["claim_polls_per_rt"] is not None else "-"
+            print(f"{r['name']:<10}{r['lane']:<9}{r['concurrency']:>3}{r['completed']:>5}{r['wall_s']:>8.2f}"
+                  f"{r['round_trips_per_s']:>7.2f}{lat['p50']:>8.1f}{lat['p95']:>8.1f}{lat['max']:>8.1f}{drift:>12}"
+                  f"{api['all']:>8.2f}{api['excluding_idle_receives']:>7.2f}{api['excluding_all_receives']:>7.2f}"
+                  f"{r['http_requests_per_rt']['all']:>8.2f}{polls:>6}")
+        if r["truncated"]:
+            print(f"    stopped at the time limit after {r['completed']} of {r['n']} round trips")
         if r["error_count"]:
-            print(f"    {r['error_count']} errors, e.g. {r['errors'][0]}")
-    print("  drift: mean latency of each session's first tenth -> last tenth of round trips; "
-          "api/rt: all AWS calls, -idle: without empty ReceiveMessage long-polls, -recv: without any ReceiveMessage")
+            print(f"    {r['error_count']} failed round trips, e.g. {r['errors'][0][:160]}")
+        for note in r["harness_notes"]:
+            print(f"    note: {note}")
+    print("  drift: mean latency of the first -> last tenth of each session's round trips; api/rt: AWS calls per "
+          "round trip, -idle: without empty ReceiveMessage long-polls, -recv: without any ReceiveMessage; "
+          "polls: claim requests per round trip")
 
+    results = [r for r in results if r["completed"]]
+    if not results:
+        return
+    names = "".join(f"{r['name']:>10}" for r in results)
     ops = sorted({k for r in results for k in r["api_calls_per_rt"]["by_operation"]})
-    print("\nAWS API calls per round trip, by operation")
-    w = max(len(op_family(o)) for o in ops) + 2 if ops else 20
-    print(f"{'operation':<{w}}" + "".join(f"{r['name']:>16}" for r in results))
+    w = max([len(op_family(o)) for o in ops] + [24]) + 2
+    print(f"\n{'AWS calls / round trip':<{w}}{names}   | mean ms per call: {names}")
     for op in ops:
-        print(f"{op_family(op):<{w}}" + "".join(f"{r['api_calls_per_rt']['by_operation'].get(op, 0):>16.2f}"
-                                               for r in results))
-    print("\nAWS API calls per round trip, by origin (HTTP route or the run_driver pump), excluding idle receives")
+        base = op.split("[")[0]
+        ms = [r["ms_per_call"].get(base) for r in results]
+        show_ms = not op.startswith("sqs.ReceiveMessage") and not op.endswith(("delayed]", "lane:execute]"))
+        ms_cells = "".join(f"{m:>10.2f}" if (m is not None and show_ms) else f"{'':>10}" for m in ms)
+        print(f"{op_family(op):<{w}}" + "".join(f"{r['api_calls_per_rt']['by_operation'].get(op, 0):>10.2f}"
+                                               for r in results) + f"   | {'':<18}{ms_cells}")
+
     origins = sorted({k for r in results for k in r["api_calls_per_rt"]["by_origin"]})
-    w = max(len(o) for o in origins) + 2 if origins else 20
-    print(f"{'origin':<{w}}{'http/rt':>8}" + "".join(f"{r['name']:>16}" for r in results))
+    w = max([len(o) for o in origins] + [24]) + 2
+    print(f"\n{'by origin (no idle recv)':<{w}}{'http/rt':>8}{names}")
     for o in origins:
-        cells = []
-        for r in results:
-            c = r["api_calls_per_rt"]["by_origin"].get(o, {})
-            cells.append(sum(v for k, v in c.items() if not k.endswith("[idle]")))
-        hits = [r["http_requests_per_rt"]["by_route"].get(o) for r in results]
-        http = next((h for h in hits if h), None)
-        print(f"{o:<{w}}{(f'{http:.2f}' if http else '-'):>8}" + "".join(f"{c:>16.2f}" for c in cells))
-    print("  (http/rt: requests per round trip of that route, in the first scenario that uses it)")
-    print("\nMedian time per phase of one round trip (ms)")
+        cells = [sum(v for k, v in r["api_calls_per_rt"]["by_origin"].get(o, {}).items() if not k.endswith("[idle]"))
+                 for r in results]
+        http = next((h for h in (r["http_requests_per_rt"]["by_route"].get(o) for r in results) if h), None)
+        print(f"{o:<{w}}{(f'{http:.2f}' if http else '-'):>8}" + "".join(f"{c:>10.2f}" for c in cells))
+    print("  http/rt: requests of that route per round trip (first scenario using it); "
+          "driver: run_driver invocations fed by the runs-queue pump")
+
+    print("\nmedian ms per phase of a round trip:")
     for r in results:
-        print(f"  {r['name']:<16}" + "  ".join(f"{k}={v:g}" for k, v in r["phase_p50_ms"].items()))
-    print(f"  driver invocations per round trip: "
-          + ", ".join(f"{r['name']}={r['driver_invocations_per_rt']}" for r in results))
+        print(f"  {r['name']:<10}" + "  ".join(f"{k}={v:g}" for k, v in r["phase_p50_ms"].items())
+              + f"  | driver invocations/rt={r['driver_invocations_per_rt']}"
+              + f"  table items {r['table_items']['before']}->{r['table_items']['after']}")
+    envs = {r["name"]: {f: e["environments"] for f, e in r["lambda_environments"].items() if e["environments"] > 1}
+            for r in results}
+    if any(envs.values()):
+        print("  Lambda environments used: " + "; ".join(
+            f"{n}: " + ", ".join(f"{f}={k}" for f, k in e.items()) for n, e in envs.items() if e))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=200, help="round trips per scenario (default 200)")
     ap.add_argument("--concurrency", type=int, default=8, help="sessions/threads in the concurrent scenarios")
-    ap.add_argument("--json", default="bench-results/bench_lanes.json", help="where to write the figures")
+    ap.add_argument("--json", default="bench-results/bench_lanes.json", help="where to write the figures ('' for none)")
     ap.add_argument("--poll-ms", type=float, default=5.0, help="first wait between empty claims (ms)")
     ap.add_argument("--poll-cap-ms", type=float, default=50.0, help="longest wait between empty claims (ms)")
     ap.add_argument("--skip-baseline", action="store_true", help="only the external-lane scenarios")
+    ap.add_argument("--as-is", action="store_true",
+                    help="no harness adaptations: one shared module per function, concurrent moto calls")
+    ap.add_argument("--time-limit", type=float, default=110.0,
+                    help="seconds for the whole run; a scenario stops starting round trips at its share")
     args = ap.parse_args(argv)
     if args.n < 1 or args.concurrency < 1:
         ap.error("--n and --concurrency must be positive")
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)  # "unpublished metrics" at teardown
 
     t_start = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory(prefix="a3s-bench-")
-    workspace = os.path.join(tmp.name, "ws")
-    os.makedirs(workspace)
-    stack = EmbeddedStack(workspace_root=os.path.join(tmp.name, "workspaces")).start()
+    plan = [("ext-seq", True, 1), ("ext-conc", True, args.concurrency)]
+    if not args.skip_baseline:
+        plan += [("int-seq", False, 1), ("int-conc", False, args.concurrency)]
     results: list[dict] = []
-    try:
-        counter = attach_counter(stack)
-        transport = CountingTransport(stack.transport(), counter)
-        bench = Bench(stack, counter, transport, workspace, Poll(args.poll_ms, args.poll_cap_ms))
-        # Warm-up (not measured): first imports, model and validator set-up, moto's first calls.
-        for external in (True, False):
-            s = bench.new_session(external)
-            for _ in range(3):
-                (external_round_trip if external else internal_round_trip)(s, bench.poll)
-        setup_s = time.perf_counter() - t_start
-        plan = [("ext-seq", True, 1), ("ext-conc", True, args.concurrency)]
-        if not args.skip_baseline:
-            plan += [("int-seq", False, 1), ("int-conc", False, args.concurrency)]
-        for name, external, k in plan:
-            results.append(bench.scenario(name, external, args.n, k))
-        meta = {"n": args.n, "concurrency": args.concurrency, "cpus": os.cpu_count(), "poll_ms": args.poll_ms,
-                "poll_cap_ms": args.poll_cap_ms, "setup_s": round(setup_s, 2),
-                "total_s": round(time.perf_counter() - t_start, 2), "python": sys.version.split()[0],
-                "prompt": PROMPT, "task_timeout_ms": TASK_TIMEOUT_MS,
-                "pump_concurrency": stack.pump_concurrency}
-    finally:
-        stack.stop()
-        tmp.cleanup()
+    with tempfile.TemporaryDirectory(prefix="a3s-bench-") as tmp:
+        workspace = os.path.join(tmp, "ws")
+        os.makedirs(workspace)
+        for i, (name, external, k) in enumerate(plan):
+            left = args.time_limit - (time.perf_counter() - t_start)
+            budget = max(5.0, left / (len(plan) - i) - 3.0)  # ~3 s per stack start, warm-up and stop
+            bench = Bench(os.path.join(tmp, "workspaces"), workspace, Poll(args.poll_ms, args.poll_cap_ms), args.as_is)
+            try:
+                bench.warm_up(external)
+                results.append(bench.scenario(name, external, args.n, k, budget))
+            finally:
+                bench.stop()
+            r = results[-1]
+            print(f"  {name}: {r['completed']}/{r['n']} round trips in {r['wall_s']} s", file=sys.stderr, flush=True)
+    meta = {"n": args.n, "concurrency": args.concurrency, "cpus": os.cpu_count(), "poll_ms": args.poll_ms,
+            "poll_cap_ms": args.poll_cap_ms, "harness": "as-is" if args.as_is else "pooled-envs+serialized-ddb",
+            "time_limit_s": args.time_limit, "total_s": round(time.perf_counter() - t_start, 2),
+            "python": sys.version.split()[0], "prompt": PROMPT, "task_timeout_ms": TASK_TIMEOUT_MS}
     print_report(results, meta)
     if args.json:
         out = Path(args.json)

@@ -12,7 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
-from a3s_core.schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody
+from a3s_core.schemas import (ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody,
+                              StartWorkflowBody)
 from a3s_core.service import Service, session_view
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
@@ -127,6 +128,22 @@ def get_run(run_id: str) -> dict:
 def run_events(run_id: str, after: Annotated[int, Query(ge=0)] = 0,
                wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0) -> dict:
     return _service().events(run_id, after, wait_ms)
+
+
+@app.post("/sessions/<session_id>/workflows")
+def start_workflow(session_id: str, body: StartWorkflowBody) -> tuple[dict, int]:
+    return _service().start_workflow(session_id, body), 202
+
+
+@app.get("/workflows/<workflow_id>")
+def get_workflow(workflow_id: str, wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0,
+                 after_finished: Annotated[int, Query(ge=-1)] = -1) -> dict:
+    return _service().workflow(workflow_id, wait_ms, after_finished)
+
+
+@app.post("/workflows/<workflow_id>/cancel")
+def cancel_workflow(workflow_id: str) -> dict:
+    return _service().cancel_workflow(workflow_id)
 
 
 def _raw_error(status: int, code: str, message: str) -> dict:

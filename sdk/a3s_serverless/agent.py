@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 from .config import AgentConfig, load_config
+from .orchestration import warn_session_store
 from .session import Session, SessionOptions, SessionQueueConfig
 from .transport import HttpTransport, Transport
 
@@ -52,8 +52,7 @@ class Agent:
                 or opts.max_parallel_tasks < 1:
             raise ValueError(f"max_parallel_tasks must be a positive integer, got {opts.max_parallel_tasks!r}")
         if opts.session_store is not None:
-            warnings.warn("session_store is accepted for compatibility; the service keeps journals in DynamoDB",
-                          stacklevel=2)
+            warn_session_store()
         if self._local:  # the embedded stack shares this machine's filesystem
             workspace = os.path.abspath(workspace) if not workspace.startswith("/") else workspace
         body: dict[str, Any] = {"workspace": workspace, "model": opts.model or self.default_model,

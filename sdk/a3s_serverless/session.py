@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .errors import RunFailed
+from .orchestration import Orchestrator
 from .transport import Transport
 
 LANES = ("control", "query", "execute", "generate")
@@ -106,6 +107,7 @@ class Session:
         self.session_id: str = view["session_id"]
         self.workspace: str = view["workspace"]
         self._modes = {lane: h["mode"] for lane, h in view["lanes"].items()}
+        self._orch = Orchestrator(transport, self.session_id, view.get("max_parallel_tasks", 8))
         self._handler_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -191,6 +193,19 @@ class Session:
 
     def stream(self, prompt: str) -> Iterator[dict[str, Any]]:
         return self.send_async(prompt).events()
+
+    # -- orchestration ---------------------------------------------------------------------
+    def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
+        """Run the specs as child agents, at most max_parallel_tasks at once; outcomes in input order."""
+        return self._orch.parallel(specs, budget_tokens)
+
+    def pipeline(self, items: list, stages: list) -> list[dict | None]:
+        """Each item through the stages (callables ctx -> spec | None, or server-side templates)."""
+        return self._orch.pipeline(items, stages)
+
+    def parallel_resumable(self, specs: list[dict], workflow_id: str) -> list[dict]:
+        """parallel with a journal: a re-run with the same id runs only what did not succeed."""
+        return self._orch.parallel_resumable(specs, workflow_id)
 
     def close(self) -> None:
         self._stop_handler()

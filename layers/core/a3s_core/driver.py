@@ -7,15 +7,22 @@ timeout message) wakes the run with a conditional write, and only the winner enq
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import jsonschema
+
+from .agents import resolve_agent
 from .errors import Conflict, NotFound
 from .items import Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
+from . import workflows
+from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
 from .tools import TOOL_SCHEMAS, ToolError, run_tool
@@ -29,10 +36,6 @@ HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at 
 
 class Busy(Exception):
     """Another live invocation holds the run's lease: deliver this message again later."""
-
-
-def advance_message(tenant: str, run_id: str) -> dict[str, Any]:
-    return {"kind": "advance", "tenant": tenant, "run_id": run_id}
 
 
 def wake(rt: Runtime, tenant: str, run_id: str) -> bool:
@@ -49,6 +52,8 @@ def handle_message(rt: Runtime, body: dict[str, Any], remaining_ms: Callable[[],
         advance(rt, body["tenant"], body["run_id"], remaining_ms)
     elif kind == "task_timeout":
         expire_task(rt, body["tenant"], body["session_id"], body["task_id"])
+    elif kind == "workflow_start":
+        workflows.kick(rt, body["tenant"], body["workflow_id"])
     else:
         raise ValueError(f"unknown runs-queue message kind {kind!r}")
 
@@ -63,6 +68,8 @@ def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], in
             return
         if current.status in ("queued", "running"):
             raise Busy(run_id)
+        if current.done and current.parent:  # a replay may find its step not yet settled
+            workflows.on_child_end(rt, current)
         return  # waiting, paused or finished: this message is a duplicate or stale
     _Turns(rt, run, remaining_ms).go()
 
@@ -82,6 +89,24 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
 def timeout_message(task: Task) -> dict[str, Any]:
     return {"kind": "task_timeout", "tenant": task.tenant, "session_id": task.session_id,
             "task_id": task.task_id, "run_id": task.run_id}
+
+
+def parse_json_answer(text: str) -> Any:
+    """The JSON in a model's answer: the whole text, a fenced block, or the outermost braces."""
+    candidates = [text.strip()]
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
+    if fence:
+        candidates.append(fence.group(1).strip())
+    for open_, close in (("{", "}"), ("[", "]")):
+        start, end = text.find(open_), text.rfind(close)
+        if 0 <= start < end:
+            candidates.append(text[start:end + 1])
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    raise ValueError("the answer holds no JSON value")
 
 
 def task_id_for(run_id: str, call_id: str) -> str:
@@ -155,7 +180,9 @@ class _Turns:
         self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
         self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
         self.release(status)
-        if status == "succeeded":  # the session's next run continues this conversation
+        if self.run.parent:
+            workflows.on_child_end(self.rt, self.run)
+        elif status == "succeeded":  # the session's next run continues this conversation
             update_session(self.rt.store, self.run.tenant, self.run.session_id,
                            lambda s: setattr(s, "history_run_id", self.run.run_id))
 
@@ -186,9 +213,11 @@ class _Turns:
     def model_turn(self) -> bool:
         run = self.run
         self.emit("turn_start", turn=run.turn + 1)
+        tools = [t for name, t in TOOL_SCHEMAS.items() if run.allowed_tools is None or name in run.allowed_tools]
+        system = resolve_agent(run.agent).system_prompt() if run.agent and resolve_agent(run.agent) else SYSTEM_PROMPT
         try:
             model = get_model(run.model)
-            resp = model.complete(run.messages, list(TOOL_SCHEMAS.values()), SYSTEM_PROMPT)
+            resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
         except (ModelError, ValueError) as err:
             self.finish("failed", "model_error", error=f"model error: {err}")
             return False
@@ -201,6 +230,8 @@ class _Turns:
             self.emit("text", text=resp.text)
         if not calls:
             self.emit("turn_end", turn=run.turn)
+            if run.output_schema is not None:
+                return self.structured_answer(resp.text)
             self.finish("succeeded", "end_turn", text=resp.text)
             return False
         run.tool_calls_count += len(calls)
@@ -208,6 +239,28 @@ class _Turns:
                        for c in calls]
         self.checkpoint()  # the model's answer is never asked for twice
         return True
+
+    def structured_answer(self, text: str) -> bool:
+        """Validate the answer against the step's schema: one repair turn, then a clear failure."""
+        run = self.run
+        try:
+            value = parse_json_answer(text)
+            jsonschema.validate(value, run.output_schema or {})
+        except (ValueError, jsonschema.ValidationError, jsonschema.SchemaError) as err:
+            problem = err.message if isinstance(err, jsonschema.ValidationError) else str(err)
+            if not run.repaired:
+                run.repaired = True
+                run.messages.append({"role": "user", "content": (
+                    f"Your answer does not satisfy the required JSON Schema ({problem}). Reply again with "
+                    "only the JSON value.")})
+                self.checkpoint()
+                return True
+            self.finish("failed", "end_turn", text=f"{text}\n[structured output failed: {problem}]",
+                        error=f"structured output failed: {problem}")
+            return False
+        run.structured = value
+        self.finish("succeeded", "end_turn", text=text)
+        return False
 
     def resolve_pending(self) -> bool:
         """Run or dispatch this turn's tool calls. True when the run is now suspended."""
@@ -217,6 +270,10 @@ class _Turns:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
                 handler = session.lanes[lane]
+                if run.allowed_tools is not None and call.name not in run.allowed_tools:
+                    call.outcome = ToolOutcome(content=f"tool {call.name!r} is not available to the "
+                                               f"{run.agent} agent", is_error=True)
+                    continue
                 if call.task_id:
                     task = self.finished(call.task_id, call)
                     if task is None:

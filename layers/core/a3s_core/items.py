@@ -84,10 +84,26 @@ class Run(BaseModel):
     lease_until: int = 0
     created_at: int = Field(default_factory=now_ms)
     updated_at: int = Field(default_factory=now_ms)
+    # A child run of a workflow step: its subagent, its tools, and the step to settle when it ends.
+    parent: "StepRef | None" = None
+    agent: str | None = None
+    allowed_tools: list[str] | None = None
+    output_schema: dict[str, Any] | None = None
+    repaired: bool = False
+    structured: Any = None
 
     @property
     def done(self) -> bool:
         return self.status in ("succeeded", "failed", "cancelled")
+
+
+class StepRef(BaseModel):
+    workflow_id: str
+    key: str
+    attempt: int
+
+
+Run.model_rebuild()
 
 
 class Task(BaseModel):
@@ -135,3 +151,54 @@ class Event(BaseModel):
 
     def public(self) -> dict[str, Any]:
         return {"seq": self.seq, "type": self.type, "ts": self.ts, **self.data}
+
+
+WorkflowStatus = Literal["running", "succeeded", "failed", "cancelled"]
+
+
+class Workflow(BaseModel):
+    """A Map-state-like fan-out: steps launched `concurrency` at a time, joined by a counter.
+
+    Launching is positional: the step at position p of `order`, when it settles, launches position
+    p + concurrency, so at most `concurrency` steps are ever in flight and no finisher has to know
+    what the others did. The finisher whose count reaches `n` (and only it) ends the workflow.
+    """
+
+    tenant: str
+    workflow_id: str
+    session_id: str
+    kind: Literal["parallel", "pipeline", "resumable"]
+    status: WorkflowStatus = "running"
+    order: list[str]                 # step keys of this attempt, in launch order
+    concurrency: int = 8
+    finished: int = 0
+    attempt: int = 1
+    budget_tokens: int | None = None
+    used_tokens: int = 0
+    stages: list[dict[str, Any]] | None = None  # declarative pipeline: spec templates per stage
+    created_at: int = Field(default_factory=now_ms)
+    updated_at: int = Field(default_factory=now_ms)
+
+    @property
+    def n(self) -> int:
+        return len(self.order)
+
+
+StepStatus = Literal["pending", "running", "succeeded", "failed"]
+
+
+class Step(BaseModel):
+    tenant: str
+    workflow_id: str
+    key: str
+    index: int                       # position in the caller's input (outcomes come back in this order)
+    position: int = 0                # position in this attempt's launch order
+    attempt: int = 1
+    spec: dict[str, Any]
+    spec_hash: str = ""
+    status: StepStatus = "pending"
+    run_id: str | None = None
+    outcome: dict[str, Any] | None = None
+    stage: int = 0                   # declarative pipeline: the stage this item has reached
+    started_at: int | None = None
+    finished_at: int | None = None

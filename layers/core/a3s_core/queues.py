@@ -7,6 +7,11 @@ from typing import Any, Protocol
 MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see driver.expire_task)
 
 
+def advance_message(tenant: str, run_id: str) -> dict[str, Any]:
+    """The runs-queue message that has the run driver advance a run."""
+    return {"kind": "advance", "tenant": tenant, "run_id": run_id}
+
+
 class Queues(Protocol):
     def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None: ...
     def send_lane(self, lane: str, body: dict[str, Any]) -> None: ...

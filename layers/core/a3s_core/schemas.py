@@ -48,3 +48,22 @@ class ClaimBody(_Strict):
     max: int = Field(1, ge=1, le=50)
     lease_ms: int = Field(300_000, ge=1_000, le=43_200_000)
     worker: str = Field("worker", min_length=1, max_length=128)
+
+
+class StepSpecBody(_Strict):
+    task_id: str = Field(min_length=1, max_length=200)
+    agent: str = Field(min_length=1, max_length=100)
+    description: str = Field("", max_length=2_000)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    max_steps: int | None = Field(None, ge=1, le=1000)
+    output_schema: dict[str, Any] | None = None
+    workspace: str | None = Field(None, max_length=1024)
+
+
+class StartWorkflowBody(_Strict):
+    kind: Literal["parallel", "pipeline", "resumable"]
+    specs: list[StepSpecBody] = Field(default_factory=list, max_length=10_000)
+    items: list[Any] | None = Field(None, max_length=10_000)   # pipeline: the inputs
+    stages: list[dict[str, Any]] | None = Field(None, max_length=50)  # pipeline: spec templates
+    workflow_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
+    budget_tokens: int | None = Field(None, ge=1)

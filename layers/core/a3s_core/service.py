@@ -4,13 +4,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .driver import advance_message, wake
+from .driver import wake
+from .queues import advance_message
 from .errors import BadRequest
 from .items import Event, Run, Session, Task, new_id
 from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
-from .schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody
+from . import workflows
+from .schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
 
 MAX_EVENT_WAIT_MS = 20_000
 
@@ -150,3 +152,45 @@ class Service:
         return {"events": [e.public() for e in events], "status": run.status, "done": run.done,
                 "next": events[-1].seq if events else after}
 
+
+    # -- workflows -------------------------------------------------------------------------
+    def start_workflow(self, session_id: str, body: StartWorkflowBody) -> dict[str, Any]:
+        s = self.session(session_id, open_only=True)
+        specs = [spec.model_dump(exclude_none=True) for spec in body.specs]
+        if body.kind == "pipeline":
+            if not body.items or not body.stages:
+                raise BadRequest("a pipeline needs `items` and `stages` (spec templates with {item}, {previous.output})")
+            specs = []
+            for i, item in enumerate(body.items):
+                spec = workflows.render(body.stages[0], item, None)
+                spec.setdefault("task_id", f"{i}-0")
+                try:
+                    specs.append({**StepSpecBody.model_validate(spec).model_dump(exclude_none=True), "item": item})
+                except ValueError as err:
+                    raise BadRequest(f"stage 0 for item {i} is not a valid step spec: {err}") from err
+        elif not specs:
+            raise BadRequest(f"a {body.kind} workflow needs at least one spec")
+        if body.kind == "resumable" and not body.workflow_id:
+            raise BadRequest("parallel_resumable needs a workflow_id")
+        return workflows.start(self.rt, self.tenant, session_id, body.kind, specs, s.max_parallel_tasks,
+                               body.budget_tokens, body.stages, body.workflow_id)
+
+    def workflow(self, workflow_id: str, wait_ms: int = 0, after_finished: int = -1) -> dict[str, Any]:
+        """The workflow; long-polls (on its one item) until it ends or more steps have finished."""
+        deadline = time.monotonic() + min(max(wait_ms, 0), MAX_EVENT_WAIT_MS) / 1000
+        delay = 0.05
+        while True:
+            wf = self.rt.store.get_workflow(self.tenant, workflow_id)
+            if wf.status != "running" or wf.finished > after_finished or time.monotonic() >= deadline:
+                break
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.5)
+        if wf.status == "running":  # progress only: listing every step is for the end
+            return {"workflow_id": wf.workflow_id, "kind": wf.kind, "status": wf.status, "done": False,
+                    "finished": wf.finished, "total": wf.n, "attempt": wf.attempt}
+        return workflows.view(self.rt, self.tenant, workflow_id)
+
+    def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        if not workflows.cancel(self.rt, self.tenant, workflow_id):
+            raise BadRequest(f"workflow {workflow_id!r} is not running")
+        return {"workflow_id": workflow_id, "status": "cancelled"}

@@ -9,7 +9,7 @@ import threading
 from typing import Callable, Protocol
 
 from .errors import Conflict, NotFound
-from .items import Event, Run, Session, Task, now_ms
+from .items import Event, Run, Session, Step, Task, Workflow, now_ms
 
 FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
 
@@ -82,6 +82,8 @@ class MemoryStore:
         self._runs: dict[tuple[str, str], Run] = {}
         self._events: dict[tuple[str, str], list[Event]] = {}
         self._tasks: dict[tuple[str, str, str], Task] = {}
+        self._workflows: dict[tuple[str, str], Workflow] = {}
+        self._steps: dict[tuple[str, str, str], Step] = {}
 
     def tenant_for_key(self, key_hash: str) -> str | None:
         return self._keys.get(key_hash)
@@ -199,3 +201,90 @@ class MemoryStore:
                 return False
             t.lease_owner, t.lease_until = owner, now + lease_ms
             return True
+
+
+    # -- workflows ---------------------------------------------------------------------
+    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
+        with self._lock:
+            key = (wf.tenant, wf.workflow_id)
+            if key in self._workflows:
+                raise Conflict(f"workflow {wf.workflow_id} exists")
+            for step in steps:
+                self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
+            self._workflows[key] = wf.model_copy(deep=True)
+
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
+        wf = self._workflows.get((tenant, workflow_id))
+        if wf is None:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        return wf.model_copy(deep=True)
+
+    def list_steps(self, tenant: str, workflow_id: str) -> list[Step]:
+        return sorted((s.model_copy(deep=True) for (t, w, _), s in self._steps.items()
+                       if t == tenant and w == workflow_id), key=lambda s: s.key)
+
+    def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None:
+        s = self._steps.get((tenant, workflow_id, key))
+        return s.model_copy(deep=True) if s else None
+
+    def put_steps(self, steps: list[Step]) -> None:
+        with self._lock:
+            for step in steps:
+                self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
+
+    def move_step(self, step, expect_status, expect_stage, status, run_id, stage, spec, now) -> bool:
+        with self._lock:
+            cur = self._steps.get((step.tenant, step.workflow_id, step.key))
+            if cur is None or (cur.status, cur.stage, cur.attempt) != (expect_status, expect_stage, step.attempt):
+                return False
+            cur.status, cur.run_id, cur.stage = status, run_id, stage
+            cur.spec = spec if spec is not None else cur.spec
+            cur.started_at = cur.started_at or now
+            return True
+
+    def settle_step(self, step, status, outcome, tokens, now) -> bool:
+        with self._lock:
+            cur = self._steps.get((step.tenant, step.workflow_id, step.key))
+            wf = self._workflows.get((step.tenant, step.workflow_id))
+            if cur is None or wf is None or cur.status != "running" or cur.attempt != step.attempt \
+                    or wf.attempt != step.attempt:
+                return False
+            cur.status, cur.outcome, cur.finished_at = status, outcome, now
+            wf.finished += 1
+            wf.used_tokens += tokens
+            return True
+
+    def finish_workflow(self, tenant, workflow_id, attempt, status, when_all_done) -> bool:
+        with self._lock:
+            wf = self._workflows.get((tenant, workflow_id))
+            if wf is None or wf.status != "running" or wf.attempt != attempt or \
+                    (when_all_done and wf.finished < wf.n):
+                return False
+            wf.status = status
+            return True
+
+    def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
+        with self._lock:
+            cur = self._workflows.get((wf.tenant, wf.workflow_id))
+            if cur is None or cur.status == "running" or cur.attempt != expect_attempt:
+                return False
+            self._workflows[(wf.tenant, wf.workflow_id)] = wf.model_copy(deep=True)
+            return True
+
+class WorkflowStore(Protocol):
+    """The workflow engine's part of the store: one item per workflow and one per step."""
+
+    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None: ...
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow: ...
+    def list_steps(self, tenant: str, workflow_id: str) -> list[Step]: ...
+    def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
+    def put_steps(self, steps: list[Step]) -> None: ...
+    def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
+                  stage: int, spec: dict | None, now: int) -> bool:
+        """Conditional step transition (same attempt): pending -> running, or the next pipeline stage."""
+    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+        """running -> status, and count it on the workflow, in one transaction; True if counted now."""
+    def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:
+        """running -> status (if every step of the attempt is counted, when asked); one winner."""
+    def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
+        """A finished workflow starts attempt+1 over `wf.order` (resumable re-runs)."""

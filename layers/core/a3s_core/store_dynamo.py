@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .errors import Conflict, NotFound
-from .items import Event, Run, Session, Task, now_ms
+from .items import Event, Run, Session, Step, Task, Workflow, now_ms
 from .lanes import LANES
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
@@ -38,6 +38,14 @@ def _run_key(tenant: str, run_id: str) -> dict[str, str]:
 
 def _task_key(tenant: str, session_id: str, task_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"TASK#{task_id}"}
+
+
+def _wf_key(tenant: str, workflow_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#W#{workflow_id}", "sk": "WF"}
+
+
+def _step_key(tenant: str, workflow_id: str, key: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#W#{workflow_id}", "sk": f"STEP#{key}"}
 
 
 def _failed_condition(err: ClientError) -> bool:
@@ -285,3 +293,104 @@ class DynamoStore:
             ExpressionAttributeValues=_to_ddb({":o": owner, ":u": now + lease_ms, ":pending": "pending",
                                                ":none": "", ":now": now}),
         ) is not None
+
+    # -- workflows ------------------------------------------------------------------------
+    _WF_STATE = ("status", "finished", "attempt", "used_tokens")
+    _STEP_STATE = ("status", "attempt", "stage", "run_id", "started_at", "finished_at")
+
+    def _wf_item(self, wf: Workflow) -> dict[str, Any]:
+        return {**_wf_key(wf.tenant, wf.workflow_id), **{k: getattr(wf, k) for k in self._WF_STATE},
+                "n": wf.n, "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
+
+    def _step_item(self, step: Step) -> dict[str, Any]:
+        item = {**_step_key(step.tenant, step.workflow_id, step.key),
+                **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
+                "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
+        if step.outcome is not None:
+            item["outcome"] = json.dumps(step.outcome)
+        return item
+
+    def _merge(self, item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+        doc = json.loads(item["doc"])
+        doc.update({k: item[k] for k in fields if k in item})
+        return doc
+
+    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
+        self.put_steps(steps)  # steps first: the workflow item appearing is what commits it
+        if self._conditional(Item=_to_ddb(self._wf_item(wf)), ConditionExpression="attribute_not_exists(pk)") is None:
+            raise Conflict(f"workflow {wf.workflow_id} exists")
+
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
+        item = self._get(_wf_key(tenant, workflow_id))
+        if item is None:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        return Workflow.model_validate(self._merge(item, self._WF_STATE))
+
+    def _step_from(self, item: dict[str, Any]) -> Step:
+        doc = self._merge(item, self._STEP_STATE)
+        doc["run_id"] = doc.get("run_id") or None
+        doc["outcome"] = json.loads(item["outcome"]) if "outcome" in item else None
+        return Step.model_validate(doc)
+
+    def list_steps(self, tenant: str, workflow_id: str) -> list[Step]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :s)", ConsistentRead=True,
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#W#{workflow_id}", ":s": "STEP#"}))
+        return [self._step_from(i) for i in items]
+
+    def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None:
+        item = self._get(_step_key(tenant, workflow_id, key))
+        return self._step_from(item) if item else None
+
+    def put_steps(self, steps: list[Step]) -> None:
+        for i in range(0, len(steps), 25):
+            requests = [{"PutRequest": {"Item": _to_ddb(self._step_item(s))}} for s in steps[i:i + 25]]
+            while requests:  # BatchWriteItem may leave some unprocessed under load: resend those
+                out = self._db.batch_write_item(RequestItems={self._table: requests})
+                requests = out.get("UnprocessedItems", {}).get(self._table, [])
+
+    def move_step(self, step, expect_status, expect_stage, status, run_id, stage, spec, now) -> bool:
+        sets = "#s = :st, run_id = :r, stage = :stage, started_at = if_not_exists(started_at, :now)"
+        values = {":st": status, ":r": run_id or "", ":stage": stage, ":now": now, ":es": expect_status,
+                  ":estage": expect_stage, ":a": step.attempt}
+        if spec is not None:  # the doc carries the spec: rewrite it with the next stage's spec
+            sets += ", doc = :doc"
+            values[":doc"] = step.model_copy(update={"spec": spec}).model_dump_json(
+                exclude={*self._STEP_STATE, "outcome"})
+        return self._conditional(
+            Key=_to_ddb(_step_key(step.tenant, step.workflow_id, step.key)), UpdateExpression="SET " + sets,
+            ConditionExpression="#s = :es AND stage = :estage AND attempt = :a",
+            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values)) is not None
+
+    def settle_step(self, step, status, outcome, tokens, now) -> bool:
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self._table, "Key": _to_ddb(_step_key(step.tenant, step.workflow_id, step.key)),
+                            "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now",
+                            "ConditionExpression": "#s = :running AND attempt = :a",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome),
+                                                                  ":now": now, ":running": "running",
+                                                                  ":a": step.attempt})}},
+                {"Update": {"TableName": self._table, "Key": _to_ddb(_wf_key(step.tenant, step.workflow_id)),
+                            "UpdateExpression": "ADD finished :one, used_tokens :t",
+                            "ConditionExpression": "attempt = :a",
+                            "ExpressionAttributeValues": _to_ddb({":one": 1, ":t": tokens, ":a": step.attempt})}},
+            ])
+            return True
+        except ClientError as err:
+            if _failed_condition(err):
+                return False
+            raise
+
+    def finish_workflow(self, tenant, workflow_id, attempt, status, when_all_done) -> bool:
+        cond = "#s = :running AND attempt = :a" + (" AND finished >= n" if when_all_done else "")
+        return self._conditional(
+            Key=_to_ddb(_wf_key(tenant, workflow_id)), UpdateExpression="SET #s = :st",
+            ConditionExpression=cond, ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":st": status, ":running": "running", ":a": attempt})) is not None
+
+    def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
+        return self._conditional(
+            Item=_to_ddb(self._wf_item(wf)), ConditionExpression="#s <> :running AND attempt = :a",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":running": "running", ":a": expect_attempt})) is not None

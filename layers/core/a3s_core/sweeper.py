@@ -1,7 +1,8 @@
 """The backstop for lost messages: expire overdue tasks, and re-drive runs nobody is driving."""
 from __future__ import annotations
 
-from .driver import advance_message, wake
+from .driver import wake
+from .queues import advance_message
 from .runtime import Runtime
 
 STALE_GRACE_MS = 60_000

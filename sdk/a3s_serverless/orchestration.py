@@ -1,0 +1,141 @@
+"""parallel, pipeline and parallel_resumable over the service's workflow engine."""
+from __future__ import annotations
+
+import sys
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from .transport import Transport
+
+SPEC_FIELDS = {"task_id", "agent", "description", "prompt", "max_steps", "output_schema", "workspace"}
+WAIT_MS = 15_000
+
+
+class FileSessionStore:
+    """Accepted for source compatibility: the service journals in DynamoDB, not in this directory."""
+
+    def __init__(self, path: str = "./.a3s/sessions") -> None:
+        self.path = path
+
+
+class MemorySessionStore(FileSessionStore):
+    def __init__(self) -> None:
+        super().__init__("")
+
+
+def check_spec(spec: Any, where: str = "spec") -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where} must be a dict, got {type(spec).__name__}")
+    unknown = set(spec) - SPEC_FIELDS
+    if unknown:
+        raise ValueError(f"{where} has unknown field(s) {sorted(unknown)}; allowed: {sorted(SPEC_FIELDS)}")
+    for field in ("task_id", "agent", "prompt"):
+        if not isinstance(spec.get(field), str) or not spec[field].strip():
+            raise ValueError(f"{where} needs a non-empty string {field!r}")
+    if "max_steps" in spec and (isinstance(spec["max_steps"], bool) or not isinstance(spec["max_steps"], int)
+                                or spec["max_steps"] < 1):
+        raise ValueError(f"{where}: max_steps must be a positive integer")
+    if spec.get("output_schema") is not None and not isinstance(spec["output_schema"], dict):
+        raise ValueError(f"{where}: output_schema must be a dict (a JSON Schema)")
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def _progress(total: int):
+    """A progress bar when a person is watching and tqdm is installed; else nothing."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="step", desc="workflow", leave=False)
+
+
+class Orchestrator:
+    def __init__(self, transport: Transport, session_id: str, max_parallel: int = 8) -> None:
+        self._t, self.session_id, self.max_parallel = transport, session_id, max_parallel
+
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._t.request("POST", f"/sessions/{self.session_id}/workflows", body)
+
+    def wait(self, workflow_id: str, total: int) -> dict[str, Any]:
+        bar, seen = _progress(total), -1
+        try:
+            while True:
+                view = self._t.request("GET", f"/workflows/{workflow_id}",
+                                       query={"wait_ms": WAIT_MS, "after_finished": seen})
+                if bar is not None:
+                    bar.update(max(0, view["finished"] - max(seen, 0)))
+                seen = view["finished"]
+                if view["done"]:
+                    return view
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
+        checked = [check_spec(s, f"specs[{i}]") for i, s in enumerate(_list(specs, "specs"))]
+        if not checked:
+            return []
+        started = self.submit({"kind": "parallel", "specs": checked, "budget_tokens": budget_tokens})
+        return self.wait(started["workflow_id"], len(checked))["outcomes"]
+
+    def pipeline(self, items: list, stages: list) -> list[dict | None]:
+        items, stages = _list(items, "items"), _list(stages, "stages")
+        if all(isinstance(s, dict) for s in stages) and stages:
+            # Declarative stages run server-side: the chain keeps going if this client goes away.
+            started = self.submit({"kind": "pipeline", "items": items, "stages": stages})
+            view = self.wait(started["workflow_id"], len(items))
+            return list(view["outcomes"])
+        if not all(callable(s) for s in stages):
+            raise ValueError("stages must all be callables (ctx -> spec | None) or all be spec templates (dicts)")
+
+        def chain(item: Any) -> dict | None:
+            ctx: dict[str, Any] = {"item": item, "previous": None}
+            last = None
+            for stage in stages:
+                try:
+                    spec = stage(ctx)
+                except Exception:  # a raised stage ends the chain, as returning None does
+                    spec = None
+                if spec is None:
+                    break
+                last = self.parallel([spec])[0]
+                if not last["success"]:
+                    break
+                ctx = {"item": item, "previous": last}
+            return last
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(items) or 1))) as pool:
+            return list(pool.map(chain, items))  # no barrier: each item moves through stages on its own
+
+    def parallel_resumable(self, specs: list[dict], workflow_id: str) -> list[dict]:
+        checked = [check_spec(s, f"specs[{i}]") for i, s in enumerate(_list(specs, "specs"))]
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise ValueError("workflow_id must be a non-empty string")
+        ids = [s["task_id"] for s in checked]
+        if len(set(ids)) != len(ids):
+            raise ValueError("parallel_resumable needs a distinct task_id for every spec")
+        started = self.submit({"kind": "resumable", "specs": checked, "workflow_id": workflow_id})
+        if started.get("refused"):  # fail closed: nothing ran, every outcome says why
+            return [{"task_id": s["task_id"], "session_id": f"task-run-{s['task_id']}", "agent": s["agent"],
+                     "success": False, "output": started["refused"], "error": started["refused"]} for s in checked]
+        view = self.wait(workflow_id, len(checked))
+        by_id = {o["task_id"]: o for o in view["outcomes"] if o}
+        return [by_id.get(i) or {"task_id": i, "success": False, "output": "no outcome recorded",
+                                 "error": "no outcome recorded"} for i in ids]
+
+
+def _list(value: Any, name: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def warn_session_store() -> None:
+    warnings.warn("session_store is accepted for compatibility; the service keeps journals in DynamoDB",
+                  stacklevel=3)
+
+
+__all__ = ["FileSessionStore", "MemorySessionStore", "Orchestrator", "check_spec"]
