@@ -144,10 +144,17 @@ class ApiCounter:
         with self._lock:
             return Counter(self.calls), {k: Counter(v) for k, v in self.by_origin.items()}
 
-    def timings(self) -> dict[str, float]:
-        """Mean milliseconds per call, by operation (ReceiveMessage excluded)."""
+    def raw_timings(self) -> tuple[Counter, Counter]:
         with self._lock:
-            return {k: round(1000 * self.op_time[k] / n, 3) for k, n in sorted(self.op_timed.items()) if n}
+            return Counter(self.op_time), Counter(self.op_timed)
+
+    @staticmethod
+    def mean_ms(time_s: Counter, calls: Counter) -> dict[str, float]:
+        """Mean milliseconds per call, by operation (ReceiveMessage excluded)."""
+        return {k: round(1000 * time_s[k] / n, 2) for k, n in sorted(calls.items()) if n > 0}
+
+    def timings(self) -> dict[str, float]:
+        return self.mean_ms(*self.raw_timings())
 
 
 def stack_clients(stack: EmbeddedStack) -> list[Any]:
@@ -235,12 +242,21 @@ class Harness:
                     pump.function = self.pools[pump.function.logical_id]
             except Exception as err:  # the embedded stack changed shape: run it as it is
                 self.notes.append(f"handler pools not installed ({type(err).__name__}: {err})")
-        if serialize_dynamodb:
+        if serialize_dynamodb and self._kit_serializes_moto():
+            self.notes.append("moto DynamoDB already serialized by the embedded stack")
+        elif serialize_dynamodb:
             db = getattr(stack.runtime.store, "_db", None)
             if db is not None and hasattr(db, "meta"):
                 stack.runtime.store._db = SerializedClient(db, threading.Lock())  # type: ignore[attr-defined]
             else:
                 self.notes.append("DynamoDB client not found: calls not serialized")
+
+    @staticmethod
+    def _kit_serializes_moto() -> bool:
+        from moto.dynamodb.models import DynamoDBBackend
+
+        return all(getattr(getattr(DynamoDBBackend, op, None), "a3s_atomic", False)
+                   for op in ("transact_write_items", "update_item", "put_item", "query"))
 
     def environments(self) -> dict[str, dict[str, int]]:
         return {fid: {"environments": p.environments, "cold_starts": p.cold_starts} for fid, p in self.pools.items()}
@@ -418,6 +434,9 @@ class Bench:
         barrier = threading.Barrier(concurrency + 1)
         deadline = [float("inf")]
         truncated = threading.Event()
+        progress, progress_lock = [0], threading.Lock()
+        step = max(1, n // 10)
+        marks: dict[int, Any] = {}    # round trips done -> op timers then (every tenth of n)
 
         def worker(i: int) -> None:
             barrier.wait()
@@ -427,6 +446,10 @@ class Bench:
                     return
                 try:
                     samples[i].append(fn(sessions[i], self.poll))
+                    with progress_lock:
+                        progress[0] += 1
+                        if progress[0] % step == 0:  # per-call cost early and late in the scenario
+                            marks[progress[0]] = self.counter.raw_timings()
                 except Exception as err:  # reported, and the thread goes on
                     errors.append(f"{type(err).__name__}: {err}")
 
@@ -455,6 +478,11 @@ class Bench:
         http1 = self.transport.snapshot()
         inv1 = sum(p.invocations for p in self.stack.pumps)
         timings = self.counter.timings()
+        end_t, end_c = self.counter.raw_timings()
+        early = self.counter.mean_ms(*marks[step]) if step in marks else {}
+        last_mark = max((m for m in marks if m <= progress[0] - step and m > step), default=None)
+        late = (self.counter.mean_ms(end_t - marks[last_mark][0], end_c - marks[last_mark][1])
+                if last_mark else {})
         items1 = self.table_items()
 
         ok = [s for per in samples for s in per]
@@ -496,6 +524,8 @@ class Bench:
                                      "by_route": per_rt(http, done)},
             "driver_invocations_per_rt": round((inv1 - inv0) / done, 2) if done else None,
             "ms_per_call": timings,
+            "ms_per_call_first_tenth": early,
+            "ms_per_call_last_tenth": late,
             "table_items": {"before": items0, "after": items1},
             "stack_start_s": round(self.start_s, 2),
             "lambda_environments": self.harness.environments(),
@@ -569,6 +599,11 @@ def print_report(results: list[dict], meta: dict) -> None:
         print(f"  {r['name']:<10}" + "  ".join(f"{k}={v:g}" for k, v in r["phase_p50_ms"].items())
               + f"  | driver invocations/rt={r['driver_invocations_per_rt']}"
               + f"  table items {r['table_items']['before']}->{r['table_items']['after']}")
+        growth = [f"{op_family(op)} {r['ms_per_call_first_tenth'][op]:.1f}->{r['ms_per_call_last_tenth'][op]:.1f}"
+                  for op in ("dynamodb.TransactWriteItems", "dynamodb.Query", "dynamodb.GetItem")
+                  if op in r["ms_per_call_first_tenth"] and op in r["ms_per_call_last_tenth"]]
+        if growth:
+            print(f"  {'':<10}ms per call, first -> last tenth: " + ", ".join(growth))
     envs = {r["name"]: {f: e["environments"] for f, e in r["lambda_environments"].items() if e["environments"] > 1}
             for r in results}
     if any(envs.values()):

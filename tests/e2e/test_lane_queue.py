@@ -197,9 +197,6 @@ def test_given_a_hybrid_lane_when_the_tool_is_called_then_it_runs_here_with_pend
     assert events.all(handle.run_id)[-1]["type"] == "run_end" and len(events.all(handle.run_id)) == len(all_events)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: run_internal's events are buffered until the checkpoint after the "
-                                       "tool ends, so a hybrid lane's pending notification arrives only with "
-                                       "the completed one (driver.py _Turns.run_internal/emit)")
 def test_given_a_hybrid_lane_when_the_tool_is_still_running_then_its_pending_notification_is_already_visible(
         session, workspace, events):
     session.set_lane_handler("execute", "hybrid", 300000)

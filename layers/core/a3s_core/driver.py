@@ -346,6 +346,7 @@ class _Turns:
                 self.emit("external_task_pending", task_id=None, lane=call.lane, command_type=call.name,
                           hybrid=True)
             self.emit("tool_start", tool=call.name, call_id=call.id, lane=call.lane)
+        self.checkpoint()  # watchers see the tools start (and a hybrid lane's notice) before they end
 
         def one(call: PendingCall) -> ToolOutcome:
             try:

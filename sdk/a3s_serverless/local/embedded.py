@@ -32,6 +32,28 @@ LOCAL_TENANT = "local"
 LOCAL_PARAMETERS = {"DriverTimeout": "30", "RunsVisibilityTimeout": "35", "LaneVisibilityTimeout": "30"}
 
 
+_MOTO_LOCK = threading.RLock()
+
+
+def atomic_dynamodb() -> None:
+    """DynamoDB applies each write, and its condition, atomically; moto's in-memory tables do not
+    under threads (two conditional writes can both pass). The embedded stack runs many handlers
+    at once, so it serialises moto's table operations to be as faithful as the real service."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan"):
+        original = getattr(DynamoDBBackend, name)
+        if getattr(original, "a3s_atomic", False):
+            continue
+
+        def atomic(self: Any, *args: Any, __original: Callable = original, **kwargs: Any) -> Any:
+            with _MOTO_LOCK:
+                return __original(self, *args, **kwargs)
+
+        atomic.a3s_atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, atomic)
+
+
 def kit_root() -> Path:
     """The checkout holding template.yaml (the SDK is installed from it in editable mode)."""
     env = os.environ.get("A3S_KIT_ROOT")
@@ -59,21 +81,39 @@ class LambdaContext:
 
 
 class Function:
-    """One function of the template, its handler imported from its code folder."""
+    """One function of the template. Like Lambda, each concurrent invocation gets a container of
+    its own (a fresh import of the handler module), reused once it is free: handlers and the
+    libraries they use may keep per-invocation state at module level, as Powertools does."""
 
     def __init__(self, logical_id: str, code_dir: Path, handler: str, timeout: int, memory: int) -> None:
-        module_name, _, attr = handler.rpartition(".")
-        path = code_dir / f"{module_name}.py"
-        spec = importlib.util.spec_from_file_location(f"a3s_fn_{logical_id}", path)
+        module_name, _, self._attr = handler.rpartition(".")
+        self._path = code_dir / f"{module_name}.py"
+        self.logical_id, self.timeout, self.memory = logical_id, timeout, memory
+        self._idle: list[Callable[[dict, Any], Any]] = []
+        self._lock = threading.Lock()
+        self.containers = 0
+        self._idle.append(self._cold_start())  # fail fast on a broken handler
+
+    def _cold_start(self) -> Callable[[dict, Any], Any]:
+        with self._lock:
+            self.containers += 1
+            n = self.containers
+        spec = importlib.util.spec_from_file_location(f"a3s_fn_{self.logical_id}_{n}", self._path)
         if spec is None or spec.loader is None:
-            raise RuntimeError(f"cannot load {path}")
+            raise RuntimeError(f"cannot load {self._path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        self.logical_id, self.timeout, self.memory = logical_id, timeout, memory
-        self.handler: Callable[[dict, Any], Any] = getattr(module, attr)
+        return getattr(module, self._attr)
 
     def invoke(self, event: dict) -> Any:
-        return self.handler(event, LambdaContext(self.logical_id, self.timeout, self.memory))
+        with self._lock:
+            handler = self._idle.pop() if self._idle else None
+        handler = handler or self._cold_start()
+        try:
+            return handler(event, LambdaContext(self.logical_id, self.timeout, self.memory))
+        finally:
+            with self._lock:
+                self._idle.append(handler)
 
 
 class Pump:
@@ -171,6 +211,7 @@ class EmbeddedStack:
 
         from a3s_core.runtime import Runtime, set_runtime
 
+        atomic_dynamodb()
         self._mock = mock_aws()
         self._mock.start()
         model = self.model = load_stack(self.root / "template.yaml", self.parameters)

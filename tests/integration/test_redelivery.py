@@ -1,0 +1,285 @@
+"""At-least-once delivery, at the run-driver level on the moto-backed store: a message delivered
+twice, or a driver that dies mid-turn, never runs a tool or a model turn twice (DESIGN.md 2:
+"every handler is idempotent"; "an invocation that dies is replayed from the last checkpoint")."""
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from a3s_core import driver
+from a3s_core.driver import Busy, handle_message
+from a3s_core.model import MODEL_FACTORIES
+from a3s_core.schemas import CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody
+from a3s_core.scripted import ScriptedModel
+from a3s_core.service import Service
+
+APPEND = "echo line >> log.txt; echo appended"
+
+
+def plenty() -> int:
+    return 60_000  # remaining Lambda time: never close to a handoff here
+
+
+def record(body: dict, message_id: str | None = None) -> dict:
+    """One SQS record as Lambda's event source mapping hands it to run_driver."""
+    return {"messageId": message_id or str(uuid.uuid4()), "receiptHandle": secrets.token_hex(8),
+            "body": json.dumps(body), "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+            "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:RunsQueue", "awsRegion": "us-east-1"}
+
+
+def lines(workspace: Path) -> int:
+    log = workspace / "log.txt"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+class Fixture:
+    """A tenant of its own, a session on `workspace`, and the runs it starts (messages recorded)."""
+
+    def __init__(self, rt, workspace: Path, **lane) -> None:
+        self.rt, self.tenant = rt, f"redeliv-{secrets.token_hex(4)}"
+        self.svc = Service(rt, self.tenant)
+        self.sid = self.svc.create_session(CreateSessionBody(workspace=str(workspace), permissive=True))["session_id"]
+        if lane:
+            self.svc.set_lane(self.sid, "execute", LaneHandlerBody(**lane))
+
+    def start(self, prompt: str) -> tuple[str, dict]:
+        run_id = self.svc.start_run(self.sid, StartRunBody(prompt=prompt))["run_id"]
+        return run_id, self.take_runs_message("advance")
+
+    def take_runs_message(self, kind: str) -> dict:
+        [found] = [(i, body) for i, (body, _) in enumerate(self.rt.queues.runs) if body["kind"] == kind]
+        del self.rt.queues.runs[found[0]]
+        return found[1]
+
+    def run(self, run_id: str):
+        return self.rt.store.get_run(self.tenant, run_id)
+
+    def event_types(self, run_id: str) -> list[str]:
+        return [e.type for e in self.rt.store.list_events(self.tenant, run_id, 0)]
+
+
+# -- duplicated messages ---------------------------------------------------------------------------
+def test_given_the_same_advance_message_twice_in_one_batch_when_run_driver_handles_it_then_the_tool_runs_once(
+        stack, offline_rt, workspace):
+    fx = Fixture(offline_rt, workspace)
+    run_id, advance = fx.start("dup\n/tool bash " + json.dumps({"command": APPEND}))
+    run_driver = stack.functions["RunDriverFunction"]
+
+    out = run_driver.invoke({"Records": [record(advance, "m-1"), record(advance, "m-1")]})
+
+    assert out == {"batchItemFailures": []}
+    assert lines(workspace) == 1
+    run = fx.run(run_id)
+    assert (run.status, run.text) == ("succeeded", "echo: dup\nbash -> appended")
+    types = fx.event_types(run_id)
+    assert types.count("tool_start") == 1 and types.count("run_end") == 1
+
+    # A straggler copy delivered long after the run ended changes nothing either.
+    handle_message(offline_rt, advance, plenty)
+    assert lines(workspace) == 1 and fx.event_types(run_id) == types
+
+
+def test_given_two_copies_of_an_advance_message_delivered_at_once_then_one_driver_runs_the_tool_and_the_other_backs_off(
+        offline_rt, workspace):
+    fx = Fixture(offline_rt, workspace)
+    run_id, advance = fx.start("dup\n/tool bash " + json.dumps({"command": "echo line >> log.txt; sleep 0.5; echo ok"}))
+    barrier, outcomes = threading.Barrier(2), []
+
+    def deliver() -> None:
+        barrier.wait()
+        try:
+            handle_message(offline_rt, advance, plenty)
+            outcomes.append("done")
+        except Busy:
+            outcomes.append("busy")  # SQS delivers it again later
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+    assert sorted(outcomes) in (["busy", "done"], ["done", "done"])
+    handle_message(offline_rt, advance, plenty)  # the redelivery of the copy that backed off
+    assert lines(workspace) == 1
+    assert fx.run(run_id).status == "succeeded"
+    assert fx.event_types(run_id).count("tool_start") == 1
+
+
+def test_given_a_run_waiting_on_a_task_when_advance_and_wake_messages_are_duplicated_then_it_resumes_once(
+        offline_rt, workspace):
+    fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=300000)
+    run_id, advance = fx.start("ext\n/tool bash " + json.dumps({"command": "make"}))
+    handle_message(offline_rt, advance, plenty)
+    assert fx.run(run_id).status == "waiting"
+    [task] = offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)
+    before = fx.event_types(run_id)
+
+    handle_message(offline_rt, advance, plenty)  # a duplicate of the first advance
+    assert fx.run(run_id).status == "waiting"
+    assert [t.task_id for t in offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)] == [task.task_id]
+    assert fx.event_types(run_id) == before
+    assert len(offline_rt.queues.lanes) == 1  # one lane message for the one task
+
+    assert fx.svc.complete_task(fx.sid, task.task_id, CompleteTaskBody(success=True, result={"output": "built"}))
+    assert not fx.svc.complete_task(fx.sid, task.task_id, CompleteTaskBody(success=True, result={"output": "again"}))
+    wake = fx.take_runs_message("advance")  # exactly one wake-up was sent
+    handle_message(offline_rt, wake, plenty)
+    handle_message(offline_rt, wake, plenty)
+
+    run = fx.run(run_id)
+    assert (run.status, run.text) == ("succeeded", "echo: ext\nbash -> built")
+    types = fx.event_types(run_id)
+    assert types.count("external_task_completed") == 1 and types.count("run_end") == 1
+    assert types.count("turn_start") == 2
+    assert [body["kind"] for body, _ in offline_rt.queues.runs] == ["task_timeout"]
+
+
+def test_given_a_task_timeout_message_delivered_twice_then_the_task_expires_once_and_the_run_wakes_once(
+        offline_rt, workspace):
+    fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=1000)
+    run_id, advance = fx.start("slow\n/tool bash " + json.dumps({"command": "make"}))
+    handle_message(offline_rt, advance, plenty)
+    timeout = fx.take_runs_message("task_timeout")
+
+    handle_message(offline_rt, timeout, plenty)  # delivered before its deadline: re-armed, nothing expires
+    [task] = offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)
+    rearmed = fx.take_runs_message("task_timeout")
+    assert rearmed["task_id"] == task.task_id and offline_rt.queues.runs == []
+
+    offline_rt.clock.advance(2_000)
+    handle_message(offline_rt, timeout, plenty)
+    handle_message(offline_rt, rearmed, plenty)
+    assert offline_rt.store.get_task(fx.tenant, fx.sid, task.task_id).status == "timed_out"
+    wake = fx.take_runs_message("advance")  # one wake-up, though two messages fired
+    assert offline_rt.queues.runs == []
+    handle_message(offline_rt, wake, plenty)
+    run = fx.run(run_id)
+    assert run.status == "succeeded" and "timed out" in run.text.splitlines()[1]
+    assert fx.event_types(run_id).count("external_task_completed") == 1
+
+
+# -- a driver that dies mid-turn -------------------------------------------------------------------
+class SimulatedCrash(BaseException):
+    """Like a Lambda killed at its timeout: nothing below the handler gets to clean up."""
+
+
+MODEL_CALLS: Counter = Counter()
+CRASH_ON_CALL: dict[str, int] = {}
+
+
+class CountingModel:
+    """The scripted model, counting its calls per model id, and crashing on one call if told."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def complete(self, messages, tools, system=None, *, output_schema=None):
+        MODEL_CALLS[self.key] += 1
+        if CRASH_ON_CALL.get(self.key) == MODEL_CALLS[self.key]:
+            raise SimulatedCrash(f"driver died during model call {MODEL_CALLS[self.key]}")
+        return ScriptedModel().complete(messages, tools, system, output_schema=output_schema)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    monkeypatch.setitem(MODEL_FACTORIES, "counted", CountingModel)
+    return lambda: f"counted/{secrets.token_hex(4)}"
+
+
+def finished_run(agent, stack, tmp_path: Path, name: str, model: str):
+    workspace = tmp_path / name
+    workspace.mkdir()
+    session = agent.session(str(workspace), permissive=True, model=model)
+    handle = session.send_async("crash test\n/tool bash " + json.dumps({"command": APPEND}))
+    result = handle.wait(timeout=45)
+    events = list(handle.events())
+    view = stack.transport().request("GET", f"/runs/{handle.run_id}")
+    return workspace, result, events, view
+
+
+def assert_same_as_clean(result, view, clean_result, clean_view, events) -> None:
+    assert result.text == clean_result.text == "echo: crash test\nbash -> appended"
+    assert (view["turns"], view["prompt_tokens"], view["completion_tokens"], view["tool_calls_count"]) == \
+        (clean_view["turns"], clean_view["prompt_tokens"], clean_view["completion_tokens"],
+         clean_view["tool_calls_count"])
+    assert [e["turn"] for e in events if e["type"] == "turn_start"] == [1, 2]
+    assert [e["type"] for e in events].count("tool_start") == 1
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_given_a_driver_that_dies_before_the_tool_runs_when_sqs_redelivers_then_the_run_finishes_without_a_second_model_turn(
+        agent, stack, tmp_path, monkeypatch, counted):
+    clean_model, crash_model = counted(), counted()
+    _, clean, clean_events, clean_view = finished_run(agent, stack, tmp_path, "clean", clean_model)
+
+    crashes: list[str] = []
+    real_run_tool = driver.run_tool
+
+    def dying_run_tool(name, arguments, workspace):
+        if not crashes and name == "bash" and arguments.get("command") == APPEND:
+            crashes.append(name)
+            raise SimulatedCrash("driver died after the model turn was checkpointed")
+        return real_run_tool(name, arguments, workspace)
+
+    monkeypatch.setattr(driver, "run_tool", dying_run_tool)
+    workspace, result, events, view = finished_run(agent, stack, tmp_path, "crash-ws", crash_model)
+
+    assert crashes == ["bash"]  # the first invocation did die
+    assert lines(workspace) == 1  # the side effect happened once
+    assert MODEL_CALLS[crash_model] == MODEL_CALLS[clean_model] == 2  # turn 1 was not asked again
+    assert_same_as_clean(result, view, clean, clean_view, events)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_given_a_driver_that_dies_after_the_tool_ran_when_sqs_redelivers_then_the_tool_is_not_run_again(
+        agent, stack, tmp_path, counted):
+    clean_model, crash_model = counted(), counted()
+    _, clean, _, clean_view = finished_run(agent, stack, tmp_path, "clean", clean_model)
+
+    CRASH_ON_CALL[crash_model] = 2  # dies in turn 2, after turn 1's tool result was checkpointed
+    workspace, result, events, view = finished_run(agent, stack, tmp_path, "crash-ws", crash_model)
+
+    assert lines(workspace) == 1  # the replay did not run bash again
+    assert MODEL_CALLS[clean_model] == 2
+    assert MODEL_CALLS[crash_model] == 3  # turn 2 was asked again (it never finished), turn 1 was not
+    assert_same_as_clean(result, view, clean, clean_view, events)
+
+
+# -- poison messages -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_given_a_message_that_always_fails_then_it_lands_in_the_runs_dlq_after_max_receive_count(stack, monkeypatch):
+    kind = f"bogus-{secrets.token_hex(4)}"
+    attempts: list[str] = []
+    module_globals = stack.functions["RunDriverFunction"].handler.__wrapped__.__globals__
+    real_handle = module_globals["handle_message"]
+
+    def counting(rt, body, remaining_ms):
+        if body.get("kind") == kind:
+            attempts.append(kind)
+        return real_handle(rt, body, remaining_ms)
+
+    monkeypatch.setitem(module_globals, "handle_message", counting)
+    body = json.dumps({"kind": kind, "tenant": "nobody"})
+    stack.sqs.send_message(QueueUrl=stack.queue_url("RunsQueue"), MessageBody=body)
+
+    dlq, found = stack.queue_url("RunsDLQ"), None
+    deadline = time.monotonic() + 60
+    while found is None and time.monotonic() < deadline:
+        msgs = stack.sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                         VisibilityTimeout=0).get("Messages", [])
+        found = next((m for m in msgs if m["Body"] == body), None)
+    assert found is not None, "the poison message never reached the runs DLQ"
+    stack.sqs.delete_message(QueueUrl=dlq, ReceiptHandle=found["ReceiptHandle"])
+    max_receive = int(stack.model.parameters["MaxReceiveCount"])
+    assert attempts == [kind] * max_receive
+    stack.wait_idle(timeout=30)  # and it is gone from the runs queue
