@@ -28,7 +28,9 @@ def main() -> int:
 
 
 # Examples of later capabilities join the demo as they land.
-EXTRA: list[tuple[str, str, str]] = []
+EXTRA: list[tuple[str, str, str]] = [
+    ("orchestration", "orchestration.py", "parallel fan-out, a two-stage pipeline, a resumable journaled run"),
+]
 
 if __name__ == "__main__":
     raise SystemExit(main())
