@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
 from a3s_core.schemas import (ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody,
-                              StartWorkflowBody)
+                              StartWorkflowBody, ControlBody)
 from a3s_core.service import Service, session_view
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
@@ -144,6 +144,16 @@ def get_workflow(workflow_id: str, wait_ms: Annotated[int, Query(ge=0, le=20000)
 @app.post("/workflows/<workflow_id>/cancel")
 def cancel_workflow(workflow_id: str) -> dict:
     return _service().cancel_workflow(workflow_id)
+
+
+@app.post("/runs/<run_id>/<action>")
+def control_run(run_id: str, action: str, body: ControlBody | None = None) -> dict:
+    return _service().control(run_id, action, body.prompt if body else None)
+
+
+@app.get("/runs")
+def list_runs(session_id: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    return {"runs": _service().list_runs(session_id)}
 
 
 def _raw_error(status: int, code: str, message: str) -> dict:

@@ -1,9 +1,10 @@
 """a3s_serverless: the thin client of an a3s-serverless deployment, shaped like the A3S Code SDK."""
 from .agent import Agent
 from .errors import A3SClientError, AuthError, NotFoundError, RequestError, RunFailed, ServiceError
+from .orchestrator import AgentOrchestrator
 from .orchestration import FileSessionStore, MemorySessionStore
 from .session import AgentResult, RunHandle, Session, SessionOptions, SessionQueueConfig
 from .worker import Worker
 
-__all__ = ["Agent", "FileSessionStore", "MemorySessionStore", "AgentResult", "RunHandle", "Session", "SessionOptions", "SessionQueueConfig", "Worker",
+__all__ = ["Agent", "AgentOrchestrator", "FileSessionStore", "MemorySessionStore", "AgentResult", "RunHandle", "Session", "SessionOptions", "SessionQueueConfig", "Worker",
            "A3SClientError", "AuthError", "NotFoundError", "RequestError", "RunFailed", "ServiceError"]

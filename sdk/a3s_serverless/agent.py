@@ -6,6 +6,7 @@ from typing import Any
 
 from .config import AgentConfig, load_config
 from .orchestration import warn_session_store
+from .orchestrator import AgentOrchestrator
 from .session import Session, SessionOptions, SessionQueueConfig
 from .transport import HttpTransport, Transport
 
@@ -34,6 +35,10 @@ class Agent:
         if cfg.endpoint == "local":
             return cls.local(cfg.default_model)
         return cls.connect(cfg.endpoint, cfg.api_key, cfg.default_model)
+
+    def orchestrator(self) -> AgentOrchestrator:
+        """Pause, resume, cancel and inject into any run of this tenant (A3S Code's AgentOrchestrator)."""
+        return AgentOrchestrator(self._t)
 
     def session(self, workspace: str = ".", options: SessionOptions | None = None, **kwargs: Any) -> Session:
         if options is not None and not isinstance(options, SessionOptions):

@@ -52,7 +52,7 @@ def _progress(total: int):
     return tqdm(total=total, unit="step", desc="workflow", leave=False)
 
 
-class Orchestrator:
+class Workflows:
     def __init__(self, transport: Transport, session_id: str, max_parallel: int = 8) -> None:
         self._t, self.session_id, self.max_parallel = transport, session_id, max_parallel
 
@@ -138,4 +138,4 @@ def warn_session_store() -> None:
                   stacklevel=3)
 
 
-__all__ = ["FileSessionStore", "MemorySessionStore", "Orchestrator", "check_spec"]
+__all__ = ["FileSessionStore", "MemorySessionStore", "Workflows", "check_spec"]

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from .errors import RunFailed
-from .orchestration import Orchestrator
+from .orchestration import Workflows
+from .orchestrator import AgentOrchestrator
 from .transport import Transport
 
 LANES = ("control", "query", "execute", "generate")
@@ -71,6 +72,21 @@ class RunHandle:
     def status(self) -> str:
         return self._t.request("GET", f"/runs/{self.run_id}")["status"]
 
+    def pause(self) -> dict[str, Any]:
+        """Stop at the next turn boundary; no compute is held while paused."""
+        return AgentOrchestrator(self._t).pause_agent(self.run_id)
+
+    def resume(self) -> dict[str, Any]:
+        return AgentOrchestrator(self._t).resume_agent(self.run_id)
+
+    def cancel(self) -> dict[str, Any]:
+        """Cancel the run, its child runs and its pending external tasks."""
+        return AgentOrchestrator(self._t).cancel_agent(self.run_id)
+
+    def inject_prompt(self, text: str) -> dict[str, Any]:
+        """A user message the model sees on its next turn."""
+        return AgentOrchestrator(self._t).inject_prompt(self.run_id, text)
+
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Every event of the run, in order, until it ends (long-polls the service)."""
         while True:
@@ -107,7 +123,7 @@ class Session:
         self.session_id: str = view["session_id"]
         self.workspace: str = view["workspace"]
         self._modes = {lane: h["mode"] for lane, h in view["lanes"].items()}
-        self._orch = Orchestrator(transport, self.session_id, view.get("max_parallel_tasks", 8))
+        self._orch = Workflows(transport, self.session_id, view.get("max_parallel_tasks", 8))
         self._handler_thread: threading.Thread | None = None
         self._stop = threading.Event()
 

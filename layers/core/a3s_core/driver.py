@@ -38,14 +38,6 @@ class Busy(Exception):
     """Another live invocation holds the run's lease: deliver this message again later."""
 
 
-def wake(rt: Runtime, tenant: str, run_id: str) -> bool:
-    """waiting -> queued and enqueue it; a no-op for everyone but the one caller that wins."""
-    if rt.store.wake_run(tenant, run_id):
-        rt.queues.send_run(advance_message(tenant, run_id))
-        return True
-    return False
-
-
 def handle_message(rt: Runtime, body: dict[str, Any], remaining_ms: Callable[[], int]) -> None:
     kind = body.get("kind")
     if kind == "advance":
@@ -83,7 +75,7 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
         rt.queues.send_run(timeout_message(task), math.ceil((task.deadline - now) / 1000))
         return
     if rt.store.finish_task(tenant, session_id, task_id, "timed_out", now):
-        wake(rt, tenant, task.run_id)
+        rt.wake(tenant, task.run_id)
 
 
 def timeout_message(task: Task) -> dict[str, Any]:
@@ -196,6 +188,12 @@ class _Turns:
     def _loop(self) -> None:
         run = self.run
         while True:
+            control = self.rt.store.get_control(run.tenant, run.run_id)  # a turn boundary
+            if control.cancel:
+                return self.cancel()
+            if control.pause:
+                self.emit("control_signal_applied", signal="pause")
+                return self.release("paused")
             if run.pending:
                 if self.resolve_pending():
                     return
@@ -207,11 +205,15 @@ class _Turns:
                 self.release("queued")
                 self.rt.queues.send_run(advance_message(run.tenant, run.run_id))
                 return
-            if not self.model_turn():
+            if not self.model_turn(control.injections):
                 return
 
-    def model_turn(self) -> bool:
+    def model_turn(self, injections: list[str]) -> bool:
         run = self.run
+        for text in injections[run.injected:]:  # the model sees injected prompts on this turn
+            run.messages.append({"role": "user", "content": text})
+            self.emit("control_signal_applied", signal="inject", text=text[:2000])
+        run.injected = max(run.injected, len(injections))
         self.emit("turn_start", turn=run.turn + 1)
         tools = [t for name, t in TOOL_SCHEMAS.items() if run.allowed_tools is None or name in run.allowed_tools]
         system = resolve_agent(run.agent).system_prompt() if run.agent and resolve_agent(run.agent) else SYSTEM_PROMPT
@@ -239,6 +241,20 @@ class _Turns:
                        for c in calls]
         self.checkpoint()  # the model's answer is never asked for twice
         return True
+
+    def cancel(self) -> None:
+        """Cancel this run and everything it started: its pending tasks (which then cannot be
+        completed) and its child workflows (whose running children are cancelled in turn)."""
+        run = self.run
+        now = self.rt.clock()
+        for call in run.pending:
+            for task_id in (call.task_id, call.confirm_task_id):
+                if task_id:
+                    self.rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now)
+        for workflow_id in run.children:
+            workflows.cancel(self.rt, run.tenant, workflow_id)
+        self.emit("control_signal_applied", signal="cancel")
+        self.finish("cancelled", "cancelled", text=run.text, error="cancelled by request")
 
     def structured_answer(self, text: str) -> bool:
         """Validate the answer against the step's schema: one repair turn, then a clear failure."""
@@ -387,9 +403,14 @@ class _Turns:
     def suspend(self, waiting: list[str]) -> None:
         run = self.run
         self.release("waiting")
-        # A completion that landed before we were `waiting` could not wake us: look once more.
+        # A completion (or a control request) that landed before we were `waiting` could not
+        # wake us: look once more.
+        control = self.rt.store.get_control(run.tenant, run.run_id)
+        if control.cancel or control.pause:
+            self.rt.wake(run.tenant, run.run_id)
+            return
         for task_id in waiting:
             task = self.rt.store.get_task(run.tenant, run.session_id, task_id)
             if task is not None and task.status != "pending":
-                wake(self.rt, run.tenant, run.run_id)
+                self.rt.wake(run.tenant, run.run_id)
                 return

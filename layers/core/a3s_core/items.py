@@ -91,10 +91,21 @@ class Run(BaseModel):
     output_schema: dict[str, Any] | None = None
     repaired: bool = False
     structured: Any = None
+    injected: int = 0                # control injections already added to the conversation
+    paused_by_signal: bool = False
+    children: list[str] = Field(default_factory=list)  # workflows this run started (delegation tools)
 
     @property
     def done(self) -> bool:
         return self.status in ("succeeded", "failed", "cancelled")
+
+
+class Control(BaseModel):
+    """Requests made to a run from outside; the driver applies them at its next turn boundary."""
+
+    pause: bool = False
+    cancel: bool = False
+    injections: list[str] = Field(default_factory=list)
 
 
 class StepRef(BaseModel):
@@ -176,6 +187,8 @@ class Workflow(BaseModel):
     budget_tokens: int | None = None
     used_tokens: int = 0
     stages: list[dict[str, Any]] | None = None  # declarative pipeline: spec templates per stage
+    parent_run_id: str | None = None  # a delegation tool's run, woken when this workflow ends
+    deadline: int | None = None       # parallel_task timeout_ms: unfinished steps are cancelled then
     created_at: int = Field(default_factory=now_ms)
     updated_at: int = Field(default_factory=now_ms)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .lanes import LANES
-from .queues import Queues, SqsQueues
+from .queues import Queues, SqsQueues, advance_message
 from .store import Store
 
 
@@ -44,6 +44,13 @@ class Runtime:
     queues: Queues
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     s3: Any = None  # workspaces on S3, when there is no local directory to work in
+
+    def wake(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
+        """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins."""
+        if self.store.wake_run(tenant, run_id, from_status):
+            self.queues.send_run(advance_message(tenant, run_id))
+            return True
+        return False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, session: Any = None) -> "Runtime":

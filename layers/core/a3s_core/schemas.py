@@ -67,3 +67,7 @@ class StartWorkflowBody(_Strict):
     stages: list[dict[str, Any]] | None = Field(None, max_length=50)  # pipeline: spec templates
     workflow_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
     budget_tokens: int | None = Field(None, ge=1)
+
+
+class ControlBody(_Strict):
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)  # for inject

@@ -4,14 +4,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .driver import wake
 from .queues import advance_message
 from .errors import BadRequest
 from .items import Event, Run, Session, Task, new_id
 from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
-from . import workflows
+from . import control, workflows
 from .schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
 
 MAX_EVENT_WAIT_MS = 20_000
@@ -34,7 +33,8 @@ def run_view(r: Run) -> dict[str, Any]:
             "error": r.error, "stop_reason": r.stop_reason, "turns": r.turn, "tool_calls_count": r.tool_calls_count,
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "created_at": r.created_at,
-            "updated_at": r.updated_at}
+            "updated_at": r.updated_at, "agent": r.agent,
+            "parent": r.parent.model_dump() if r.parent else None}
 
 
 class Service:
@@ -100,7 +100,7 @@ class Service:
             return False  # unknown, already completed, timed out or cancelled: first call won
         task = store.get_task(self.tenant, session_id, task_id)
         if task is not None:
-            wake(self.rt, self.tenant, task.run_id)
+            self.rt.wake(self.tenant, task.run_id)
         return True
 
     def claim(self, body: ClaimBody, session_id: str | None = None, lane: str | None = None) -> list[dict]:
@@ -136,6 +136,13 @@ class Service:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return run_view(self.rt.store.get_run(self.tenant, run_id))
+
+    def list_runs(self, session_id: str | None) -> list[dict[str, Any]]:
+        return [run_view(r) for r in self.rt.store.list_runs(self.tenant, session_id)]
+
+    def control(self, run_id: str, action: str, prompt: str | None) -> dict[str, Any]:
+        status = control.apply(self.rt, self.tenant, run_id, action, prompt)
+        return {"run_id": run_id, "action": action, "accepted": True, "status": status}
 
     def events(self, run_id: str, after: int, wait_ms: int) -> dict[str, Any]:
         """Events after `after`, long-polling up to wait_ms for the first one to appear."""

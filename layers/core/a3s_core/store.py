@@ -9,7 +9,7 @@ import threading
 from typing import Callable, Protocol
 
 from .errors import Conflict, NotFound
-from .items import Event, Run, Session, Step, Task, Workflow, now_ms
+from .items import Control, Event, Run, Session, Step, Task, Workflow, now_ms
 
 FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
 
@@ -29,9 +29,14 @@ class Store(Protocol):
         """queued/running with no live lease -> running, leased to owner. None if not possible."""
     def save_run(self, run: Run, events: list[Event]) -> None:
         """Checkpoint run (and append events) atomically if run.version is still current; bumps it."""
-    def wake_run(self, tenant: str, run_id: str) -> bool:
-        """waiting -> queued. True for the one caller that made the change."""
+    def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
+        """waiting (or paused) -> queued. True for the one caller that made the change."""
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]: ...
+    def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
+                        inject: str | None = None) -> None:
+        """Record a control request (the driver or the API applies it)."""
+    def get_control(self, tenant: str, run_id: str) -> Control: ...
+    def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]: ...
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         """(tenant, run_id) of queued/running runs not touched since `before`: a message was lost."""
 
@@ -83,6 +88,7 @@ class MemoryStore:
         self._events: dict[tuple[str, str], list[Event]] = {}
         self._tasks: dict[tuple[str, str, str], Task] = {}
         self._workflows: dict[tuple[str, str], Workflow] = {}
+        self._controls: dict[tuple[str, str], Control] = {}
         self._steps: dict[tuple[str, str, str], Step] = {}
 
     def tenant_for_key(self, key_hash: str) -> str | None:
@@ -145,14 +151,30 @@ class MemoryStore:
             self._runs[key] = run.model_copy(deep=True)
             self._events.setdefault(key, []).extend(events)
 
-    def wake_run(self, tenant: str, run_id: str) -> bool:
+    def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         with self._lock:
             r = self._runs.get((tenant, run_id))
-            if r is None or r.status != "waiting":
+            if r is None or r.status != from_status:
                 return False
             r.status, r.updated_at = "queued", now_ms()
             r.version += 1
             return True
+
+    def request_control(self, tenant, run_id, pause=None, cancel=False, inject=None) -> None:
+        with self._lock:
+            ctrl = self._controls.setdefault((tenant, run_id), Control())
+            if pause is not None:
+                ctrl.pause = pause
+            ctrl.cancel = ctrl.cancel or cancel
+            if inject is not None:
+                ctrl.injections.append(inject)
+
+    def get_control(self, tenant: str, run_id: str) -> Control:
+        return self._controls.get((tenant, run_id), Control()).model_copy(deep=True)
+
+    def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
+        runs = [r for (t, _), r in self._runs.items() if t == tenant and session_id in (None, r.session_id)]
+        return [r.model_copy(deep=True) for r in sorted(runs, key=lambda r: r.created_at)[-limit:]]
 
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         return [(r.tenant, r.run_id) for r in self._runs.values()

@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .errors import Conflict, NotFound
-from .items import Event, Run, Session, Step, Task, Workflow, now_ms
+from .items import Control, Event, Run, Session, Step, Task, Workflow, now_ms
 from .lanes import LANES
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
@@ -161,8 +161,12 @@ class DynamoStore:
     def create_run(self, run: Run, events: list[Event]) -> None:
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
                "ConditionExpression": "attribute_not_exists(pk)"}
+        # An index item per tenant, newest last, so the orchestrator can list runs without a scan.
+        index = {"Put": {"TableName": self._table, "Item": _to_ddb({
+            "pk": f"T#{run.tenant}#RUNS", "sk": f"{run.created_at:015d}#{run.run_id}",
+            "run_id": run.run_id, "session_id": run.session_id})}}
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}] + [
+            self._db.transact_write_items(TransactItems=[{"Put": put}, index] + [
                 self._event_put(run.tenant, run.run_id, e) for e in events])
         except ClientError as err:
             if _failed_condition(err):
@@ -205,14 +209,40 @@ class DynamoStore:
                 raise Conflict(f"run {run.run_id} changed underneath (version {expected})") from err
             raise
 
-    def wake_run(self, tenant: str, run_id: str) -> bool:
+    def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         return self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
             UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :live, gsi1sk = :since",
             ConditionExpression="#s = :waiting", ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=_to_ddb({":queued": "queued", ":waiting": "waiting", ":one": 1,
+            ExpressionAttributeValues=_to_ddb({":queued": "queued", ":waiting": from_status, ":one": 1,
                                                ":live": "RUNS#LIVE", ":since": f"{now_ms():015d}#{tenant}#{run_id}"}),
         ) is not None
+
+    def request_control(self, tenant, run_id, pause=None, cancel=False, inject=None) -> None:
+        sets, values = [], {}
+        if pause is not None:
+            sets.append("pause = :p")
+            values[":p"] = pause
+        if cancel:
+            sets.append("cancel = :c")
+            values[":c"] = True
+        if inject is not None:
+            sets.append("injections = list_append(if_not_exists(injections, :empty), :i)")
+            values.update({":empty": [], ":i": [inject]})
+        if sets:
+            self._db.update_item(TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}),
+                                 UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeValues=_to_ddb(values))
+
+    def get_control(self, tenant: str, run_id: str) -> Control:
+        item = self._get({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}) or {}
+        return Control(pause=bool(item.get("pause")), cancel=bool(item.get("cancel")),
+                       injections=list(item.get("injections", [])))
+
+    def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
+        index = self._query(KeyConditionExpression="pk = :pk", ScanIndexForward=False, limit=limit,
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#RUNS"}))
+        ids = [i["run_id"] for i in index if session_id in (None, i["session_id"])]
+        return [self.get_run(tenant, rid) for rid in reversed(ids)]
 
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",

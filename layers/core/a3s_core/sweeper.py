@@ -1,7 +1,6 @@
 """The backstop for lost messages: expire overdue tasks, and re-drive runs nobody is driving."""
 from __future__ import annotations
 
-from .driver import wake
 from .queues import advance_message
 from .runtime import Runtime
 
@@ -14,7 +13,7 @@ def sweep(rt: Runtime, limit: int = 500) -> dict[str, int]:
     for task in rt.store.overdue_tasks(now, limit):
         if rt.store.finish_task(task.tenant, task.session_id, task.task_id, "timed_out", now):
             expired += 1
-            wake(rt, task.tenant, task.run_id)
+            rt.wake(task.tenant, task.run_id)
     redriven = 0
     # A live lease lasts lease_seconds; a run untouched for longer than that has lost its message.
     for tenant, run_id in rt.store.stale_runs(now - rt.settings.lease_seconds * 1000 - STALE_GRACE_MS, limit):

@@ -178,8 +178,9 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> No
     if current.status == "running" and current.attempt == step.attempt and current.finished >= current.n:
         steps = store.list_steps(wf.tenant, wf.workflow_id)
         ok = all(s.status == "succeeded" for s in steps)
-        store.finish_workflow(wf.tenant, wf.workflow_id, step.attempt, "succeeded" if ok else "failed",
-                              when_all_done=True)
+        if store.finish_workflow(wf.tenant, wf.workflow_id, step.attempt, "succeeded" if ok else "failed",
+                                 when_all_done=True):
+            ended(rt, current)
 
 
 # -- starting and reading ----------------------------------------------------------------------
@@ -269,5 +270,19 @@ def view(rt: Runtime, tenant: str, workflow_id: str, task_ids: list[str] | None 
 
 
 def cancel(rt: Runtime, tenant: str, workflow_id: str) -> bool:
+    """Stop launching steps and cancel the running ones' child runs (which cascade in turn)."""
     wf = rt.store.get_workflow(tenant, workflow_id)
-    return rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "cancelled", when_all_done=False)
+    if not rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "cancelled", when_all_done=False):
+        return False
+    for step in rt.store.list_steps(tenant, workflow_id):
+        if step.status == "running" and step.run_id:
+            rt.store.request_control(tenant, step.run_id, cancel=True)
+            rt.wake(tenant, step.run_id) or rt.wake(tenant, step.run_id, from_status="paused")
+    ended(rt, wf)
+    return True
+
+
+def ended(rt: Runtime, wf: Workflow) -> None:
+    """A delegation tool's run waits on this workflow: it can go on now."""
+    if wf.parent_run_id:
+        rt.wake(wf.tenant, wf.parent_run_id)
