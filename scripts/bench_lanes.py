@@ -13,15 +13,9 @@ long-polls, which depend on wall time), HTTP requests per round trip, and where 
 
     .venv/bin/python scripts/bench_lanes.py [--n 200] [--concurrency 8] [--json bench-results/bench_lanes.json]
 
-Every scenario gets a fresh embedded stack (moto's cost per TransactWriteItems grows with the table,
-so a shared stack would make later scenarios look slower). Two harness adaptations, on by default
-and both off with --as-is, make the concurrent scenarios measurable (see `Harness`):
-  * each Lambda function gets a pool of execution environments (its module loaded once per
-    environment, one invocation at a time per environment), as Lambda does; the embedded stack as it
-    is runs concurrent invocations through one module instance, whose Powertools resolver and
-    BatchProcessor keep per-invocation state on module globals;
-  * calls to moto's DynamoDB are serialized: moto is not thread-safe (TransactWriteItems deep-copies
-    the whole table while other threads write to it).
+Every scenario gets a fresh embedded stack: moto's Query and TransactWriteItems cost grows with the
+size of the whole table, so a shared stack would make later scenarios look slower. Mean ms per call
+are client-side times inside botocore (moto's work, and waiting for the embedded stack's moto lock).
 
 Figures are reported, never asserted.
 """
@@ -69,8 +63,8 @@ class ApiCounter:
     """botocore hooks: before-parameter-build counts every logical API call (not retry attempts); ReceiveMessage
     is counted after the call, as `hit` (returned messages) or `idle` (an empty long-poll).
 
-    Calls made by a client thread inside a CountingTransport request are attributed to that request's
-    route; calls from the stack's pump threads are attributed to `driver`."""
+    Calls made by a client thread inside a CountingTransport request (the authorizer's included) are
+    attributed to that request's route; calls from any other thread (pumped invocations) to `driver`."""
 
     def __init__(self, queue_names: dict[str, str]) -> None:
         self._lock = threading.Lock()
@@ -79,7 +73,6 @@ class ApiCounter:
         self.queue_names = queue_names                          # queue url -> short label
         self.local = threading.local()
         self.ignored_threads: set[int] = set()
-
         self.op_time: Counter[str] = Counter()                  # op -> seconds inside the call
         self.op_timed: Counter[str] = Counter()                 # op -> calls timed
 
@@ -88,17 +81,17 @@ class ApiCounter:
         # every other call comes from a pumped invocation: the run driver.
         return getattr(self.local, "route", None) or "driver"
 
-    def _add(self, op: str) -> None:
+    def _add(self, op: str, k: int = 1) -> None:
         if threading.get_ident() in self.ignored_threads:
             return
         origin = self._origin()
         pending = getattr(self.local, "pending", None)
         with self._lock:
-            self.calls[op] += 1
+            self.calls[op] += k
             if pending is not None and origin != "driver":
-                pending[op] += 1  # the route label may change once the response is known
+                pending[op] += k  # the route label may change once the response is known
             else:
-                self.by_origin.setdefault(origin, Counter())[op] += 1
+                self.by_origin.setdefault(origin, Counter())[op] += k
 
     def before_call(self, model: Any, params: dict, **_: Any) -> None:
         service = model.service_model.service_name
@@ -110,6 +103,10 @@ class ApiCounter:
             url = params.get("QueueUrl", "")
             delayed = int(params.get("DelaySeconds", 0) or 0) > 0
             key += f"[{self.queue_names.get(url, 'queue')}{',delayed' if delayed else ''}]"
+        elif service == "dynamodb":
+            key += f"[{ddb_target(op, params)}]"
+            if op == "TransactWriteItems":  # how many items the transactions write, per round trip
+                self._add("dynamodb.TransactWriteItems(items)", len(params.get("TransactItems") or []))
         self._add(key)
 
     def after_call(self, model: Any, parsed: dict, **_: Any) -> None:
@@ -122,6 +119,11 @@ class ApiCounter:
             with self._lock:
                 self.op_time[f"{service}.{op}"] += time.perf_counter() - t0
                 self.op_timed[f"{service}.{op}"] += 1
+
+    def reset_timers(self) -> None:
+        with self._lock:
+            self.op_time.clear()
+            self.op_timed.clear()
 
     def start_timer(self, **_: Any) -> None:
         self.local.t0 = time.perf_counter()
@@ -157,14 +159,61 @@ class ApiCounter:
         return self.mean_ms(*self.raw_timings())
 
 
+def _item_kind(pk: str, sk: str) -> str:
+    if pk.startswith("APIKEY#"):
+        return "apikey"
+    for prefix, kind in (("SESSION", "session"), ("RUN", "run"), ("TASK#", "task"), ("EV#", "event")):
+        if sk.startswith(prefix):
+            return kind
+    head = sk.split("#")[0]
+    if head.isalpha():
+        return head.lower()
+    tail = pk.rsplit("#", 1)[-1]   # e.g. T#<tenant>#RUNS with a timestamped sort key: an index item
+    return tail.lower() if tail.isalpha() else "item"
+
+
+def ddb_target(op: str, params: dict) -> str:
+    """What a DynamoDB call touches, from the kit's key scheme (T#..#R#.. RUN, EV#.., TASK#.., ...)."""
+    def s(v: Any) -> str:
+        return v.get("S", "") if isinstance(v, dict) else str(v or "")
+
+    try:
+        if op in ("GetItem", "UpdateItem", "DeleteItem"):
+            key = params.get("Key") or {}
+            return _item_kind(s(key.get("pk")), s(key.get("sk")))
+        if op == "PutItem":
+            item = params.get("Item") or {}
+            return _item_kind(s(item.get("pk")), s(item.get("sk")))
+        if op == "Query":
+            values = {k: s(v) for k, v in (params.get("ExpressionAttributeValues") or {}).items()}
+            if params.get("IndexName"):
+                return f"{params['IndexName']}"
+            sk = next((v for v in values.values() if v.startswith(("EV#", "TASK#", "WF", "STEP"))), "")
+            if sk:
+                return _item_kind("", sk) + "s"
+            pk = next((v for v in values.values() if v.startswith("T#")), "")
+            return _item_kind(pk, "") if pk else "partition"
+        if op == "TransactWriteItems":
+            kinds = []
+            for t in params.get("TransactItems") or []:
+                body = next(iter(t.values()), {})
+                key = body.get("Item") or body.get("Key") or {}
+                kinds.append(_item_kind(s(key.get("pk")), s(key.get("sk"))))
+            return "+".join(sorted(set(kinds)))
+    except Exception:  # an unexpected shape: count it, unlabelled
+        pass
+    return "?"
+
+
 def stack_clients(stack: EmbeddedStack) -> list[Any]:
     """Every boto3 client the stack's runtime and pumps hold (they were made before we could hook)."""
-    rt = stack.runtime
-    found = [getattr(stack, "sqs", None), getattr(rt, "s3", None)]
-    for holder in (rt.store, rt.queues):
-        found += [v for v in vars(holder).values() if hasattr(v, "meta") and hasattr(v.meta, "events")]
-    unique = {id(c): c for c in found if c is not None and hasattr(c, "meta")}
-    return list(unique.values())
+    def is_client(v: Any) -> bool:
+        return hasattr(v, "meta") and hasattr(getattr(v, "meta"), "events") and hasattr(v, "_make_api_call")
+
+    found = [v for v in vars(stack).values() if is_client(v)]
+    for holder in [stack.runtime, *vars(stack.runtime).values()]:  # the runtime, its store, queues, ...
+        found += [v for v in (vars(holder).values() if hasattr(holder, "__dict__") else ()) if is_client(v)]
+    return list({id(c): c for c in found}.values())
 
 
 def attach_counter(stack: EmbeddedStack) -> ApiCounter:
@@ -176,90 +225,6 @@ def attach_counter(stack: EmbeddedStack) -> ApiCounter:
         counter.attach(client.meta.events)
     counter.attach(stack.boto.events)  # clients the stack makes from now on (unique_id: never twice)
     return counter
-
-
-# -- harness adaptations (see the module docstring) ------------------------------------------------
-class EnvPool:
-    """One Lambda function as Lambda runs it: a pool of execution environments, each a fresh load of
-    the handler module serving one invocation at a time; a new one (a cold start) when all are busy."""
-
-    def __init__(self, first: Any, make: Callable[[], Any]) -> None:
-        self._first, self._make = first, make
-        self._free = [first]
-        self._lock = threading.Lock()
-        self.environments, self.cold_starts = 1, 0
-
-    def __getattr__(self, name: str) -> Any:   # logical_id, timeout, memory, handler
-        return getattr(self._first, name)
-
-    def invoke(self, event: dict) -> Any:
-        with self._lock:
-            env = self._free.pop() if self._free else None
-        if env is None:
-            env = self._make()
-            with self._lock:
-                self.environments += 1
-                self.cold_starts += 1
-        try:
-            return env.invoke(event)
-        finally:
-            with self._lock:
-                self._free.append(env)
-
-
-class SerializedClient:
-    """A boto3 client whose API calls run one at a time (moto's DynamoDB is not thread-safe)."""
-
-    def __init__(self, client: Any, lock: threading.Lock) -> None:
-        self._client, self._lock = client, lock
-        self._ops = set(client.meta.method_to_api_mapping)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if name not in self._ops:
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-        return call
-
-
-class Harness:
-    def __init__(self, stack: EmbeddedStack, pooled: bool, serialize_dynamodb: bool) -> None:
-        self.pools: dict[str, EnvPool] = {}
-        self.notes: list[str] = []
-        if pooled:
-            try:
-                from a3s_serverless.local.embedded import Function
-
-                assert stack.model is not None
-                for fid, fn in list(stack.functions.items()):
-                    spec = stack.model.functions[fid]
-                    make = (lambda f=fid, sp=spec: Function(f, sp.code_dir, sp.handler, sp.timeout, sp.memory))
-                    self.pools[fid] = stack.functions[fid] = EnvPool(fn, make)  # type: ignore[assignment]
-                for pump in stack.pumps:
-                    pump.function = self.pools[pump.function.logical_id]
-            except Exception as err:  # the embedded stack changed shape: run it as it is
-                self.notes.append(f"handler pools not installed ({type(err).__name__}: {err})")
-        if serialize_dynamodb and self._kit_serializes_moto():
-            self.notes.append("moto DynamoDB already serialized by the embedded stack")
-        elif serialize_dynamodb:
-            db = getattr(stack.runtime.store, "_db", None)
-            if db is not None and hasattr(db, "meta"):
-                stack.runtime.store._db = SerializedClient(db, threading.Lock())  # type: ignore[attr-defined]
-            else:
-                self.notes.append("DynamoDB client not found: calls not serialized")
-
-    @staticmethod
-    def _kit_serializes_moto() -> bool:
-        from moto.dynamodb.models import DynamoDBBackend
-
-        return all(getattr(getattr(DynamoDBBackend, op, None), "a3s_atomic", False)
-                   for op in ("transact_write_items", "update_item", "put_item", "query"))
-
-    def environments(self) -> dict[str, dict[str, int]]:
-        return {fid: {"environments": p.environments, "cold_starts": p.cold_starts} for fid, p in self.pools.items()}
 
 
 _ID = re.compile(r"/(sess|run|task|wf)-[0-9a-zA-Z]+")
@@ -324,6 +289,7 @@ def external_round_trip(session: Any, poll: Poll) -> dict[str, float]:
             raise TimeoutError(f"no external task for run {handle.run_id} after {ROUND_TRIP_TIMEOUT_S} s")
         time.sleep(next(waits))
     t2 = time.perf_counter()
+    claimed_ms = time.time() * 1000
     task = tasks[0]
     if not session.complete_external_task(task["task_id"], success=True, result={"output": "i\n"}):
         raise RuntimeError(f"completion of {task['task_id']} was refused")
@@ -333,7 +299,9 @@ def external_round_trip(session: Any, poll: Poll) -> dict[str, float]:
     if "bash -> i" not in result.text:
         raise RuntimeError(f"unexpected answer {result.text!r}")
     return {"total": t4 - t0, "send": t1 - t0, "until_claimed": t2 - t1, "complete": t3 - t2,
-            "resume_wait": t4 - t3, "claim_polls": polls}
+            "resume_wait": t4 - t3, "claim_polls": polls, "run_id": handle.run_id, "ended_ms": time.time() * 1000,
+            # the task existed this long before a claim returned it (the worker's polling granularity)
+            "claim_lag_ms": claimed_ms - float(task.get("created_at") or claimed_ms)}
 
 
 def internal_round_trip(session: Any, poll: Poll) -> dict[str, float]:
@@ -344,7 +312,8 @@ def internal_round_trip(session: Any, poll: Poll) -> dict[str, float]:
     t2 = time.perf_counter()
     if "bash -> i" not in result.text:
         raise RuntimeError(f"unexpected answer {result.text!r}")
-    return {"total": t2 - t0, "send": t1 - t0, "wait": t2 - t1}
+    return {"total": t2 - t0, "send": t1 - t0, "wait": t2 - t1, "run_id": handle.run_id,
+            "ended_ms": time.time() * 1000}
 
 
 # -- scenarios -------------------------------------------------------------------------------------
@@ -363,13 +332,12 @@ def per_rt(counter: Counter, n: int) -> dict[str, float]:
 
 
 class Bench:
-    """One fresh embedded stack, hooked and adapted, for one scenario."""
+    """One fresh embedded stack, with the counters hooked in, for one scenario."""
 
-    def __init__(self, workspace_root: str, workspace: str, poll: Poll, as_is: bool) -> None:
+    def __init__(self, workspace_root: str, workspace: str, poll: Poll) -> None:
         t0 = time.perf_counter()
         self.stack = EmbeddedStack(workspace_root=workspace_root).start()
         try:
-            self.harness = Harness(self.stack, pooled=not as_is, serialize_dynamodb=not as_is)
             self.counter = attach_counter(self.stack)
             self.transport = CountingTransport(self.stack.transport(), self.counter)
         except BaseException:
@@ -389,6 +357,23 @@ class Bench:
                 (external_round_trip if external else internal_round_trip)(s, self.poll)
             finally:
                 self.counter.ignored_threads.discard(me)
+
+    def notice_lags(self, samples: list[dict]) -> None:
+        """How long after the run's last checkpoint (its updated_at) did wait() return: the cost of the
+        events long-poll's back-off and of the requests that follow. Read after the scenario."""
+        me = threading.get_ident()
+        self.counter.ignored_threads.add(me)
+        try:
+            from a3s_serverless.local.embedded import LOCAL_TENANT
+
+            for s in samples:
+                try:
+                    run = self.stack.runtime.store.get_run(LOCAL_TENANT, s["run_id"])
+                    s["notice_lag_ms"] = s["ended_ms"] - float(run.updated_at)
+                except Exception:
+                    pass
+        finally:
+            self.counter.ignored_threads.discard(me)
 
     def table_items(self) -> int | None:
         me = threading.get_ident()
@@ -435,8 +420,7 @@ class Bench:
         deadline = [float("inf")]
         truncated = threading.Event()
         progress, progress_lock = [0], threading.Lock()
-        step = max(1, n // 10)
-        marks: dict[int, Any] = {}    # round trips done -> op timers then (every tenth of n)
+        marks: dict[int, Any] = {0: (Counter(), Counter())}   # round trips done -> op timers then
 
         def worker(i: int) -> None:
             barrier.wait()
@@ -448,8 +432,7 @@ class Bench:
                     samples[i].append(fn(sessions[i], self.poll))
                     with progress_lock:
                         progress[0] += 1
-                        if progress[0] % step == 0:  # per-call cost early and late in the scenario
-                            marks[progress[0]] = self.counter.raw_timings()
+                        marks[progress[0]] = self.counter.raw_timings()  # for cost early vs late
                 except Exception as err:  # reported, and the thread goes on
                     errors.append(f"{type(err).__name__}: {err}")
 
@@ -461,8 +444,7 @@ class Bench:
         calls0, origins0 = self.counter.snapshot()
         http0 = self.transport.snapshot()
         items0 = self.table_items()
-        self.counter.op_time.clear()
-        self.counter.op_timed.clear()
+        self.counter.reset_timers()
         inv0 = sum(p.invocations for p in self.stack.pumps)
         deadline[0] = time.perf_counter() + budget_s
         barrier.wait()
@@ -479,10 +461,11 @@ class Bench:
         inv1 = sum(p.invocations for p in self.stack.pumps)
         timings = self.counter.timings()
         end_t, end_c = self.counter.raw_timings()
-        early = self.counter.mean_ms(*marks[step]) if step in marks else {}
-        last_mark = max((m for m in marks if m <= progress[0] - step and m > step), default=None)
-        late = (self.counter.mean_ms(end_t - marks[last_mark][0], end_c - marks[last_mark][1])
-                if last_mark else {})
+        # Per-call cost in the first and the last tenth of the round trips (the table grows meanwhile).
+        tenth_n = max(1, progress[0] // 10)
+        early = self.counter.mean_ms(*marks[tenth_n]) if progress[0] >= 2 else {}
+        cut = marks.get(progress[0] - tenth_n)
+        late = self.counter.mean_ms(end_t - cut[0], end_c - cut[1]) if cut and progress[0] >= 2 else {}
         items1 = self.table_items()
 
         ok = [s for per in samples for s in per]
@@ -491,7 +474,8 @@ class Bench:
         origins = {k: v - origins0.get(k, Counter()) for k, v in origins1.items()}
         origins = {k: v for k, v in origins.items() if sum(v.values())}
         http = http1 - http0
-        total = sum(calls.values())
+        total = sum(v for k, v in calls.items() if "(" not in k)   # "(items)" counts items, not calls
+        auth = sum(v for k, v in calls.items() if k.endswith("[apikey]"))
         idle = calls.get("sqs.ReceiveMessage[idle]", 0)
         recv = idle + calls.get("sqs.ReceiveMessage[hit]", 0)
         lat = [s["total"] * 1000 for s in ok]
@@ -499,7 +483,11 @@ class Bench:
         tenth = max(1, min(len(per) for per in samples) // 10) if done else 0
         first = [s["total"] * 1000 for per in samples for s in per[:tenth]]
         last = [s["total"] * 1000 for per in samples for s in per[-tenth:]] if tenth else []
-        phases = sorted({k for s in ok for k in s} - {"total"})
+        self.notice_lags(ok)
+        phases = sorted({k for s in ok for k in s} - {"total", "run_id", "ended_ms", "claim_lag_ms", "notice_lag_ms"})
+        lags = {k: {"p50": round(pct([s[k] for s in ok if k in s], 50), 1),
+                    "p95": round(pct([s[k] for s in ok if k in s], 95), 1)}
+                for k in ("claim_lag_ms", "notice_lag_ms") if any(k in s for s in ok)}
         return {
             "name": name, "lane": "external" if external else "internal", "n": n, "concurrency": concurrency,
             "completed": done, "truncated": truncated.is_set(), "errors": errors[:10], "error_count": len(errors),
@@ -511,11 +499,14 @@ class Bench:
                            "last_tenth_mean": round(sum(last) / len(last), 1) if last else None},
             "phase_p50_ms": {k: round(pct([s[k] * (1 if k == "claim_polls" else 1000) for s in ok], 50), 2)
                              for k in phases},
+            "lags_ms": lags,
             "claim_polls_per_rt": round(sum(s.get("claim_polls", 0) for s in ok) / done, 2) if external and done else None,
             "api_calls_per_rt": {
                 "all": round(total / done, 2) if done else None,
                 "excluding_idle_receives": round((total - idle) / done, 2) if done else None,
                 "excluding_all_receives": round((total - recv) / done, 2) if done else None,
+                # HTTP API caches authorizer results (ReauthorizeEvery); the embedded stack does not
+                "excluding_idle_receives_and_authorizer": round((total - idle - auth) / done, 2) if done else None,
                 "idle_receives_total": idle,
                 "by_operation": per_rt(calls, done),
                 "by_origin": {k: per_rt(v, done) for k, v in sorted(origins.items())},
@@ -528,8 +519,7 @@ class Bench:
             "ms_per_call_last_tenth": late,
             "table_items": {"before": items0, "after": items1},
             "stack_start_s": round(self.start_s, 2),
-            "lambda_environments": self.harness.environments(),
-            "harness_notes": self.harness.notes,
+            "lambda_containers": {fid: getattr(fn, "containers", None) for fid, fn in self.stack.functions.items()},
         }
 
 
@@ -541,10 +531,12 @@ def op_family(key: str) -> str:
 
 def print_report(results: list[dict], meta: dict) -> None:
     print(f"\nbench_lanes  n={meta['n']}  concurrency={meta['concurrency']}  cpus={meta['cpus']}  "
-          f"claim poll {meta['poll_ms']}->{meta['poll_cap_ms']} ms  harness={meta['harness']}  "
-          f"total {meta['total_s']} s")
+          f"claim poll {meta['poll_ms']}->{meta['poll_cap_ms']} ms  "
+          f"total {meta['total_s']} s (cpu {meta['process_cpu_s']} s)  "
+          f"load {meta['load_average_1m']['start']}->{meta['load_average_1m']['end']}  kit {meta['kit']['commit']}"
+          f"{' +%d modified files' % meta['kit']['modified_files'] if meta['kit']['modified_files'] else ''}")
     head = (f"{'scenario':<10}{'lane':<9}{'K':>3}{'done':>5}{'wall s':>8}{'rt/s':>7}{'p50 ms':>8}{'p95 ms':>8}"
-            f"{'max ms':>8}{'drift ms':>12}{'api/rt':>8}{'-idle':>7}{'-recv':>7}{'http/rt':>8}{'polls':>6}")
+            f"{'max ms':>8}{'drift ms':>12}{'api/rt':>8}{'-idle':>7}{'-recv':>7}{'-auth':>7}{'http/rt':>8}{'polls':>6}")
     print(head)
     print("-" * len(head))
     for r in results:
@@ -557,15 +549,15 @@ def print_report(results: list[dict], meta: dict) -> None:
             print(f"{r['name']:<10}{r['lane']:<9}{r['concurrency']:>3}{r['completed']:>5}{r['wall_s']:>8.2f}"
                   f"{r['round_trips_per_s']:>7.2f}{lat['p50']:>8.1f}{lat['p95']:>8.1f}{lat['max']:>8.1f}{drift:>12}"
                   f"{api['all']:>8.2f}{api['excluding_idle_receives']:>7.2f}{api['excluding_all_receives']:>7.2f}"
+                  f"{api['excluding_idle_receives_and_authorizer']:>7.2f}"
                   f"{r['http_requests_per_rt']['all']:>8.2f}{polls:>6}")
         if r["truncated"]:
             print(f"    stopped at the time limit after {r['completed']} of {r['n']} round trips")
         if r["error_count"]:
             print(f"    {r['error_count']} failed round trips, e.g. {r['errors'][0][:160]}")
-        for note in r["harness_notes"]:
-            print(f"    note: {note}")
     print("  drift: mean latency of the first -> last tenth of each session's round trips; api/rt: AWS calls per "
-          "round trip, -idle: without empty ReceiveMessage long-polls, -recv: without any ReceiveMessage; "
+          "round trip, -idle: without empty ReceiveMessage long-polls, -recv: without any ReceiveMessage,\n"
+          "  -auth: without idle receives and the authorizer's API-key GetItem (cached by HTTP API on AWS); "
           "polls: claim requests per round trip")
 
     results = [r for r in results if r["completed"]]
@@ -575,10 +567,12 @@ def print_report(results: list[dict], meta: dict) -> None:
     ops = sorted({k for r in results for k in r["api_calls_per_rt"]["by_operation"]})
     w = max([len(op_family(o)) for o in ops] + [24]) + 2
     print(f"\n{'AWS calls / round trip':<{w}}{names}   | mean ms per call: {names}")
+    shown: set[str] = set()
     for op in ops:
         base = op.split("[")[0]
         ms = [r["ms_per_call"].get(base) for r in results]
-        show_ms = not op.startswith("sqs.ReceiveMessage") and not op.endswith(("delayed]", "lane:execute]"))
+        show_ms = base not in shown  # one mean per operation, on its first row
+        shown.add(base)
         ms_cells = "".join(f"{m:>10.2f}" if (m is not None and show_ms) else f"{'':>10}" for m in ms)
         print(f"{op_family(op):<{w}}" + "".join(f"{r['api_calls_per_rt']['by_operation'].get(op, 0):>10.2f}"
                                                for r in results) + f"   | {'':<18}{ms_cells}")
@@ -587,16 +581,19 @@ def print_report(results: list[dict], meta: dict) -> None:
     w = max([len(o) for o in origins] + [24]) + 2
     print(f"\n{'by origin (no idle recv)':<{w}}{'http/rt':>8}{names}")
     for o in origins:
-        cells = [sum(v for k, v in r["api_calls_per_rt"]["by_origin"].get(o, {}).items() if not k.endswith("[idle]"))
+        cells = [sum(v for k, v in r["api_calls_per_rt"]["by_origin"].get(o, {}).items()
+                     if not k.endswith("[idle]") and "(" not in k)
                  for r in results]
         http = next((h for h in (r["http_requests_per_rt"]["by_route"].get(o) for r in results) if h), None)
         print(f"{o:<{w}}{(f'{http:.2f}' if http else '-'):>8}" + "".join(f"{c:>10.2f}" for c in cells))
     print("  http/rt: requests of that route per round trip (first scenario using it); "
           "driver: run_driver invocations fed by the runs-queue pump")
 
-    print("\nmedian ms per phase of a round trip:")
+    print("\nmedian ms per phase of a round trip (claim_lag: task created -> claim returned it, "
+          "notice_lag: run's last write -> wait() returned; p50/p95):")
     for r in results:
         print(f"  {r['name']:<10}" + "  ".join(f"{k}={v:g}" for k, v in r["phase_p50_ms"].items())
+              + "".join(f"  {k[:-3]}={v['p50']:g}/{v['p95']:g}" for k, v in r["lags_ms"].items())
               + f"  | driver invocations/rt={r['driver_invocations_per_rt']}"
               + f"  table items {r['table_items']['before']}->{r['table_items']['after']}")
         growth = [f"{op_family(op)} {r['ms_per_call_first_tenth'][op]:.1f}->{r['ms_per_call_last_tenth'][op]:.1f}"
@@ -604,11 +601,25 @@ def print_report(results: list[dict], meta: dict) -> None:
                   if op in r["ms_per_call_first_tenth"] and op in r["ms_per_call_last_tenth"]]
         if growth:
             print(f"  {'':<10}ms per call, first -> last tenth: " + ", ".join(growth))
-    envs = {r["name"]: {f: e["environments"] for f, e in r["lambda_environments"].items() if e["environments"] > 1}
+    envs = {r["name"]: {f.replace("Function", ""): k for f, k in r["lambda_containers"].items() if k and k > 1}
             for r in results}
     if any(envs.values()):
-        print("  Lambda environments used: " + "; ".join(
+        print("  Lambda containers (concurrent invocations) per function: " + "; ".join(
             f"{n}: " + ", ".join(f"{f}={k}" for f, k in e.items()) for n, e in envs.items() if e))
+
+
+def kit_revision() -> dict[str, Any]:
+    """Which kit was measured: the commit, and how many files differ from it (others edit freely)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.splitlines()
+        return {"commit": head or None, "modified_files": len(dirty)}
+    except Exception:
+        return {"commit": None, "modified_files": None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,8 +630,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-ms", type=float, default=5.0, help="first wait between empty claims (ms)")
     ap.add_argument("--poll-cap-ms", type=float, default=50.0, help="longest wait between empty claims (ms)")
     ap.add_argument("--skip-baseline", action="store_true", help="only the external-lane scenarios")
-    ap.add_argument("--as-is", action="store_true",
-                    help="no harness adaptations: one shared module per function, concurrent moto calls")
     ap.add_argument("--time-limit", type=float, default=110.0,
                     help="seconds for the whole run; a scenario stops starting round trips at its share")
     args = ap.parse_args(argv)
@@ -628,7 +637,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--n and --concurrency must be positive")
     logging.getLogger("samtranslator").setLevel(logging.ERROR)  # "unpublished metrics" at teardown
 
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
+    load_start = round(os.getloadavg()[0], 2)   # other processes on the machine skew every figure
     plan = [("ext-seq", True, 1), ("ext-conc", True, args.concurrency)]
     if not args.skip_baseline:
         plan += [("int-seq", False, 1), ("int-conc", False, args.concurrency)]
@@ -639,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (name, external, k) in enumerate(plan):
             left = args.time_limit - (time.perf_counter() - t_start)
             budget = max(5.0, left / (len(plan) - i) - 3.0)  # ~3 s per stack start, warm-up and stop
-            bench = Bench(os.path.join(tmp, "workspaces"), workspace, Poll(args.poll_ms, args.poll_cap_ms), args.as_is)
+            bench = Bench(os.path.join(tmp, "workspaces"), workspace, Poll(args.poll_ms, args.poll_cap_ms))
             try:
                 bench.warm_up(external)
                 results.append(bench.scenario(name, external, args.n, k, budget))
@@ -648,9 +658,11 @@ def main(argv: list[str] | None = None) -> int:
             r = results[-1]
             print(f"  {name}: {r['completed']}/{r['n']} round trips in {r['wall_s']} s", file=sys.stderr, flush=True)
     meta = {"n": args.n, "concurrency": args.concurrency, "cpus": os.cpu_count(), "poll_ms": args.poll_ms,
-            "poll_cap_ms": args.poll_cap_ms, "harness": "as-is" if args.as_is else "pooled-envs+serialized-ddb",
-            "time_limit_s": args.time_limit, "total_s": round(time.perf_counter() - t_start, 2),
+            "poll_cap_ms": args.poll_cap_ms, "time_limit_s": args.time_limit, "total_s": round(time.perf_counter() - t_start, 2),
             "python": sys.version.split()[0], "prompt": PROMPT, "task_timeout_ms": TASK_TIMEOUT_MS}
+    meta["kit"] = kit_revision()
+    meta["load_average_1m"] = {"start": load_start, "end": round(os.getloadavg()[0], 2)}
+    meta["process_cpu_s"] = round(time.process_time() - cpu_start, 1)
     print_report(results, meta)
     if args.json:
         out = Path(args.json)
