@@ -21,7 +21,7 @@ from .errors import Conflict, NotFound
 from .items import Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
-from . import workflows
+from . import delegation, workflows
 from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
@@ -46,6 +46,8 @@ def handle_message(rt: Runtime, body: dict[str, Any], remaining_ms: Callable[[],
         expire_task(rt, body["tenant"], body["session_id"], body["task_id"])
     elif kind == "workflow_start":
         workflows.kick(rt, body["tenant"], body["workflow_id"])
+    elif kind == "workflow_timeout":
+        workflows.expire(rt, body["tenant"], body["workflow_id"])
     else:
         raise ValueError(f"unknown runs-queue message kind {kind!r}")
 
@@ -81,6 +83,10 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
 def timeout_message(task: Task) -> dict[str, Any]:
     return {"kind": "task_timeout", "tenant": task.tenant, "session_id": task.session_id,
             "task_id": task.task_id, "run_id": task.run_id}
+
+
+def _steps(args: dict[str, Any]) -> dict[str, Any]:
+    return {"max_steps": args["max_steps"]} if isinstance(args.get("max_steps"), int) else {}
 
 
 def parse_json_answer(text: str) -> Any:
@@ -216,6 +222,8 @@ class _Turns:
         run.injected = max(run.injected, len(injections))
         self.emit("turn_start", turn=run.turn + 1)
         tools = [t for name, t in TOOL_SCHEMAS.items() if run.allowed_tools is None or name in run.allowed_tools]
+        if run.parent is None:  # only top-level runs delegate: children never nest
+            tools += list(delegation.SCHEMAS.values())
         system = resolve_agent(run.agent).system_prompt() if run.agent and resolve_agent(run.agent) else SYSTEM_PROMPT
         try:
             model = get_model(run.model)
@@ -286,6 +294,11 @@ class _Turns:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
                 handler = session.lanes[lane]
+                if call.name in delegation.TOOLS:
+                    workflow_id = self.delegate(call)
+                    if workflow_id:
+                        waiting.append("wf:" + workflow_id)
+                    continue
                 if run.allowed_tools is not None and call.name not in run.allowed_tools:
                     call.outcome = ToolOutcome(content=f"tool {call.name!r} is not available to the "
                                                f"{run.agent} agent", is_error=True)
@@ -330,6 +343,118 @@ class _Turns:
         self.emit("external_task_completed", task_id=task.task_id, status=task.status, tool=call.name,
                   command_type=task.command_type, success=task.status == "completed")
         return task
+
+    # -- delegation ----------------------------------------------------------------------
+    def delegate(self, call: PendingCall) -> str | None:
+        """Start or follow a delegation tool's child workflow: the id to wait on, or None once the
+        call has its outcome."""
+        run = self.run
+        if run.parent is not None or run.allowed_tools is not None:
+            call.outcome = ToolOutcome(content=f"{call.name} is not available to subagents (no nesting)",
+                                       is_error=True)
+            return None
+        if call.name == "run_team":
+            return self.team(call)
+        if call.workflow_id is None:
+            problem = delegation.check(call)
+            if problem:
+                call.outcome = ToolOutcome(content=problem, is_error=True)
+                return None
+            args = call.arguments
+            if call.name == "task":
+                specs = [delegation.step_spec(args, call.id)]
+            else:
+                specs = [delegation.step_spec(t, f"{call.id}-{i}") for i, t in enumerate(args["tasks"])]
+            background = call.name == "task" and bool(args.get("background"))
+            call.workflow_id = self.child_workflow(call, "0", specs, wake_me=not background,
+                                                   timeout_ms=args.get("timeout_ms") if call.name == "parallel_task" else None)
+            if background:
+                call.outcome = ToolOutcome(content=(
+                    f"Task started in background (agent={specs[0]['agent']}, workflow_id={call.workflow_id}); "
+                    f"its outcome will be at GET /workflows/{call.workflow_id}"))
+                return None
+        view = workflows.view(self.rt, run.tenant, call.workflow_id)
+        if view["status"] == "running":
+            return call.workflow_id
+        self.emit("subagent_end", tool=call.name, workflow_id=call.workflow_id, status=view["status"])
+        result = delegation.task_result if call.name == "task" else delegation.parallel_result
+        call.outcome = result(view["outcomes"], call)
+        return None
+
+    def child_workflow(self, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
+                       timeout_ms: int | None = None) -> str:
+        run = self.run
+        wid = "wf-" + hashlib.sha256(f"{run.run_id}/{call.id}/{phase}".encode()).hexdigest()[:20]
+        workflows.start(self.rt, run.tenant, run.session_id, "parallel", specs, self.session.max_parallel_tasks,
+                        workflow_id=wid, parent_run_id=run.run_id if wake_me else None, timeout_ms=timeout_ms)
+        if wid not in run.children:
+            run.children.append(wid)
+        self.emit("subagent_start", tool=call.name, workflow_id=wid, phase=phase,
+                  agents=[s["agent"] for s in specs])
+        return wid
+
+    def team(self, call: PendingCall) -> str | None:
+        """run_team as a small state machine over child workflows: lead -> workers -> reviewers,
+        rejected work redone with the reviewer's feedback, at most max_rounds rounds."""
+        args = call.arguments
+        state = call.team
+        if state is None:
+            problem = delegation.check(call)
+            if problem:
+                call.outcome = ToolOutcome(content=problem, is_error=True)
+                return None
+            state = call.team = {"phase": "lead", "round": 0, "tasks": []}
+            spec = {"task_id": "lead", "agent": args.get("lead_agent") or "general",
+                    "prompt": delegation.team_prompt("lead", args["goal"]),
+                    "output_schema": delegation.LEAD_SCHEMA, **_steps(args)}
+            state["wid"] = self.child_workflow(call, "lead", [spec])
+        view = workflows.view(self.rt, self.run.tenant, state["wid"])
+        if view["status"] == "running":
+            return state["wid"]
+        outcomes = view["outcomes"]
+        goal, tasks = args["goal"], state["tasks"]
+        if state["phase"] == "lead":
+            lead = outcomes[0] if outcomes else None
+            if not lead or not lead["success"] or not isinstance(lead.get("structured"), dict):
+                state["error"] = f"the lead did not produce a task list: {(lead or {}).get('output', 'no outcome')}"
+                call.outcome = delegation.team_summary(state)
+                return None
+            seen: set[str] = set()
+            for i, t in enumerate(lead["structured"]["tasks"][:32]):
+                tid = str(t.get("id") or f"t{i + 1}")
+                tid = tid if tid not in seen else f"{tid}-{i + 1}"
+                seen.add(tid)
+                tasks.append({"id": tid, "description": str(t.get("description", "")), "approved": False})
+        elif state["phase"] == "work":
+            todo = [t for t in tasks if not t["approved"]]
+            for t, o in zip(todo, outcomes):
+                t["work"] = (o or {}).get("output") or "(no output)"
+                t["run_id"] = (o or {}).get("run_id")
+            state["phase"] = "review"
+            specs = [{"task_id": f"review-{t['id']}", "agent": args.get("reviewer_agent") or "general",
+                      "prompt": delegation.team_prompt("review", goal, t, work=t["work"]),
+                      "output_schema": delegation.VERDICT_SCHEMA, **_steps(args)} for t in todo]
+            state["wid"] = self.child_workflow(call, f"review-{state['round']}", specs)
+            return state["wid"]
+        else:  # review
+            todo = [t for t in tasks if not t["approved"]]
+            for t, o in zip(todo, outcomes):
+                verdict = (o or {}).get("structured") if o and o["success"] else None
+                t["approved"] = isinstance(verdict, dict) and verdict.get("approved") is True
+                t["feedback"] = verdict.get("feedback", "") if isinstance(verdict, dict) else \
+                    f"the review failed: {(o or {}).get('output', 'no outcome')}"
+        todo = [t for t in tasks if not t["approved"]]
+        if not todo or state["round"] >= int(args.get("max_rounds") or 3):
+            self.emit("subagent_end", tool="run_team", workflow_id=state["wid"], rounds=state["round"])
+            call.outcome = delegation.team_summary(state)
+            return None
+        state["round"] += 1
+        state["phase"] = "work"
+        specs = [{"task_id": t["id"], "agent": args.get("worker_agent") or "general",
+                  "prompt": delegation.team_prompt("worker", goal, t, feedback=t.get("feedback", "")),
+                  **_steps(args)} for t in todo]
+        state["wid"] = self.child_workflow(call, f"work-{state['round']}", specs)
+        return state["wid"]
 
     def needs_approval(self, call: PendingCall) -> bool:
         """Outside permissive mode, a tool that changes things runs only once someone approves it."""
@@ -409,8 +534,13 @@ class _Turns:
         if control.cancel or control.pause:
             self.rt.wake(run.tenant, run.run_id)
             return
-        for task_id in waiting:
-            task = self.rt.store.get_task(run.tenant, run.session_id, task_id)
+        for waited in waiting:
+            if waited.startswith("wf:"):
+                if self.rt.store.get_workflow(run.tenant, waited[3:]).status != "running":
+                    self.rt.wake(run.tenant, run.run_id)
+                    return
+                continue
+            task = self.rt.store.get_task(run.tenant, run.session_id, waited)
             if task is not None and task.status != "pending":
                 self.rt.wake(run.tenant, run.run_id)
                 return

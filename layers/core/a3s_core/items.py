@@ -57,6 +57,8 @@ class PendingCall(BaseModel):
     task_id: str | None = None
     confirm_task_id: str | None = None  # the approval asked for on the control lane
     approved: bool = False
+    workflow_id: str | None = None      # a delegation tool's child workflow (of its current phase)
+    team: dict[str, Any] | None = None  # run_team's progress: phase, round, tasks
     outcome: ToolOutcome | None = None
 
 
@@ -164,7 +166,7 @@ class Event(BaseModel):
         return {"seq": self.seq, "type": self.type, "ts": self.ts, **self.data}
 
 
-WorkflowStatus = Literal["running", "succeeded", "failed", "cancelled"]
+WorkflowStatus = Literal["running", "succeeded", "failed", "cancelled", "timed_out"]
 
 
 class Workflow(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from .agents import BUILTIN, resolve_agent
@@ -191,17 +192,40 @@ def _step(tenant: str, wid: str, key: str, index: int, position: int, attempt: i
 
 def start(rt: Runtime, tenant: str, session_id: str, kind: str, specs: list[dict[str, Any]],
           concurrency: int, budget_tokens: int | None = None, stages: list[dict] | None = None,
-          workflow_id: str | None = None) -> dict[str, Any]:
+          workflow_id: str | None = None, parent_run_id: str | None = None,
+          timeout_ms: int | None = None) -> dict[str, Any]:
     if kind == "resumable":
         return resume(rt, tenant, session_id, specs, concurrency, budget_tokens, workflow_id or "")
-    wid = new_id("wf")
+    wid = workflow_id or new_id("wf")
     keys = [f"{i:06d}" for i in range(len(specs))]
     steps = [_step(tenant, wid, keys[i], i, i, 1, spec) for i, spec in enumerate(specs)]
     wf = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind=kind, order=keys,
-                  concurrency=concurrency, budget_tokens=budget_tokens, stages=stages)
-    rt.store.create_workflow(wf, steps)
+                  concurrency=concurrency, budget_tokens=budget_tokens, stages=stages,
+                  parent_run_id=parent_run_id, deadline=rt.clock() + timeout_ms if timeout_ms else None)
+    try:
+        rt.store.create_workflow(wf, steps)
+    except Conflict:
+        if workflow_id is None:
+            raise
+        wf = rt.store.get_workflow(tenant, wid)  # a replayed delegation: it exists already
     rt.queues.send_run(workflow_message(tenant, wid))
+    if wf.deadline is not None:
+        rt.queues.send_run({"kind": "workflow_timeout", "tenant": tenant, "workflow_id": wid},
+                           math.ceil((wf.deadline - rt.clock()) / 1000))
     return {"workflow_id": wid, "status": wf.status, "attached": False}
+
+
+def expire(rt: Runtime, tenant: str, workflow_id: str) -> None:
+    """parallel_task's timeout: unfinished children are cancelled and count as failed."""
+    wf = rt.store.get_workflow(tenant, workflow_id)
+    if wf.status != "running" or wf.deadline is None:
+        return
+    now = rt.clock()
+    if now < wf.deadline:  # beyond SQS's 15-minute delay: chain another timer
+        rt.queues.send_run({"kind": "workflow_timeout", "tenant": tenant, "workflow_id": workflow_id},
+                           math.ceil((wf.deadline - now) / 1000))
+        return
+    cancel(rt, tenant, workflow_id, status="timed_out")
 
 
 def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]], concurrency: int,
@@ -269,10 +293,10 @@ def view(rt: Runtime, tenant: str, workflow_id: str, task_ids: list[str] | None 
             "used_tokens": wf.used_tokens, "outcomes": [s.outcome for s in steps], "history": history}
 
 
-def cancel(rt: Runtime, tenant: str, workflow_id: str) -> bool:
+def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled") -> bool:
     """Stop launching steps and cancel the running ones' child runs (which cascade in turn)."""
     wf = rt.store.get_workflow(tenant, workflow_id)
-    if not rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "cancelled", when_all_done=False):
+    if not rt.store.finish_workflow(tenant, workflow_id, wf.attempt, status, when_all_done=False):
         return False
     for step in rt.store.list_steps(tenant, workflow_id):
         if step.status == "running" and step.run_id:

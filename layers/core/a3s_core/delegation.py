@@ -1,0 +1,138 @@
+"""The delegation tools a top-level run's model may call: task, parallel_task, run_team.
+
+Each starts a workflow of child runs whose end wakes the parent run (it is suspended meanwhile,
+holding no compute); the tool's result is then read from the workflow's outcomes.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .items import PendingCall, ToolOutcome
+
+OUTPUT_HEAD = OUTPUT_TAIL = 4_000
+
+_SPEC = {"type": "object", "properties": {
+    "agent": {"type": "string", "description": "explore, plan, general, verification or review"},
+    "description": {"type": "string"}, "prompt": {"type": "string"},
+    "max_steps": {"type": "integer", "minimum": 1}, "output_schema": {"type": "object"},
+    "workspace": {"type": "string"}}, "required": ["agent", "prompt"]}
+
+SCHEMAS: dict[str, dict] = {
+    "task": {"name": "task", "description": "Delegate one focused piece of work to a subagent with its own "
+             "conversation. background=true returns at once.",
+             "input_schema": {**_SPEC, "properties": {**_SPEC["properties"], "background": {"type": "boolean"}}}},
+    "parallel_task": {"name": "parallel_task", "description": "Run 2 to 32 independent subagent tasks at once.",
+                      "input_schema": {"type": "object", "properties": {
+                          "tasks": {"type": "array", "items": _SPEC, "minItems": 2, "maxItems": 32},
+                          "allow_partial_failure": {"type": "boolean"},
+                          "min_success_count": {"type": "integer", "minimum": 1},
+                          "timeout_ms": {"type": "integer", "minimum": 1000}}, "required": ["tasks"]}},
+    "run_team": {"name": "run_team", "description": "A lead splits the goal into tasks, workers do them in "
+                 "parallel, a reviewer approves or rejects each; rejected work is redone with the feedback.",
+                 "input_schema": {"type": "object", "properties": {
+                     "goal": {"type": "string"}, "lead_agent": {"type": "string"},
+                     "worker_agent": {"type": "string"}, "reviewer_agent": {"type": "string"},
+                     "max_steps": {"type": "integer", "minimum": 1}, "max_rounds": {"type": "integer", "minimum": 1}},
+                     "required": ["goal"]}},
+}
+TOOLS = frozenset(SCHEMAS)
+
+LEAD_SCHEMA = {"type": "object", "required": ["tasks"], "properties": {"tasks": {
+    "type": "array", "minItems": 1, "maxItems": 32, "items": {
+        "type": "object", "required": ["id", "description"],
+        "properties": {"id": {"type": "string"}, "description": {"type": "string"}}}}}}
+VERDICT_SCHEMA = {"type": "object", "required": ["approved", "feedback"],
+                  "properties": {"approved": {"type": "boolean"}, "feedback": {"type": "string"}}}
+
+
+def cut(text: str, run_id: str | None) -> str:
+    """Long child output: head and tail, the full text kept in the child run."""
+    if len(text) <= OUTPUT_HEAD + OUTPUT_TAIL:
+        return text
+    omitted = len(text) - OUTPUT_HEAD - OUTPUT_TAIL
+    return (f"{text[:OUTPUT_HEAD]}\n[... {omitted} characters omitted; the full output is run "
+            f"{run_id}'s text (GET /runs/{run_id})]\n{text[-OUTPUT_TAIL:]}")
+
+
+def step_spec(args: dict[str, Any], task_id: str) -> dict[str, Any]:
+    spec = {"task_id": task_id, "agent": args.get("agent") or "general",
+            "description": args.get("description", ""), "prompt": args.get("prompt", "")}
+    for key in ("max_steps", "output_schema", "workspace"):
+        if args.get(key) is not None:
+            spec[key] = args[key]
+    return spec
+
+
+def describe(outcome: dict[str, Any] | None, task_id: str) -> str:
+    if outcome is None:
+        return f"Task failed (task_id={task_id}): it did not finish (timed out or cancelled)"
+    word = "completed" if outcome["success"] else "failed"
+    ids = f"agent={outcome.get('agent')}, task_id={task_id}, session_id={outcome.get('session_id')}"
+    if outcome.get("run_id"):
+        ids += f", run_id={outcome['run_id']}"
+    return f"Task {word} ({ids})\n{cut(outcome.get('output') or '', outcome.get('run_id'))}"
+
+
+def task_result(outcomes: list[dict | None], call: PendingCall) -> ToolOutcome:
+    outcome = outcomes[0] if outcomes else None
+    return ToolOutcome(content=describe(outcome, call.id), is_error=not (outcome and outcome["success"]))
+
+
+def parallel_result(outcomes: list[dict | None], call: PendingCall) -> ToolOutcome:
+    args = call.arguments
+    ok = sum(1 for o in outcomes if o and o["success"])
+    if args.get("allow_partial_failure"):
+        success = ok >= int(args.get("min_success_count") or 1)
+    else:
+        success = ok == len(outcomes)
+    lines = [f"parallel_task {'succeeded' if success else 'failed'}: {ok} of {len(outcomes)} tasks succeeded"]
+    for i, o in enumerate(outcomes):
+        lines.append(f"--- [{i + 1}] " + describe(o, f"{call.id}-{i}"))
+    return ToolOutcome(content="\n".join(lines), is_error=not success)
+
+
+def check(call: PendingCall) -> str | None:
+    """A refusal for arguments the schema cannot express; None if they are fine."""
+    args = call.arguments
+    if call.name in ("task",) and not (isinstance(args.get("prompt"), str) and args["prompt"].strip()):
+        return "task needs a prompt"
+    if call.name == "parallel_task":
+        tasks = args.get("tasks")
+        if not isinstance(tasks, list) or not 2 <= len(tasks) <= 32:
+            return "parallel_task needs between 2 and 32 tasks"
+        if any(not isinstance(t, dict) or not str(t.get("prompt", "")).strip() for t in tasks):
+            return "every parallel_task task needs a prompt"
+    if call.name == "run_team" and not str(args.get("goal", "")).strip():
+        return "run_team needs a goal"
+    return None
+
+
+def team_prompt(kind: str, goal: str, task: dict | None = None, work: str = "", feedback: str = "") -> str:
+    if kind == "lead":
+        return (f"You lead a team. Break this goal into independent tasks for workers.\nGoal: {goal}\n"
+                "Return the task list as JSON.")
+    if kind == "worker":
+        redo = f"\nA reviewer rejected your previous attempt. Their feedback:\n{feedback}\n" if feedback else ""
+        return f"Team goal: {goal}\nYour task ({task['id']}): {task['description']}{redo}"
+    return (f"Team goal: {goal}\nReview the work done for task ({task['id']}): {task['description']}\n"
+            f"--- work ---\n{work}\n--- end ---\nApprove it or reject it with feedback, as JSON.")
+
+
+def team_summary(state: dict[str, Any]) -> ToolOutcome:
+    tasks = state.get("tasks", [])
+    approved = [t for t in tasks if t.get("approved")]
+    lines = [f"run_team {'completed' if len(approved) == len(tasks) and tasks else 'incomplete'}: "
+             f"{len(approved)} of {len(tasks)} tasks approved in {state.get('round', 0)} round(s)"]
+    if state.get("error"):
+        lines.append(f"error: {state['error']}")
+    for t in tasks:
+        verdict = "approved" if t.get("approved") else "not approved"
+        lines.append(f"--- [{t['id']}] {t['description']} ({verdict})\n{cut(t.get('work', ''), t.get('run_id'))}")
+        if t.get("feedback") and not t.get("approved"):
+            lines.append(f"reviewer: {t['feedback']}")
+    return ToolOutcome(content="\n".join(lines), is_error=len(approved) != len(tasks) or not tasks)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
