@@ -30,6 +30,7 @@ def main() -> int:
 # Examples of later capabilities join the demo as they land.
 EXTRA: list[tuple[str, str, str]] = [
     ("orchestration", "orchestration.py", "parallel fan-out, a two-stage pipeline, a resumable journaled run"),
+    ("subagents", "subagents.py", "task, parallel_task, run_team, and the orchestrator's run control"),
 ]
 
 if __name__ == "__main__":
