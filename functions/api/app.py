@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
-from a3s_core.schemas import (ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody,
+from a3s_core.schemas import (AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody,
                               StartWorkflowBody, ControlBody)
 from a3s_core.service import Service, session_view
 
@@ -86,6 +86,11 @@ def close_session(session_id: str) -> dict:
 @app.put("/sessions/<session_id>/lanes/<lane>")
 def set_lane(session_id: str, lane: str, body: LaneHandlerBody) -> dict:
     return _service().set_lane(session_id, lane, body)
+
+
+@app.put("/sessions/<session_id>/agents/<name>")
+def register_agent(session_id: str, name: str, body: AgentBody) -> dict:
+    return _service().register_agent(session_id, name, body)
 
 
 @app.get("/sessions/<session_id>/queue")

@@ -210,6 +210,17 @@ class Session:
     def stream(self, prompt: str) -> Iterator[dict[str, Any]]:
         return self.send_async(prompt).events()
 
+    def register_agent(self, name: str, description: str = "", system_prompt: str | None = None,
+                       tools: list[str] | None = None, max_steps: int = 50) -> None:
+        """A subagent of this session's own, usable by name in specs and delegation tools."""
+        _text(name, "name")
+        if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, str) for t in tools)):
+            raise ValueError("tools must be a list of built-in tool names")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        body = {"description": description, "system_prompt": system_prompt, "tools": tools, "max_steps": max_steps}
+        self._t.request("PUT", f"/sessions/{self.session_id}/agents/{name}", {k: v for k, v in body.items() if v is not None})
+
     # -- orchestration ---------------------------------------------------------------------
     def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
         """Run the specs as child agents, at most max_parallel_tasks at once; outcomes in input order."""

@@ -16,7 +16,6 @@ from typing import Any, Callable
 
 import jsonschema
 
-from .agents import resolve_agent
 from .errors import Conflict, NotFound
 from .items import Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
@@ -224,7 +223,8 @@ class _Turns:
         tools = [t for name, t in TOOL_SCHEMAS.items() if run.allowed_tools is None or name in run.allowed_tools]
         if run.parent is None:  # only top-level runs delegate: children never nest
             tools += list(delegation.SCHEMAS.values())
-        system = resolve_agent(run.agent).system_prompt() if run.agent and resolve_agent(run.agent) else SYSTEM_PROMPT
+        agent = self.rt.agent(run.agent, self.session) if run.agent else None
+        system = agent.system_prompt() if agent else SYSTEM_PROMPT
         try:
             model = get_model(run.model)
             resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)

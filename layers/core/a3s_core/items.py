@@ -34,6 +34,7 @@ class Session(BaseModel):
     lanes: dict[str, LaneHandler] = Field(default_factory=lambda: {lane: LaneHandler() for lane in LANES})
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
     history_run_id: str | None = None  # the run whose conversation the next run continues
+    agents: dict[str, dict[str, Any]] = Field(default_factory=dict)  # user-defined subagents
     closed: bool = False
     version: int = 0
     created_at: int = Field(default_factory=now_ms)

@@ -23,6 +23,7 @@ class Settings:
     default_model: str = "scripted"
     lease_seconds: int = 120
     workspace_root: str = ""   # where non-existent workspace paths are made (embedded stack)
+    agents_json: str = ""      # A3S_AGENTS: subagents defined for the whole deployment
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -34,6 +35,7 @@ class Settings:
             default_model=env.get("A3S_DEFAULT_MODEL") or "scripted",
             lease_seconds=int(env.get("A3S_RUN_LEASE_SECONDS") or 120),
             workspace_root=env.get("A3S_WORKSPACE_ROOT", ""),
+            agents_json=env.get("A3S_AGENTS", ""),
         )
 
 
@@ -44,6 +46,13 @@ class Runtime:
     queues: Queues
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     s3: Any = None  # workspaces on S3, when there is no local directory to work in
+
+    def agent(self, name: str, session: Any = None) -> Any:
+        """The named subagent's definition as this session sees it (None if there is none)."""
+        from .agents import deployment_agents, resolve_agent
+
+        return resolve_agent(name, session.agents if session is not None else None,
+                             deployment_agents(self.settings.agents_json))
 
     def wake(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins."""

@@ -71,3 +71,12 @@ class StartWorkflowBody(_Strict):
 
 class ControlBody(_Strict):
     prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)  # for inject
+
+
+class AgentBody(_Strict):
+    """A user-defined subagent for one session."""
+
+    description: str = Field("", max_length=2_000)
+    system_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
+    tools: list[Literal["read", "write", "edit", "ls", "glob", "grep", "bash"]] | None = None
+    max_steps: int = Field(50, ge=1, le=1000)

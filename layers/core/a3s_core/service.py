@@ -11,7 +11,7 @@ from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
 from . import control, workflows
-from .schemas import ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
+from .schemas import AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
 
 MAX_EVENT_WAIT_MS = 20_000
 
@@ -70,6 +70,14 @@ class Service:
         self.session(session_id, open_only=True)
         return session_view(update_session(self.rt.store, self.tenant, session_id,
                                            lambda s: s.lanes.__setitem__(lane, new)))
+
+    def register_agent(self, session_id: str, name: str, body: AgentBody) -> dict[str, Any]:
+        if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+            raise BadRequest(f"agent name {name!r} must be letters, digits, '-' or '_' (at most 64)")
+        self.session(session_id, open_only=True)
+        spec = body.model_dump(exclude_none=True)
+        s = update_session(self.rt.store, self.tenant, session_id, lambda s: s.agents.__setitem__(name, spec))
+        return {"session_id": session_id, "agents": s.agents}
 
     def queue(self, session_id: str) -> dict[str, Any]:
         s = self.session(session_id)

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from .agents import BUILTIN, resolve_agent
+from .agents import BUILTIN
 from .errors import BadRequest, Conflict
 from .items import Event, Run, Step, StepRef, Workflow, new_id
 from .queues import advance_message
@@ -75,7 +75,7 @@ def launch(rt: Runtime, wf: Workflow, position: int) -> None:
         if step is None or step.attempt != wf.attempt:
             return
         if step.status == "pending":
-            failure = preflight(wf, step)
+            failure = preflight(rt, wf, step)
             if failure is None:
                 run_id = child_run_id(wf, step, 0)
                 store.move_step(step, "pending", 0, "running", run_id, 0, None, rt.clock())
@@ -93,8 +93,8 @@ def launch(rt: Runtime, wf: Workflow, position: int) -> None:
         position += wf.concurrency
 
 
-def preflight(wf: Workflow, step: Step) -> str | None:
-    if resolve_agent(step.spec.get("agent", "")) is None:
+def preflight(rt: Runtime, wf: Workflow, step: Step) -> str | None:
+    if rt.agent(step.spec.get("agent", ""), rt.store.get_session(wf.tenant, wf.session_id)) is None:
         return f"unknown agent {step.spec.get('agent')!r}: expected one of {', '.join(sorted(BUILTIN))}"
     if wf.budget_tokens is not None and wf.used_tokens >= wf.budget_tokens:
         return f"token budget exhausted ({wf.used_tokens} of {wf.budget_tokens} tokens used)"
@@ -103,8 +103,12 @@ def preflight(wf: Workflow, step: Step) -> str | None:
 
 def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run_id: str) -> None:
     session = rt.store.get_session(wf.tenant, wf.session_id)
-    agent = resolve_agent(spec.get("agent", ""))
-    assert agent is not None
+    agent = rt.agent(spec.get("agent", ""), session)
+    if agent is None or not str(spec.get("prompt", "")).strip():
+        # A later pipeline stage's template can be wrong: that item fails, not every delivery.
+        problem = f"unknown agent {spec.get('agent')!r}" if agent is None else "the stage's spec has no prompt"
+        on_child_failed_to_start(rt, wf, step, problem)
+        return
     prompt = spec["prompt"] + (schema_contract(spec["output_schema"]) if spec.get("output_schema") else "")
     run = Run(tenant=wf.tenant, run_id=run_id, session_id=wf.session_id, prompt=prompt,
               model=session.model, workspace=spec.get("workspace") or session.workspace,
@@ -121,6 +125,11 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
 
 
 # -- settling ---------------------------------------------------------------------------------
+def on_child_failed_to_start(rt: Runtime, wf: Workflow, step: Step, error: str) -> None:
+    settle(rt, wf, step, failed_outcome(step, error))
+    launch(rt, wf, step.position + wf.concurrency)
+
+
 def failed_outcome(step: Step, error: str) -> dict[str, Any]:
     task_id = step.spec.get("task_id", step.key)
     return {"task_id": task_id, "session_id": f"task-run-{task_id}", "agent": step.spec.get("agent"),
