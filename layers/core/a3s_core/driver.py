@@ -30,6 +30,7 @@ from .workspace_s3 import S3Workspace
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
+EVENT_OUTPUT_CHARS = 2_000  # of a tool's output in its tool_end event (the model gets all of it)
 HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at most a fifth of it)
 
 
@@ -240,6 +241,9 @@ class _Turns:
             self.emit("text", text=resp.text)
         if not calls:
             self.emit("turn_end", turn=run.turn)
+            if self.rt.store.get_control(run.tenant, run.run_id).cancel:
+                self.cancel()  # cancelled while the model was answering: the answer is not used
+                return False
             if run.output_schema is not None:
                 return self.structured_answer(resp.text)
             self.finish("succeeded", "end_turn", text=resp.text)
@@ -330,6 +334,9 @@ class _Turns:
         for call in run.pending:
             run.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
                                  "content": call.outcome.content, "is_error": call.outcome.is_error})
+            if not call.reported:  # done elsewhere (a worker, subagents) or refused
+                self.emit("tool_end", tool=call.name, call_id=call.id, is_error=call.outcome.is_error,
+                          output=call.outcome.content[:EVENT_OUTPUT_CHARS])
         run.pending = []
         self.emit("turn_end", turn=run.turn)
         self.checkpoint()
@@ -501,9 +508,9 @@ class _Turns:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             outcomes = list(pool.map(one, calls))
         for call, outcome in zip(calls, outcomes):
-            call.outcome = outcome
+            call.outcome, call.reported = outcome, True
             self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
-                      output=outcome.content[:2000])
+                      output=outcome.content[:EVENT_OUTPUT_CHARS])
             if hybrid:
                 self.emit("external_task_completed", task_id=None, tool=call.name, hybrid=True,
                           is_error=outcome.is_error)

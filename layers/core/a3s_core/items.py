@@ -60,6 +60,7 @@ class PendingCall(BaseModel):
     approved: bool = False
     workflow_id: str | None = None      # a delegation tool's child workflow (of its current phase)
     team: dict[str, Any] | None = None  # run_team's progress: phase, round, tasks
+    reported: bool = False               # its tool_end event has been emitted
     outcome: ToolOutcome | None = None
 
 

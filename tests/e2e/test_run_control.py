@@ -1,0 +1,98 @@
+"""pause / resume / cancel / inject on runs waiting for tasks and on runs with children."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from a3s_serverless import RunFailed
+from a3s_serverless.errors import A3SClientError, NotFoundError
+
+
+def wait_for(handle, type_: str) -> dict:
+    return next(e for e in handle.events() if e["type"] == type_)
+
+
+@pytest.fixture
+def external(agent, workspace):
+    session = agent.session(str(workspace), permissive=True)
+    session.set_lane_handler("execute", "external", 60000)
+    return session
+
+
+def test_given_a_run_waiting_for_a_task_when_paused_then_it_stays_paused_until_resumed(external):
+    handle = external.send_async('go\n/tool bash {"command": "x"}')
+    wait_for(handle, "external_task_pending")
+    handle.pause()
+    wait_for(handle, "control_signal_applied")
+    assert handle.status() == "paused"
+    [task] = external.pending_external_tasks()
+    assert external.complete_external_task(task["task_id"], result={"output": "done"})
+    assert handle.status() == "paused"  # the completion does not wake a paused run
+    handle.resume()
+    assert handle.wait(timeout=30).text == "echo: go\nbash -> done"
+
+
+def test_given_an_injected_prompt_then_the_model_sees_it_on_its_next_turn(external):
+    handle = external.send_async('go\n/tool bash {"command": "x"}')
+    wait_for(handle, "external_task_pending")
+    handle.inject_prompt("also mention the weather")
+    [task] = external.pending_external_tasks()
+    external.complete_external_task(task["task_id"], result={"output": "done"})
+    assert handle.wait(timeout=30).text == "echo: also mention the weather"
+    events = list(handle.events())
+    assert any(e["type"] == "control_signal_applied" and e["signal"] == "inject" for e in events)
+
+
+def test_given_a_waiting_run_when_cancelled_then_its_pending_tasks_can_no_longer_be_completed(external):
+    handle = external.send_async('go\n/tool bash {"command": "x"}')
+    wait_for(handle, "external_task_pending")
+    [task] = external.pending_external_tasks()
+    handle.cancel()
+    with pytest.raises(RunFailed) as err:
+        handle.wait(timeout=30)
+    assert err.value.result.status == "cancelled"
+    assert external.pending_external_tasks() == []
+    assert external.complete_external_task(task["task_id"], result={"output": "late"}) is False
+
+
+def test_given_a_run_with_children_when_cancelled_then_the_cancel_reaches_them(agent, workspace, stack):
+    session = agent.session(str(workspace), permissive=True)
+    session.set_lane_handler("execute", "external", 60000)
+    args = {"tasks": [{"agent": "general", "prompt": 'a\n/tool bash {"command": "a"}'},
+                      {"agent": "general", "prompt": 'b\n/tool bash {"command": "b"}'}]}
+    handle = session.send_async("fan\n/tool parallel_task " + json.dumps(args))
+    while len(session.pending_external_tasks()) < 2:  # both children are waiting on their bash
+        next(e for e in handle.events() if e["type"] == "subagent_start")
+        stack.wait_idle(timeout=30)
+    agent.orchestrator().cancel_agent(handle.run_id)
+    with pytest.raises(RunFailed):
+        handle.wait(timeout=30)
+    stack.wait_idle(timeout=30)
+    children = [r for r in agent.orchestrator().list(session.session_id) if r["parent"]]
+    assert len(children) == 2 and {c["status"] for c in children} == {"cancelled"}
+    assert session.pending_external_tasks() == []
+
+
+def test_given_a_finished_or_unknown_run_then_control_is_a_clear_4xx(agent, workspace):
+    session = agent.session(str(workspace))
+    handle = session.send_async("hi")
+    handle.wait(timeout=30)
+    orch = agent.orchestrator()
+    for action in (orch.pause_agent, orch.resume_agent, orch.cancel_agent):
+        with pytest.raises(A3SClientError) as err:
+            action(handle.run_id)
+        assert err.value.status == 409 and "already succeeded" in err.value.message
+    with pytest.raises(NotFoundError):
+        orch.pause_agent("run-does-not-exist")
+    with pytest.raises(ValueError):
+        orch.inject_prompt(handle.run_id, "   ")
+
+
+def test_given_a_run_that_is_not_paused_when_resumed_then_it_is_refused(external):
+    handle = external.send_async('go\n/tool bash {"command": "x"}')
+    wait_for(handle, "external_task_pending")
+    with pytest.raises(A3SClientError) as err:
+        handle.resume()
+    assert err.value.status == 400 and "not paused" in err.value.message
+    handle.cancel()
