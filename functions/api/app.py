@@ -170,7 +170,8 @@ def _raw_error(status: int, code: str, message: str) -> dict:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: Any) -> dict:
     body = event.get("body") or ""
-    if len(body) > MAX_BODY_BYTES:
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+    if size > MAX_BODY_BYTES:
         return _raw_error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
     # The authorizer vouches for the tenant; only the public routes may come without one.
     if not _tenant(event) and event.get("rawPath") not in PUBLIC_PATHS:

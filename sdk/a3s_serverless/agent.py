@@ -60,9 +60,10 @@ class Agent:
             warn_session_store()
         if self._local:  # the embedded stack shares this machine's filesystem
             workspace = os.path.abspath(workspace) if not workspace.startswith("/") else workspace
+        queue = opts.queue_config.to_body() if opts.queue_config is not None else None  # checks it too
         body: dict[str, Any] = {"workspace": workspace, "model": opts.model or self.default_model,
                                 "permissive": bool(opts.permissive), "builtin_skills": bool(opts.builtin_skills),
                                 "max_parallel_tasks": opts.max_parallel_tasks}
-        if opts.queue_config is not None:
-            body["queue_config"] = opts.queue_config.to_body()
+        if queue is not None:
+            body["queue_config"] = queue
         return Session(self._t, self._t.request("POST", "/sessions", body))

@@ -22,6 +22,16 @@ class SessionQueueConfig:
     concurrency: dict[str, int] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
+        for lane, handler in self.lane_handlers.items():
+            if lane not in LANES:
+                raise ValueError(f"unknown lane {lane!r} in lane_handlers: expected one of {', '.join(LANES)}")
+            if not isinstance(handler, dict) or handler.get("mode", "internal") not in MODES:
+                raise ValueError(f"lane {lane!r}: mode must be one of {', '.join(MODES)}")
+            _positive(handler.get("timeout_ms", 60000), f"lane {lane!r}: timeout_ms")
+        for lane, n in self.concurrency.items():
+            if lane not in LANES:
+                raise ValueError(f"unknown lane {lane!r} in concurrency: expected one of {', '.join(LANES)}")
+            _positive(n, f"concurrency of {lane!r}")
         return {"enable_all_features": bool(self.enable_all_features),
                 "lane_handlers": dict(self.lane_handlers), "concurrency": dict(self.concurrency)}
 
@@ -55,6 +65,12 @@ class AgentResult:
                    prompt_tokens=run["prompt_tokens"], completion_tokens=run["completion_tokens"],
                    total_tokens=run["total_tokens"], run_id=run["run_id"], status=run["status"],
                    error=run.get("error"), stop_reason=run.get("stop_reason"))
+
+
+def _positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def _text(value: Any, name: str) -> str:
@@ -133,8 +149,7 @@ class Session:
             raise ValueError(f"unknown lane {lane!r}: expected one of {', '.join(LANES)}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
-            raise ValueError(f"timeout_ms must be a positive integer, got {timeout_ms!r}")
+        _positive(timeout_ms, "timeout_ms")
         view = self._t.request("PUT", f"/sessions/{self.session_id}/lanes/{lane}",
                                {"mode": mode, "timeout_ms": timeout_ms})
         self._modes = {name: h["mode"] for name, h in view["lanes"].items()}
@@ -201,6 +216,7 @@ class Session:
     # -- runs ------------------------------------------------------------------------------
     def send_async(self, prompt: str, max_turns: int = 50) -> RunHandle:
         _text(prompt, "prompt")
+        _positive(max_turns, "max_turns")
         run = self._t.request("POST", f"/sessions/{self.session_id}/runs", {"prompt": prompt, "max_turns": max_turns})
         return RunHandle(self._t, run["run_id"])
 

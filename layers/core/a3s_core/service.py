@@ -114,11 +114,13 @@ class Service:
     def claim(self, body: ClaimBody, session_id: str | None = None, lane: str | None = None) -> list[dict]:
         """Lease up to `max` pending tasks to one worker (of a session, or of a lane tenant-wide)."""
         now, store = self.rt.clock(), self.rt.store
+        if lane is not None:
+            _lane(lane)
         if session_id:
             self.session(session_id)
             candidates = store.list_pending_tasks(self.tenant, session_id)
             if lane:
-                candidates = [t for t in candidates if t.lane == _lane(lane)]
+                candidates = [t for t in candidates if t.lane == lane]
         else:
             candidates = store.pending_tasks_for_lane(self.tenant, _lane(lane or ""), body.max * 4)
         claimed: list[Task] = []

@@ -305,7 +305,8 @@ class DynamoStore:
 
     def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
         cond = {"timed_out": " AND deadline <= :now", "cancelled": ""}.get(status, " AND deadline > :now")
-        values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result), ":e": error or ""}
+        values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result, ensure_ascii=False),
+                  ":e": error or ""}
         return self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
             UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now REMOVE gsi1pk, gsi1sk",
@@ -346,7 +347,17 @@ class DynamoStore:
         return doc
 
     def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
-        self.put_steps(steps)  # steps first: the workflow item appearing is what commits it
+        # Steps first, each only if absent (a caller that loses a race must not reset the winner's
+        # steps), 100 to a transaction; then the workflow item, whose appearance commits it all.
+        for i in range(0, len(steps), 100):
+            try:
+                self._db.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": _to_ddb(self._step_item(step)),
+                             "ConditionExpression": "attribute_not_exists(pk)"}} for step in steps[i:i + 100]])
+            except ClientError as err:
+                if _failed_condition(err):
+                    raise Conflict(f"workflow {wf.workflow_id} exists") from err
+                raise
         if self._conditional(Item=_to_ddb(self._wf_item(wf)), ConditionExpression="attribute_not_exists(pk)") is None:
             raise Conflict(f"workflow {wf.workflow_id} exists")
 

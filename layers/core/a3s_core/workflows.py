@@ -186,8 +186,8 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> No
     store.settle_step(step, status, outcome, outcome.get("usage", {}).get("total_tokens", 0), rt.clock())
     current = store.get_workflow(wf.tenant, wf.workflow_id)
     if current.status == "running" and current.attempt == step.attempt and current.finished >= current.n:
-        steps = store.list_steps(wf.tenant, wf.workflow_id)
-        ok = all(s.status == "succeeded" for s in steps)
+        asked = set(current.order)  # this attempt's steps; the rest were journaled successes, or dropped
+        ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id) if s.key in asked)
         if store.finish_workflow(wf.tenant, wf.workflow_id, step.attempt, "succeeded" if ok else "failed",
                                  when_all_done=True):
             ended(rt, current)

@@ -102,6 +102,27 @@ def atomic_dynamodb() -> None:
     DynamoDBBackend.a3s_atomic = True  # type: ignore[attr-defined]
 
 
+def threadsafe_powertools() -> None:
+    """Powertools keeps the request being resolved in class attributes of BaseRouter: right for a
+    Lambda process, which serves one request at a time, wrong for the embedded stack, which serves
+    many at once on threads. Here they are made per thread, for this process only."""
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+    if getattr(BaseRouter, "a3s_threadsafe", False):
+        return
+    local = threading.local()
+
+    def attribute(name: str) -> property:
+        return property(lambda _self: getattr(local, name, None), lambda _self, value: setattr(local, name, value))
+
+    for name in ("current_event", "lambda_context"):
+        setattr(BaseRouter, name, attribute(name))  # read through an instance
+    meta = type(BaseRouter)
+    BaseRouter.__class__ = type("ThreadLocalRouterMeta", (meta,), {  # read and set on the class
+        "current_event": attribute("current_event"), "lambda_context": attribute("lambda_context"),
+        "a3s_threadsafe": True})
+
+
 def kit_root() -> Path:
     """The checkout holding template.yaml (the SDK is installed from it in editable mode)."""
     env = os.environ.get("A3S_KIT_ROOT")
@@ -260,6 +281,7 @@ class EmbeddedStack:
         from a3s_core.runtime import Runtime, set_runtime
 
         atomic_dynamodb()
+        threadsafe_powertools()
         self._mock = mock_aws()
         self._mock.start()
         model = self.model = load_stack(self.root / "template.yaml", self.parameters)

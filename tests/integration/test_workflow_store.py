@@ -1,0 +1,260 @@
+"""The workflow engine's store contract (store.WorkflowStore), held to the same semantics on the
+in-memory fake and on the stack's DynamoStore (moto): every transition is conditional, so a
+redelivered or concurrent caller can never launch, count or finish anything twice."""
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+
+from a3s_core.errors import Conflict, NotFound
+from a3s_core.items import Step, Workflow
+from a3s_core.store import MemoryStore
+from a3s_core.workflows import spec_hash
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def store(request):
+    if request.param == "memory":
+        return MemoryStore()
+    return request.getfixturevalue("stack").runtime.store
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"wfstore-{secrets.token_hex(4)}"
+
+
+def make(tenant: str, n: int = 2, attempt: int = 1, kind: str = "parallel") -> tuple[Workflow, list[Step]]:
+    wid = f"wf-{secrets.token_hex(6)}"
+    keys = [f"{i:06d}" for i in range(n)]
+    steps = []
+    for i, key in enumerate(keys):
+        spec = {"task_id": f"t{i}", "agent": "general", "prompt": f"step {i}"}
+        steps.append(Step(tenant=tenant, workflow_id=wid, key=key, index=i, position=i, attempt=attempt,
+                          spec=spec, spec_hash=spec_hash(spec)))
+    wf = Workflow(tenant=tenant, workflow_id=wid, session_id="sess-x", kind=kind, order=keys, concurrency=2,
+                  attempt=attempt)
+    return wf, steps
+
+
+def outcome(step: Step, ok: bool = True, tokens: int = 7) -> dict:
+    return {"task_id": step.spec["task_id"], "success": ok, "output": "done",
+            "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}}
+
+
+def launch(store, step: Step, run_id: str = "run-1") -> None:
+    assert store.move_step(step, "pending", 0, "running", run_id, 0, None, 1_000)
+
+
+# -- create ----------------------------------------------------------------------------------------
+def test_given_a_workflow_when_it_is_created_then_it_and_its_steps_read_back(store, tenant):
+    wf, steps = make(tenant, n=3)
+
+    store.create_workflow(wf, steps)
+
+    got = store.get_workflow(tenant, wf.workflow_id)
+    assert (got.status, got.finished, got.attempt, got.n, got.order) == ("running", 0, 1, 3, wf.order)
+    listed = store.list_steps(tenant, wf.workflow_id)
+    assert [s.key for s in listed] == wf.order
+    assert all(s.status == "pending" and s.run_id is None and s.outcome is None for s in listed)
+    assert store.get_step(tenant, wf.workflow_id, "000001").spec == steps[1].spec
+
+
+def test_given_an_existing_workflow_when_it_is_created_again_then_conflict(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+
+    with pytest.raises(Conflict):
+        store.create_workflow(wf, steps)
+
+
+@pytest.mark.parametrize("store", [
+    "memory",
+    pytest.param("dynamo"),
+], indirect=True)
+def test_given_a_started_workflow_when_a_second_create_loses_then_the_winners_steps_are_untouched(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    launch(store, steps[0], "run-winner")
+
+    with pytest.raises(Conflict):
+        store.create_workflow(wf, steps)  # e.g. two parallel_resumable callers racing on a first run
+
+    step = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    assert (step.status, step.run_id) == ("running", "run-winner")
+
+
+def test_given_an_unknown_workflow_when_read_then_not_found(store, tenant):
+    with pytest.raises(NotFound):
+        store.get_workflow(tenant, "wf-missing")
+    assert store.get_step(tenant, "wf-missing", "000000") is None
+    assert store.list_steps(tenant, "wf-missing") == []
+
+
+# -- move_step -------------------------------------------------------------------------------------
+def test_given_a_pending_step_when_two_launchers_move_it_then_only_the_first_wins(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+
+    first = store.move_step(steps[0], "pending", 0, "running", "run-a", 0, None, 1_000)
+    second = store.move_step(steps[0], "pending", 0, "running", "run-b", 0, None, 2_000)
+
+    assert (first, second) == (True, False)
+    step = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    assert (step.status, step.run_id, step.started_at) == ("running", "run-a", 1_000)
+
+
+def test_given_a_step_of_another_attempt_when_moved_then_nothing_changes(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    stale = steps[0].model_copy(update={"attempt": 2})
+
+    assert not store.move_step(stale, "pending", 0, "running", "run-a", 0, None, 1_000)
+    assert store.get_step(tenant, wf.workflow_id, steps[0].key).status == "pending"
+
+
+def test_given_a_pipeline_step_when_it_moves_to_the_next_stage_then_spec_and_stage_change_once(store, tenant):
+    wf, steps = make(tenant, kind="pipeline")
+    store.create_workflow(wf, steps)
+    launch(store, steps[0], "run-s0")
+    nxt = {"task_id": "t0-1", "agent": "general", "prompt": "stage two"}
+
+    moved = store.move_step(steps[0], "running", 0, "running", "run-s1", 1, nxt, 5_000)
+    replay = store.move_step(steps[0], "running", 0, "running", "run-s1", 1, nxt, 6_000)
+
+    assert (moved, replay) == (True, False)
+    step = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    assert (step.stage, step.run_id, step.spec) == (1, "run-s1", nxt)
+    assert step.started_at == 1_000  # the item's chain started with its first stage
+
+
+# -- settle_step -----------------------------------------------------------------------------------
+def test_given_a_running_step_when_settled_twice_then_it_is_counted_once(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    launch(store, steps[0])
+
+    first = store.settle_step(steps[0], "succeeded", outcome(steps[0], tokens=7), 7, 3_000)
+    again = store.settle_step(steps[0], "failed", outcome(steps[0], ok=False), 7, 4_000)
+
+    assert (first, again) == (True, False)
+    got = store.get_workflow(tenant, wf.workflow_id)
+    assert (got.finished, got.used_tokens) == (1, 7)
+    step = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    assert (step.status, step.finished_at, step.outcome["success"]) == ("succeeded", 3_000, True)
+
+
+def test_given_a_step_not_running_when_settled_then_it_is_not_counted(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+
+    assert not store.settle_step(steps[0], "succeeded", outcome(steps[0]), 7, 3_000)
+    assert store.get_workflow(tenant, wf.workflow_id).finished == 0
+    assert store.get_step(tenant, wf.workflow_id, steps[0].key).status == "pending"
+
+
+def test_given_many_concurrent_settlers_of_one_step_then_exactly_one_counts(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    launch(store, steps[0])
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def settler() -> None:
+        barrier.wait()
+        results.append(store.settle_step(steps[0], "succeeded", outcome(steps[0]), 5, 3_000))
+
+    threads = [threading.Thread(target=settler, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert sorted(results) == [False] * 7 + [True]
+    got = store.get_workflow(tenant, wf.workflow_id)
+    assert (got.finished, got.used_tokens) == (1, 5)
+
+
+# -- finish_workflow -------------------------------------------------------------------------------
+def test_given_unsettled_steps_when_finishing_when_all_done_then_only_the_last_count_allows_it(store, tenant):
+    wf, steps = make(tenant, n=2)
+    store.create_workflow(wf, steps)
+    for s in steps:
+        launch(store, s)
+
+    store.settle_step(steps[0], "succeeded", outcome(steps[0]), 1, 3_000)
+    early = store.finish_workflow(tenant, wf.workflow_id, 1, "succeeded", when_all_done=True)
+    store.settle_step(steps[1], "succeeded", outcome(steps[1]), 1, 3_000)
+    done = store.finish_workflow(tenant, wf.workflow_id, 1, "succeeded", when_all_done=True)
+    again = store.finish_workflow(tenant, wf.workflow_id, 1, "failed", when_all_done=True)
+
+    assert (early, done, again) == (False, True, False)
+    got = store.get_workflow(tenant, wf.workflow_id)
+    assert (got.status, got.finished) == ("succeeded", 2)
+
+
+def test_given_a_running_workflow_when_cancelled_then_it_ends_once_without_waiting_for_steps(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+
+    assert store.finish_workflow(tenant, wf.workflow_id, 1, "cancelled", when_all_done=False)
+    assert not store.finish_workflow(tenant, wf.workflow_id, 1, "cancelled", when_all_done=False)
+    assert store.get_workflow(tenant, wf.workflow_id).status == "cancelled"
+
+
+def test_given_another_attempt_when_finishing_then_nothing_changes(store, tenant):
+    wf, steps = make(tenant, n=1)
+    store.create_workflow(wf, steps)
+    launch(store, steps[0])
+    store.settle_step(steps[0], "succeeded", outcome(steps[0]), 1, 3_000)
+
+    assert not store.finish_workflow(tenant, wf.workflow_id, 2, "succeeded", when_all_done=True)
+    assert store.get_workflow(tenant, wf.workflow_id).status == "running"
+
+
+# -- reopen_workflow -------------------------------------------------------------------------------
+def test_given_a_running_workflow_when_reopened_then_refused(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+
+    reopened = wf.model_copy(update={"attempt": 2, "order": [steps[1].key]})
+    assert not store.reopen_workflow(reopened, expect_attempt=1)
+    got = store.get_workflow(tenant, wf.workflow_id)
+    assert (got.attempt, got.order) == (1, wf.order)
+
+
+def test_given_a_finished_workflow_when_reopened_then_only_one_caller_starts_the_next_attempt(store, tenant):
+    wf, steps = make(tenant, n=2)
+    store.create_workflow(wf, steps)
+    for s in steps:
+        launch(store, s)
+    store.settle_step(steps[0], "succeeded", outcome(steps[0]), 3, 3_000)
+    store.settle_step(steps[1], "failed", outcome(steps[1], ok=False), 3, 3_000)
+    assert store.finish_workflow(tenant, wf.workflow_id, 1, "failed", when_all_done=True)
+
+    current = store.get_workflow(tenant, wf.workflow_id)
+    reopened = current.model_copy(update={"status": "running", "attempt": 2, "finished": 0, "used_tokens": 0,
+                                          "order": [steps[1].key]})
+    first = store.reopen_workflow(reopened, expect_attempt=1)
+    second = store.reopen_workflow(reopened, expect_attempt=1)
+
+    assert (first, second) == (True, False)
+    got = store.get_workflow(tenant, wf.workflow_id)
+    assert (got.status, got.attempt, got.finished, got.n, got.order) == ("running", 2, 0, 1, [steps[1].key])
+
+
+def test_given_a_reopened_workflow_when_a_step_of_the_old_attempt_settles_then_it_is_not_counted(store, tenant):
+    wf, steps = make(tenant, n=2)
+    store.create_workflow(wf, steps)
+    launch(store, steps[0])
+    assert store.finish_workflow(tenant, wf.workflow_id, 1, "cancelled", when_all_done=False)
+    current = store.get_workflow(tenant, wf.workflow_id)
+    assert store.reopen_workflow(current.model_copy(update={"status": "running", "attempt": 2, "finished": 0}),
+                                 expect_attempt=1)
+
+    late = store.settle_step(steps[0], "succeeded", outcome(steps[0]), 3, 9_000)  # attempt 1's child ends
+
+    assert not late
+    assert store.get_workflow(tenant, wf.workflow_id).finished == 0
