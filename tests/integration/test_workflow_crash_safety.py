@@ -200,11 +200,7 @@ def test_given_two_first_run_resumable_callers_when_the_loser_creates_after_the_
     assert sorted(log(workspace)) == ["a", "b"]
 
 
-@pytest.mark.parametrize("engine_rt", ["memory", pytest.param("dynamo", marks=pytest.mark.xfail(strict=True, reason=(
-    "BUG: DynamoStore.create_workflow now writes each step only if absent, before the workflow item; "
-    "a create that died (or whose workflow put failed) after its step transaction leaves orphan steps, "
-    "so every later create of that id raises Conflict, resume() answers attached=True for a workflow "
-    "that does not exist, and the caller's GET /workflows/{id} is 404 for ever")))], indirect=True)
+@pytest.mark.parametrize("engine_rt", ["memory", pytest.param("dynamo")], indirect=True)
 def test_given_a_first_resumable_create_that_died_after_writing_its_steps_when_called_again_then_it_runs(
         engine_rt, workspace):
     eng = Engine(engine_rt, workspace, concurrency=2)

@@ -88,10 +88,7 @@ def test_given_a_started_workflow_when_a_second_create_loses_then_the_winners_st
 
 @pytest.mark.parametrize("store", [
     "memory",
-    pytest.param("dynamo", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: DynamoStore.create_workflow puts each step only if absent and then the workflow item; "
-        "steps left by a create that never wrote its workflow item (crash, or a failed workflow put) "
-        "make every later create of the same id raise Conflict, though no workflow exists"))),
+    pytest.param("dynamo"),
 ], indirect=True)
 def test_given_steps_left_by_a_create_that_never_committed_when_created_again_then_it_succeeds(store, tenant):
     wf, steps = make(tenant)

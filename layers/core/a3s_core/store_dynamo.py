@@ -347,13 +347,17 @@ class DynamoStore:
         return doc
 
     def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
-        # Steps first, each only if absent (a caller that loses a race must not reset the winner's
-        # steps), 100 to a transaction; then the workflow item, whose appearance commits it all.
+        # Steps first, 100 to a transaction, then the workflow item, whose appearance commits it all.
+        # A step may be written over only while it was never launched: a create that lost a race
+        # cannot reset the winner's running steps, and one that died half-way leaves no dead id.
         for i in range(0, len(steps), 100):
             try:
                 self._db.transact_write_items(TransactItems=[
                     {"Put": {"TableName": self._table, "Item": _to_ddb(self._step_item(step)),
-                             "ConditionExpression": "attribute_not_exists(pk)"}} for step in steps[i:i + 100]])
+                             "ConditionExpression": "attribute_not_exists(pk) OR (#s = :pending AND run_id = :none)",
+                             "ExpressionAttributeNames": {"#s": "status"},
+                             "ExpressionAttributeValues": _to_ddb({":pending": "pending", ":none": ""})}}
+                    for step in steps[i:i + 100]])
             except ClientError as err:
                 if _failed_condition(err):
                     raise Conflict(f"workflow {wf.workflow_id} exists") from err
