@@ -73,6 +73,19 @@ class Events:
                 break
         raise AssertionError(f"no matching event in run {run_id} within {timeout} s")
 
+    def wait_for_count(self, run_id: str, type_: str, count: int, timeout: float = 30.0,
+                       key: str = LOCAL_KEY) -> list[dict]:
+        """The first `count` events of that type (e.g. every task of a turn announced)."""
+        seen: list[dict] = []
+
+        def enough(event: dict) -> bool:
+            if event["type"] == type_:
+                seen.append(event)
+            return len(seen) >= count
+
+        self.wait_for(run_id, enough, timeout, key)
+        return seen
+
     def all(self, run_id: str, key: str = LOCAL_KEY) -> list[dict]:
         """Every event recorded so far (call it once the run is done)."""
         transport, after, out = self.stack.transport(key), 0, []

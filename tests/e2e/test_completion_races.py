@@ -39,7 +39,7 @@ def test_given_16_threads_completing_the_same_task_then_exactly_one_wins_and_the
         session, events, stack):
     session.set_lane_handler("execute", "external", 300000)
     handle = session.send_async("race\n" + bash_calls(*(f"echo {n}" for n in range(ROUNDS))))
-    events.wait_for(handle.run_id, "external_task_pending")
+    events.wait_for_count(handle.run_id, "external_task_pending", ROUNDS)
     tasks = {t["payload"]["command"]: t["task_id"] for t in session.pending_external_tasks()}
     assert len(tasks) == ROUNDS
 
@@ -73,7 +73,7 @@ def test_given_two_tasks_of_one_run_completed_at_the_same_instant_then_both_coun
     # running, which must neither leave the run waiting forever nor run turn 2 twice.
     session.set_lane_handler("execute", "external", 300000)
     handle = session.send_async("pair\n" + bash_calls("echo a", "echo b"))
-    events.wait_for(handle.run_id, "external_task_pending")
+    events.wait_for_count(handle.run_id, "external_task_pending", 2)
     tasks = {t["payload"]["command"]: t["task_id"] for t in session.pending_external_tasks()}
     assert sorted(tasks) == ["echo a", "echo b"]
 

@@ -87,7 +87,7 @@ def test_given_query_and_execute_external_when_every_builtin_and_an_unknown_tool
              bash("true"), tool("write", file_path="a", content="x"),
              tool("edit", file_path="a", old_string="x", new_string="y"), tool("frobnicate", level=11)]
     handle = session.send_async("route\n" + "\n".join(calls))
-    events.wait_for(handle.run_id, "external_task_pending")
+    events.wait_for_count(handle.run_id, "external_task_pending", len(calls))
     tasks = session.pending_external_tasks()
     lanes = {t["command_type"]: t["lane"] for t in tasks}
     assert lanes == {"read": "query", "ls": "query", "glob": "query", "grep": "query",
@@ -254,7 +254,7 @@ def test_given_nobody_completes_the_task_when_its_timeout_passes_then_the_model_
         session, workspace, events):
     session.set_lane_handler("execute", "external", 1000)
     handle = session.send_async("build\n" + bash("touch ran-here; echo local"))
-    task = pending_task(session, handle, events)
+    task = events.wait_for(handle.run_id, "external_task_pending")  # it may expire before we could list it
     result = handle.wait(timeout=30)
     bash_line = result.text.splitlines()[1]
     assert bash_line.startswith("bash -> ") and "timed out" in bash_line
@@ -272,8 +272,8 @@ def test_given_on_timeout_internal_when_the_task_times_out_then_the_tool_runs_he
     assert status == 200, view
     assert view["lanes"]["execute"]["on_timeout"] == "internal"
     handle = session.send_async("build\n" + bash("echo fallback > ran-here; echo ran internally"))
-    task = pending_task(session, handle, events)
-    assert not (workspace / "ran-here").exists()
+    task = events.wait_for(handle.run_id, "external_task_pending")
+    assert task["task_id"] and (task["lane"], task["timeout_ms"]) == ("execute", 1000)
     result = handle.wait(timeout=30)
     assert result.text == "echo: build\nbash -> ran internally"
     assert (workspace / "ran-here").read_text() == "fallback\n"
@@ -288,7 +288,7 @@ def test_given_pending_and_claimed_tasks_then_queue_stats_has_the_reference_shap
     assert set(idle) == {"total_pending", "total_active", "external_pending", "lanes"}
     assert (idle["total_pending"], idle["total_active"], idle["external_pending"]) == (0, 0, 0)
     handle = session.send_async("two\n" + bash("echo one") + "\n" + bash("echo two"))
-    events.wait_for(handle.run_id, "external_task_pending")
+    events.wait_for_count(handle.run_id, "external_task_pending", 2)
     stats = session.queue_stats()
     assert set(stats) == {"total_pending", "total_active", "external_pending", "lanes"}
     assert set(stats["lanes"]) == set(LANES)

@@ -31,3 +31,23 @@ def offline_rt(stack):
     from a3s_core.queues import MemoryQueues
 
     return dataclasses.replace(stack.runtime, queues=MemoryQueues(), clock=Clock())
+
+
+@pytest.fixture
+def stack_as_configured(stack):
+    """The shared stack with the queue settings it was started with. Another module that provisions
+    template.yaml (with its default parameters) into the same process-wide moto backend rewrites
+    the queues of the same names, e.g. a 720 s runs-queue visibility timeout, which would turn a 5 s
+    redelivery into a 12-minute one; put the stack's own settings back, and say so."""
+    import warnings
+
+    from a3s_serverless.local.template import provision
+
+    want = str(stack.model.parameters["RunsVisibilityTimeout"])
+    got = stack.sqs.get_queue_attributes(QueueUrl=stack.queue_url("RunsQueue"),
+                                         AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"]
+    if got != want:
+        warnings.warn(f"the runs queue's visibility timeout was changed to {got} s by another test; "
+                      f"restoring the stack's {want} s", stacklevel=2)
+        provision(stack.model, sqs=stack.sqs, dynamodb=stack.boto.client("dynamodb"), s3=stack.boto.client("s3"))
+    return stack

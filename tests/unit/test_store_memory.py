@@ -1,0 +1,263 @@
+"""The store's conditional semantics, the same for the in-memory fake and for DynamoStore on a
+moto table (the embedded stack's): every state change has one winner, whatever the callers do."""
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+
+from a3s_core.errors import Conflict, NotFound
+from a3s_core.items import Run, Session, Task, now_ms
+from a3s_core.store import MemoryStore
+
+T0 = 1_700_000_000_000  # a fixed "now" for tasks, so deadlines are exact
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def store(request):
+    if request.param == "memory":
+        return MemoryStore()
+    return request.getfixturevalue("stack").runtime.store  # DynamoStore on the moto table
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t-{secrets.token_hex(4)}"  # the Dynamo table is shared: keep each test to itself
+
+
+def a_task(tenant: str, task_id: str = "task-1", session_id: str = "sess-1", timeout_ms: int = 1000,
+           lane: str = "execute") -> Task:
+    return Task(tenant=tenant, session_id=session_id, task_id=task_id, run_id="run-1", call_id="call-1",
+                lane=lane, command_type="bash", payload={"command": "make"}, timeout_ms=timeout_ms,
+                created_at=T0, deadline=T0 + timeout_ms)
+
+
+def a_run(tenant: str, run_id: str = "run-1", status: str = "queued") -> Run:
+    return Run(tenant=tenant, run_id=run_id, session_id="sess-1", prompt="p", model="scripted",
+               workspace="/w", status=status)
+
+
+def race(n: int, fn) -> list:
+    barrier, out = threading.Barrier(n), [None] * n
+
+    def one(i: int) -> None:
+        barrier.wait()
+        out[i] = fn(i)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return out
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+def test_given_a_task_when_created_twice_then_the_second_is_refused_and_the_first_kept(store, tenant):
+    assert store.create_task(a_task(tenant)) is True
+    replay = a_task(tenant)
+    replay.payload = {"command": "rm -rf /"}
+    assert store.create_task(replay) is False
+    assert store.get_task(tenant, "sess-1", "task-1").payload == {"command": "make"}
+
+
+def test_given_a_pending_task_when_finished_twice_then_the_first_wins_and_its_result_stays(store, tenant):
+    store.create_task(a_task(tenant))
+    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 10, result={"output": "first"}) is True
+    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 20, result={"output": "second"}) is False
+    assert store.finish_task(tenant, "sess-1", "task-1", "failed", T0 + 30, error="third") is False
+    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 40) is False
+    task = store.get_task(tenant, "sess-1", "task-1")
+    assert (task.status, task.result, task.completed_at) == ("completed", {"output": "first"}, T0 + 10)
+
+
+def test_given_a_failed_completion_then_the_error_is_kept(store, tenant):
+    store.create_task(a_task(tenant))
+    assert store.finish_task(tenant, "sess-1", "task-1", "failed", T0 + 1, error="disk full") is True
+    task = store.get_task(tenant, "sess-1", "task-1")
+    assert (task.status, task.error, task.result) == ("failed", "disk full", None)
+
+
+@pytest.mark.parametrize("late_by", [0, 1, 60_000])
+def test_given_a_task_past_its_deadline_then_a_completion_is_refused(store, tenant, late_by):
+    store.create_task(a_task(tenant))
+    for status in ("completed", "failed"):
+        assert store.finish_task(tenant, "sess-1", "task-1", status, T0 + 1000 + late_by,
+                                 result={"output": "late"}) is False
+    assert store.get_task(tenant, "sess-1", "task-1").status == "pending"
+
+
+@pytest.mark.parametrize("early_by", [1, 999])
+def test_given_a_task_before_its_deadline_then_a_timeout_is_refused(store, tenant, early_by):
+    store.create_task(a_task(tenant))
+    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 1000 - early_by) is False
+    assert store.get_task(tenant, "sess-1", "task-1").status == "pending"
+    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1000 - early_by,
+                             result={"output": "in time"}) is True
+
+
+def test_given_a_task_at_its_deadline_then_it_times_out_once_and_nothing_completes_it_afterwards(store, tenant):
+    store.create_task(a_task(tenant))
+    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 1000) is True
+    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 2000) is False
+    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"}) is False
+    assert store.get_task(tenant, "sess-1", "task-1").status == "timed_out"
+
+
+def test_given_a_pending_task_then_it_can_be_cancelled_once_even_after_its_deadline(store, tenant):
+    store.create_task(a_task(tenant))
+    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 5000) is True
+    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 5000) is False
+
+
+def test_given_an_unknown_task_then_finish_and_claim_are_refused(store, tenant):
+    assert store.finish_task(tenant, "sess-1", "nope", "completed", T0, result={"output": "x"}) is False
+    assert store.claim_task(tenant, "sess-1", "nope", "w", T0, 1000) is False
+    assert store.get_task(tenant, "sess-1", "nope") is None
+
+
+def test_given_a_finished_task_then_it_is_no_longer_listed_as_pending(store, tenant):
+    store.create_task(a_task(tenant, "task-1"))
+    store.create_task(a_task(tenant, "task-2", lane="query"))
+    assert sorted(t.task_id for t in store.list_pending_tasks(tenant, "sess-1")) == ["task-1", "task-2"]
+    assert [t.task_id for t in store.pending_tasks_for_lane(tenant, "execute", 10)] == ["task-1"]
+    store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"})
+    assert [t.task_id for t in store.list_pending_tasks(tenant, "sess-1")] == ["task-2"]
+    assert store.pending_tasks_for_lane(tenant, "execute", 10) == []
+
+
+def test_given_a_claimed_task_then_a_second_worker_cannot_claim_it_until_the_lease_ends(store, tenant):
+    store.create_task(a_task(tenant, timeout_ms=600_000))
+    assert store.claim_task(tenant, "sess-1", "task-1", "w1", T0, 1000) is True
+    assert store.claim_task(tenant, "sess-1", "task-1", "w2", T0 + 999, 1000) is False
+    assert store.claim_task(tenant, "sess-1", "task-1", "w2", T0 + 1000, 1000) is True
+    store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1500, result={"output": "x"})
+    assert store.claim_task(tenant, "sess-1", "task-1", "w3", T0 + 99_999, 1000) is False
+
+
+def test_given_another_tenant_then_it_cannot_see_or_finish_the_task(store, tenant):
+    store.create_task(a_task(tenant))
+    other = tenant + "-other"
+    assert store.get_task(other, "sess-1", "task-1") is None
+    assert store.list_pending_tasks(other, "sess-1") == []
+    assert store.pending_tasks_for_lane(other, "execute", 10) == []
+    assert store.finish_task(other, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"}) is False
+    assert store.get_task(tenant, "sess-1", "task-1").status == "pending"
+
+
+def test_given_16_concurrent_finishers_of_one_task_then_exactly_one_wins_every_time(store, tenant):
+    for round_ in range(10):  # one lost race in ten rounds is enough to see
+        task_id = f"task-{round_}"
+        store.create_task(a_task(tenant, task_id, timeout_ms=600_000))
+        wins = race(16, lambda i: store.finish_task(tenant, "sess-1", task_id, "completed", T0 + 1,
+                                                    result={"output": str(i)}))
+        assert wins.count(True) == 1, (round_, wins)
+        winner = wins.index(True)
+        assert store.get_task(tenant, "sess-1", task_id).result == {"output": str(winner)}
+
+
+# -- runs -----------------------------------------------------------------------------------------
+def test_given_a_queued_run_then_one_driver_acquires_it_and_others_are_refused_while_the_lease_lives(store, tenant):
+    store.create_run(a_run(tenant), [])
+    now = now_ms()
+    first = store.acquire_run(tenant, "run-1", "drv-1", now, 10_000)
+    assert first is not None and (first.status, first.lease_owner) == ("running", "drv-1")
+    assert store.acquire_run(tenant, "run-1", "drv-2", now + 9_999, 10_000) is None
+    second = store.acquire_run(tenant, "run-1", "drv-2", now + 10_000, 10_000)  # the lease ran out
+    assert second is not None and second.lease_owner == "drv-2"
+    assert store.get_run(tenant, "run-1").lease_owner == "drv-2"
+
+
+@pytest.mark.parametrize("status", ["waiting", "paused", "succeeded", "failed", "cancelled"])
+def test_given_a_run_that_is_not_queued_or_running_then_it_cannot_be_acquired(store, tenant, status):
+    store.create_run(a_run(tenant, status=status), [])
+    assert store.acquire_run(tenant, "run-1", "drv-1", now_ms(), 10_000) is None
+    assert store.get_run(tenant, "run-1").status == status
+
+
+def test_given_16_concurrent_drivers_then_exactly_one_acquires_the_run_every_time(store, tenant):
+    for round_ in range(10):
+        run_id = f"run-{round_}"
+        store.create_run(a_run(tenant, run_id), [])
+        now = now_ms()
+        got = race(16, lambda i: store.acquire_run(tenant, run_id, f"drv-{i}", now, 60_000))
+        owners = [r.lease_owner for r in got if r is not None]
+        assert len(owners) == 1, (round_, owners)
+        assert store.get_run(tenant, run_id).lease_owner == owners[0]
+
+
+def test_given_a_stale_copy_of_a_run_when_saved_then_conflict_and_the_newer_state_stays(store, tenant):
+    store.create_run(a_run(tenant), [])
+    mine = store.acquire_run(tenant, "run-1", "drv-1", now_ms(), 60_000)
+    stale = mine.model_copy(deep=True)
+    mine.text = "newer"
+    store.save_run(mine, [])
+    stale.text = "older"
+    with pytest.raises(Conflict):
+        store.save_run(stale, [])
+    assert store.get_run(tenant, "run-1").text == "newer"
+    mine.text = "newest"  # the winner's copy was bumped by its save: it may go on saving
+    store.save_run(mine, [])
+    assert store.get_run(tenant, "run-1").text == "newest"
+
+
+def test_given_a_run_taken_over_by_another_driver_then_the_old_drivers_checkpoint_conflicts(store, tenant):
+    store.create_run(a_run(tenant), [])
+    now = now_ms()
+    old = store.acquire_run(tenant, "run-1", "drv-old", now, 1_000)
+    new = store.acquire_run(tenant, "run-1", "drv-new", now + 1_000, 60_000)
+    assert new is not None
+    old.turn = 7
+    with pytest.raises(Conflict):
+        store.save_run(old, [])
+    assert store.get_run(tenant, "run-1").turn == 0
+
+
+@pytest.mark.parametrize("status", ["queued", "running", "paused", "succeeded", "failed", "cancelled"])
+def test_given_a_run_that_is_not_waiting_then_wake_is_refused(store, tenant, status):
+    store.create_run(a_run(tenant, status=status), [])
+    assert store.wake_run(tenant, "run-1") is False
+    assert store.get_run(tenant, "run-1").status == status
+
+
+def test_given_a_waiting_run_then_exactly_one_wake_succeeds(store, tenant):
+    store.create_run(a_run(tenant, status="waiting"), [])
+    assert store.wake_run(tenant, "run-1") is True
+    assert store.get_run(tenant, "run-1").status == "queued"
+    assert store.wake_run(tenant, "run-1") is False
+    assert store.wake_run(tenant, "run-unknown") is False
+
+
+def test_given_16_concurrent_wakers_of_a_waiting_run_then_exactly_one_wins_every_time(store, tenant):
+    for round_ in range(10):
+        run_id = f"run-{round_}"
+        store.create_run(a_run(tenant, run_id, status="waiting"), [])
+        wins = race(16, lambda i: store.wake_run(tenant, run_id))
+        assert wins.count(True) == 1, (round_, wins)
+
+
+def test_given_another_tenant_then_the_run_is_not_found_for_it(store, tenant):
+    store.create_run(a_run(tenant, status="waiting"), [])
+    with pytest.raises(NotFound):
+        store.get_run(tenant + "-other", "run-1")
+    assert store.wake_run(tenant + "-other", "run-1") is False
+    assert store.acquire_run(tenant + "-other", "run-1", "drv", now_ms(), 1000) is None
+
+
+# -- sessions -------------------------------------------------------------------------------------
+def test_given_a_stale_copy_of_a_session_when_saved_then_conflict(store, tenant):
+    store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))
+    a = store.get_session(tenant, "sess-1")
+    b = store.get_session(tenant, "sess-1")
+    a.closed = True
+    store.save_session(a)
+    b.permissive = True
+    with pytest.raises(Conflict):
+        store.save_session(b)
+    got = store.get_session(tenant, "sess-1")
+    assert (got.closed, got.permissive) == (True, False)
+    with pytest.raises(Conflict):
+        store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/elsewhere"))
+    with pytest.raises(NotFound):
+        store.get_session(tenant + "-other", "sess-1")
