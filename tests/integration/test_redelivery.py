@@ -167,6 +167,31 @@ def test_given_a_task_timeout_message_delivered_twice_then_the_task_expires_once
     assert fx.event_types(run_id).count("external_task_completed") == 1
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: Service.complete_task does finish_task, then wake; if the API invocation dies in between, the "
+    "run stays `waiting` on a finished task for ever: driver.expire_task returns at once for a task that "
+    "is not pending, and the sweeper re-drives only queued/running runs and expires only pending tasks"))
+def test_given_a_completion_whose_wake_up_was_lost_when_the_tasks_timer_fires_then_the_run_still_resumes(
+        offline_rt, workspace):
+    fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=1000)
+    run_id, advance = fx.start("lost\n/tool bash " + json.dumps({"command": "make"}))
+    handle_message(offline_rt, advance, plenty)
+    timer = fx.take_runs_message("task_timeout")
+    [task] = offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)
+    # The worker's completion was written, and then the API invocation died before waking the run.
+    assert offline_rt.store.finish_task(fx.tenant, fx.sid, task.task_id, "completed", offline_rt.clock(),
+                                        result={"output": "built"})
+    assert fx.run(run_id).status == "waiting"
+
+    offline_rt.clock.advance(2_000)
+    handle_message(offline_rt, timer, plenty)  # the task's own timer is the backstop that is left
+    wakes = [body for body, _ in offline_rt.queues.runs if body["kind"] == "advance"]
+    assert wakes, "nothing woke the run"
+    handle_message(offline_rt, wakes[0], plenty)
+    run = fx.run(run_id)
+    assert (run.status, run.text) == ("succeeded", "echo: lost\nbash -> built")
+
+
 # -- a driver that dies mid-turn -------------------------------------------------------------------
 class SimulatedCrash(BaseException):
     """Like a Lambda killed at its timeout: nothing below the handler gets to clean up."""
