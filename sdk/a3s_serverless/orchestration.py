@@ -63,8 +63,10 @@ class Workflows:
         bar, seen = _progress(total), -1
         try:
             while True:
+                # With a progress bar, come back on every finished step; without, only at the end.
+                after = seen if bar is not None else max(seen, total - 1)
                 view = self._t.request("GET", f"/workflows/{workflow_id}",
-                                       query={"wait_ms": WAIT_MS, "after_finished": seen})
+                                       query={"wait_ms": WAIT_MS, "after_finished": after})
                 if bar is not None:
                     bar.update(max(0, view["finished"] - max(seen, 0)))
                 seen = view["finished"]

@@ -44,7 +44,7 @@ def test_given_a_background_task_then_the_tool_returns_at_once_and_the_outcome_a
                                                        "background": True}))
     assert "Task started in background" in text
     workflow_id = text.split("workflow_id=")[1].split(")")[0]
-    view = session._t.request("GET", f"/workflows/{workflow_id}", query={"wait_ms": 15000, "after_finished": 0})
+    view = session._orch.wait(workflow_id, total=1)
     assert view["done"] and view["outcomes"][0]["success"] and view["outcomes"][0]["output"] == "echo: slow"
 
 

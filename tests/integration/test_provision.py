@@ -16,7 +16,8 @@ if str(ROOT / "sdk") not in sys.path:  # the SDK may not be pip-installed in the
 
 from a3s_serverless.local.template import StackModel, load_stack, provision  # noqa: E402
 
-REGION = "us-east-1"
+# Not the shared embedded stack's region: provisioning there would reset its queues' settings.
+REGION = "eu-west-1"
 
 
 @pytest.fixture

@@ -167,10 +167,6 @@ def test_given_a_task_timeout_message_delivered_twice_then_the_task_expires_once
     assert fx.event_types(run_id).count("external_task_completed") == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: Service.complete_task does finish_task, then wake; if the API invocation dies in between, the "
-    "run stays `waiting` on a finished task for ever: driver.expire_task returns at once for a task that "
-    "is not pending, and the sweeper re-drives only queued/running runs and expires only pending tasks"))
 def test_given_a_completion_whose_wake_up_was_lost_when_the_tasks_timer_fires_then_the_run_still_resumes(
         offline_rt, workspace):
     fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=1000)

@@ -34,7 +34,7 @@ def make(tenant: str, n: int = 2, attempt: int = 1, kind: str = "parallel") -> t
         spec = {"task_id": f"t{i}", "agent": "general", "prompt": f"step {i}"}
         steps.append(Step(tenant=tenant, workflow_id=wid, key=key, index=i, position=i, attempt=attempt,
                           spec=spec, spec_hash=spec_hash(spec)))
-    wf = Workflow(tenant=tenant, workflow_id=wid, session_id="sess-x", kind=kind, order=keys, concurrency=2,
+    wf = Workflow(tenant=tenant, workflow_id=wid, session_id="sess-x", kind=kind, order=keys, size=len(keys), concurrency=2,
                   attempt=attempt)
     return wf, steps
 
@@ -233,7 +233,7 @@ def test_given_a_running_workflow_when_reopened_then_refused(store, tenant):
     wf, steps = make(tenant)
     store.create_workflow(wf, steps)
 
-    reopened = wf.model_copy(update={"attempt": 2, "order": [steps[1].key]})
+    reopened = wf.model_copy(update={"attempt": 2, "order": [steps[1].key], "size": 1})
     assert not store.reopen_workflow(reopened, expect_attempt=1)
     got = store.get_workflow(tenant, wf.workflow_id)
     assert (got.attempt, got.order) == (1, wf.order)
@@ -249,7 +249,7 @@ def test_given_a_finished_workflow_when_reopened_then_only_one_caller_starts_the
     assert store.finish_workflow(tenant, wf.workflow_id, 1, "failed", when_all_done=True)
 
     current = store.get_workflow(tenant, wf.workflow_id)
-    reopened = current.model_copy(update={"status": "running", "attempt": 2, "finished": 0, "used_tokens": 0,
+    reopened = current.model_copy(update={"status": "running", "attempt": 2, "finished": 0, "used_tokens": 0, "size": 1,
                                           "order": [steps[1].key]})
     first = store.reopen_workflow(reopened, expect_attempt=1)
     second = store.reopen_workflow(reopened, expect_attempt=1)

@@ -70,7 +70,10 @@ def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], in
 
 def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None:
     task = rt.store.get_task(tenant, session_id, task_id)
-    if task is None or task.status != "pending":
+    if task is None:
+        return
+    if task.status != "pending":  # finished; if its completer died before waking the run, wake it
+        rt.wake(tenant, task.run_id)
         return
     now = rt.clock()
     if now < task.deadline:  # beyond SQS's 15-minute delay: chain another timer

@@ -184,7 +184,10 @@ class Workflow(BaseModel):
     session_id: str
     kind: Literal["parallel", "pipeline", "resumable"]
     status: WorkflowStatus = "running"
-    order: list[str]                 # step keys of this attempt, in launch order
+    size: int                        # steps in this attempt
+    # Resumable re-runs name their steps (task ids) in launch order; every other workflow's step
+    # at position p is simply f"{p:06d}", so its item stays the same size whatever N is.
+    order: list[str] = Field(default_factory=list)
     concurrency: int = 8
     finished: int = 0
     attempt: int = 1
@@ -198,7 +201,10 @@ class Workflow(BaseModel):
 
     @property
     def n(self) -> int:
-        return len(self.order)
+        return self.size
+
+    def key_at(self, position: int) -> str:
+        return self.order[position] if self.order else f"{position:06d}"
 
 
 StepStatus = Literal["pending", "running", "succeeded", "failed"]

@@ -103,13 +103,14 @@ class Service:
         self.session(session_id)
         store = self.rt.store
         status = "completed" if body.success else "failed"
-        if not store.finish_task(self.tenant, session_id, task_id, status, self.rt.clock(),
-                                 result=body.result, error=body.error):
-            return False  # unknown, already completed, timed out or cancelled: first call won
+        won = store.finish_task(self.tenant, session_id, task_id, status, self.rt.clock(),
+                                result=body.result, error=body.error)
+        # Wake the run even when this call lost (unknown, already finished: the first call won):
+        # a retried completion then also repairs a wake-up that a crashed first call never sent.
         task = store.get_task(self.tenant, session_id, task_id)
-        if task is not None:
+        if task is not None and task.status != "pending":
             self.rt.wake(self.tenant, task.run_id)
-        return True
+        return won
 
     def claim(self, body: ClaimBody, session_id: str | None = None, lane: str | None = None) -> list[dict]:
         """Lease up to `max` pending tasks to one worker (of a session, or of a lane tenant-wide)."""

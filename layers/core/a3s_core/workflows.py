@@ -71,7 +71,7 @@ def launch(rt: Runtime, wf: Workflow, position: int) -> None:
         wf = store.get_workflow(wf.tenant, wf.workflow_id)
         if wf.status != "running":
             return  # cancelled (or already finished): launch nothing more
-        step = store.get_step(wf.tenant, wf.workflow_id, wf.order[position])
+        step = store.get_step(wf.tenant, wf.workflow_id, wf.key_at(position))
         if step is None or step.attempt != wf.attempt:
             return
         if step.status == "pending":
@@ -186,8 +186,9 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> No
     store.settle_step(step, status, outcome, outcome.get("usage", {}).get("total_tokens", 0), rt.clock())
     current = store.get_workflow(wf.tenant, wf.workflow_id)
     if current.status == "running" and current.attempt == step.attempt and current.finished >= current.n:
-        asked = set(current.order)  # this attempt's steps; the rest were journaled successes, or dropped
-        ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id) if s.key in asked)
+        # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
+        ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id)
+                 if s.attempt == current.attempt)
         if store.finish_workflow(wf.tenant, wf.workflow_id, step.attempt, "succeeded" if ok else "failed",
                                  when_all_done=True):
             ended(rt, current)
@@ -208,7 +209,7 @@ def start(rt: Runtime, tenant: str, session_id: str, kind: str, specs: list[dict
     wid = workflow_id or new_id("wf")
     keys = [f"{i:06d}" for i in range(len(specs))]
     steps = [_step(tenant, wid, keys[i], i, i, 1, spec) for i, spec in enumerate(specs)]
-    wf = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind=kind, order=keys,
+    wf = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind=kind, size=len(keys),
                   concurrency=concurrency, budget_tokens=budget_tokens, stages=stages,
                   parent_run_id=parent_run_id, deadline=rt.clock() + timeout_ms if timeout_ms else None)
     try:
@@ -250,7 +251,7 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
         wf = None
     if wf is None:
         steps = [_step(tenant, wid, s["task_id"], i, i, 1, s) for i, s in enumerate(specs)]
-        new = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind="resumable", order=ids,
+        new = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind="resumable", order=ids, size=len(ids),
                        concurrency=concurrency, budget_tokens=budget_tokens)
         try:
             store.create_workflow(new, steps)
@@ -272,7 +273,8 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
         return {"workflow_id": wid, "status": wf.status, "attached": False}
     attempt = wf.attempt + 1
     reopened = wf.model_copy(update={"status": "running", "attempt": attempt, "finished": 0,
-                                     "order": [s["task_id"] for s in todo], "concurrency": concurrency,
+                                     "order": [s["task_id"] for s in todo], "size": len(todo),
+                                     "concurrency": concurrency,
                                      "budget_tokens": budget_tokens, "used_tokens": 0})
     if not store.reopen_workflow(reopened, wf.attempt):
         return {"workflow_id": wid, "status": "running", "attached": True}  # another caller got there first
