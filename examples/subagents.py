@@ -23,6 +23,8 @@ audits = {"tasks": [  # added
     {"agent": "general", "prompt": "Audit src/api.rs for input validation gaps"},
 ]}
 print(session.send("Fan out.\n/tool parallel_task " + json.dumps(audits)).text)  # added
+# added: offline, the reviewer's smallest valid verdict is {"approved": false}, so every round is
+# rejected and run_team stops at max_rounds; a real model reviews the work (see tests/e2e/test_subagents.py).
 team = {"goal": "Audit the authentication module for security issues", "lead_agent": "general",  # added
         "worker_agent": "general", "reviewer_agent": "general", "max_steps": 10, "max_rounds": 2}
 print(session.send("Team up.\n/tool run_team " + json.dumps(team)).text)  # added
