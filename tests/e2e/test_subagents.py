@@ -125,3 +125,20 @@ def test_given_rejected_work_then_the_feedback_reaches_the_rework_and_the_review
     assert "auth written, with tests" in text
     agents = [r["agent"] for r in agent.orchestrator().list(session.session_id) if r["parent"]]
     assert sorted(agents) == ["general"] * 5  # lead, worker, reviewer, worker again, reviewer again
+
+
+def test_given_a_background_task_when_the_parent_goes_on_then_its_end_shows_in_the_parents_history(
+        agent, workspace):
+    session = agent.session(str(workspace), permissive=True)
+    session.set_lane_handler("query", "external", 60000)  # holds the parent at a turn boundary
+    prompt = ("bg\n" + tool("task", {"agent": "general", "prompt": "quick", "background": True})
+              + '\n/tool ls {}')
+    handle = session.send_async(prompt)
+    next(e for e in handle.events() if e["type"] == "external_task_pending")
+    workflow_id = handle._t.request("GET", f"/runs/{handle.run_id}")["children"][0]
+    session._orch.wait(workflow_id, total=1)  # the background child is done
+    [task] = session.pending_external_tasks()
+    session.complete_external_task(task["task_id"], result={"output": "listed"})
+    handle.wait(timeout=30)
+    ends = [e for e in handle.events() if e["type"] == "subagent_end" and e.get("background")]
+    assert ends and ends[0]["workflow_id"] == workflow_id and ends[0]["output"] == "echo: quick"

@@ -203,6 +203,7 @@ class _Turns:
             if control.pause:
                 self.emit("control_signal_applied", signal="pause")
                 return self.release("paused")
+            self.report_background()
             if run.pending:
                 if self.resolve_pending():
                     return
@@ -379,6 +380,7 @@ class _Turns:
             call.workflow_id = self.child_workflow(call, "0", specs, wake_me=not background,
                                                    timeout_ms=args.get("timeout_ms") if call.name == "parallel_task" else None)
             if background:
+                run.background.append(call.workflow_id)
                 call.outcome = ToolOutcome(content=(
                     f"Task started in background (agent={specs[0]['agent']}, workflow_id={call.workflow_id}); "
                     f"its outcome will be at GET /workflows/{call.workflow_id}"))
@@ -390,6 +392,17 @@ class _Turns:
         result = delegation.task_result if call.name == "task" else delegation.parallel_result
         call.outcome = result(view["outcomes"], call)
         return None
+
+    def report_background(self) -> None:
+        """A background task that has ended shows up in this run's history at its next turn."""
+        for workflow_id in list(self.run.background):
+            view = workflows.view(self.rt, self.run.tenant, workflow_id)
+            if view["status"] != "running":
+                outcome = (view["outcomes"] or [None])[0] or {}
+                self.emit("subagent_end", tool="task", workflow_id=workflow_id, status=view["status"],
+                          background=True, success=bool(outcome.get("success")),
+                          output=(outcome.get("output") or "")[:EVENT_OUTPUT_CHARS])
+                self.run.background.remove(workflow_id)
 
     def child_workflow(self, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
                        timeout_ms: int | None = None) -> str:

@@ -98,6 +98,7 @@ class Run(BaseModel):
     injected: int = 0                # control injections already added to the conversation
     paused_by_signal: bool = False
     children: list[str] = Field(default_factory=list)  # workflows this run started (delegation tools)
+    background: list[str] = Field(default_factory=list)  # background tasks not yet reported back
 
     @property
     def done(self) -> bool:

@@ -33,7 +33,7 @@ def run_view(r: Run) -> dict[str, Any]:
             "error": r.error, "stop_reason": r.stop_reason, "turns": r.turn, "tool_calls_count": r.tool_calls_count,
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "created_at": r.created_at,
-            "updated_at": r.updated_at, "agent": r.agent,
+            "updated_at": r.updated_at, "agent": r.agent, "children": r.children,
             "parent": r.parent.model_dump() if r.parent else None}
 
 
