@@ -5,10 +5,11 @@ holding no compute); the tool's result is then read from the workflow's outcomes
 """
 from __future__ import annotations
 
-import json
+import hashlib
 from typing import Any
 
-from .items import PendingCall, ToolOutcome
+from . import workflows
+from .items import EVENT_OUTPUT_CHARS, PendingCall, ToolOutcome
 
 OUTPUT_HEAD = OUTPUT_TAIL = 4_000
 
@@ -134,5 +135,130 @@ def team_summary(state: dict[str, Any]) -> ToolOutcome:
     return ToolOutcome(content="\n".join(lines), is_error=len(approved) != len(tasks) or not tasks)
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
+def _member_steps(args: dict[str, Any]) -> dict[str, Any]:
+    return {"max_steps": args["max_steps"]} if isinstance(args.get("max_steps"), int) else {}
+
+
+# -- the tools at work, on a run the driver holds (`turns`: its _Turns) ---------------------------
+def delegate(turns: Any, call: PendingCall) -> str | None:
+    """Start or follow a delegation tool's child workflow: the id to wait on, or None once the
+    call has its outcome."""
+    run = turns.run
+    if run.parent is not None or run.allowed_tools is not None:
+        call.outcome = ToolOutcome(content=f"{call.name} is not available to subagents (no nesting)",
+                                   is_error=True)
+        return None
+    if call.name == "run_team":
+        return team(turns, call)
+    if call.workflow_id is None:
+        problem = check(call)
+        if problem:
+            call.outcome = ToolOutcome(content=problem, is_error=True)
+            return None
+        args = call.arguments
+        if call.name == "task":
+            specs = [step_spec(args, call.id)]
+        else:
+            specs = [step_spec(t, f"{call.id}-{i}") for i, t in enumerate(args["tasks"])]
+        background = call.name == "task" and bool(args.get("background"))
+        call.workflow_id = child_workflow(turns, call, "0", specs, wake_me=not background,
+                                               timeout_ms=args.get("timeout_ms") if call.name == "parallel_task" else None)
+        if background:
+            run.background.append(call.workflow_id)
+            call.outcome = ToolOutcome(content=(
+                f"Task started in background (agent={specs[0]['agent']}, workflow_id={call.workflow_id}); "
+                f"its outcome will be at GET /workflows/{call.workflow_id}"))
+            return None
+    view = workflows.view(turns.rt, run.tenant, call.workflow_id)
+    if view["status"] == "running":
+        return call.workflow_id
+    turns.emit("subagent_end", tool=call.name, workflow_id=call.workflow_id, status=view["status"])
+    result = task_result if call.name == "task" else parallel_result
+    call.outcome = result(view["outcomes"], call)
+    return None
+
+def report_background(turns: Any) -> None:
+    """A background task that has ended shows up in this run's history at its next turn."""
+    for workflow_id in list(turns.run.background):
+        view = workflows.view(turns.rt, turns.run.tenant, workflow_id)
+        if view["status"] != "running":
+            outcome = (view["outcomes"] or [None])[0] or {}
+            turns.emit("subagent_end", tool="task", workflow_id=workflow_id, status=view["status"],
+                      background=True, success=bool(outcome.get("success")),
+                      output=(outcome.get("output") or "")[:EVENT_OUTPUT_CHARS])
+            turns.run.background.remove(workflow_id)
+
+def child_workflow(turns: Any, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
+                   timeout_ms: int | None = None) -> str:
+    run = turns.run
+    wid = "wf-" + hashlib.sha256(f"{run.run_id}/{call.id}/{phase}".encode()).hexdigest()[:20]
+    workflows.start(turns.rt, run.tenant, run.session_id, "parallel", specs, turns.session.max_parallel_tasks,
+                    workflow_id=wid, parent_run_id=run.run_id if wake_me else None, timeout_ms=timeout_ms)
+    if wid not in run.children:
+        run.children.append(wid)
+    turns.emit("subagent_start", tool=call.name, workflow_id=wid, phase=phase,
+              agents=[s["agent"] for s in specs])
+    return wid
+
+def team(turns: Any, call: PendingCall) -> str | None:
+    """run_team as a small state machine over child workflows: lead -> workers -> reviewers,
+    rejected work redone with the reviewer's feedback, at most max_rounds rounds."""
+    args = call.arguments
+    state = call.team
+    if state is None:
+        problem = check(call)
+        if problem:
+            call.outcome = ToolOutcome(content=problem, is_error=True)
+            return None
+        state = call.team = {"phase": "lead", "round": 0, "tasks": []}
+        spec = {"task_id": "lead", "agent": args.get("lead_agent") or "general",
+                "prompt": team_prompt("lead", args["goal"]),
+                "output_schema": LEAD_SCHEMA, **_member_steps(args)}
+        state["wid"] = child_workflow(turns, call, "lead", [spec])
+    view = workflows.view(turns.rt, turns.run.tenant, state["wid"])
+    if view["status"] == "running":
+        return state["wid"]
+    outcomes = view["outcomes"]
+    goal, tasks = args["goal"], state["tasks"]
+    if state["phase"] == "lead":
+        lead = outcomes[0] if outcomes else None
+        if not lead or not lead["success"] or not isinstance(lead.get("structured"), dict):
+            state["error"] = f"the lead did not produce a task list: {(lead or {}).get('output', 'no outcome')}"
+            call.outcome = team_summary(state)
+            return None
+        seen: set[str] = set()
+        for i, t in enumerate(lead["structured"]["tasks"][:32]):
+            tid = str(t.get("id") or f"t{i + 1}")
+            tid = tid if tid not in seen else f"{tid}-{i + 1}"
+            seen.add(tid)
+            tasks.append({"id": tid, "description": str(t.get("description", "")), "approved": False})
+    elif state["phase"] == "work":
+        todo = [t for t in tasks if not t["approved"]]
+        for t, o in zip(todo, outcomes):
+            t["work"] = (o or {}).get("output") or "(no output)"
+            t["run_id"] = (o or {}).get("run_id")
+        state["phase"] = "review"
+        specs = [{"task_id": f"review-{t['id']}", "agent": args.get("reviewer_agent") or "general",
+                  "prompt": team_prompt("review", goal, t, work=t["work"]),
+                  "output_schema": VERDICT_SCHEMA, **_member_steps(args)} for t in todo]
+        state["wid"] = child_workflow(turns, call, f"review-{state['round']}", specs)
+        return state["wid"]
+    else:  # review
+        todo = [t for t in tasks if not t["approved"]]
+        for t, o in zip(todo, outcomes):
+            verdict = (o or {}).get("structured") if o and o["success"] else None
+            t["approved"] = isinstance(verdict, dict) and verdict.get("approved") is True
+            t["feedback"] = verdict.get("feedback", "") if isinstance(verdict, dict) else \
+                f"the review failed: {(o or {}).get('output', 'no outcome')}"
+    todo = [t for t in tasks if not t["approved"]]
+    if not todo or state["round"] >= int(args.get("max_rounds") or 3):
+        turns.emit("subagent_end", tool="run_team", workflow_id=state["wid"], rounds=state["round"])
+        call.outcome = team_summary(state)
+        return None
+    state["round"] += 1
+    state["phase"] = "work"
+    specs = [{"task_id": t["id"], "agent": args.get("worker_agent") or "general",
+              "prompt": team_prompt("worker", goal, t, feedback=t.get("feedback", "")),
+              **_member_steps(args)} for t in todo]
+    state["wid"] = child_workflow(turns, call, f"work-{state['round']}", specs)
+    return state["wid"]

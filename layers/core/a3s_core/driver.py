@@ -17,7 +17,7 @@ from typing import Any, Callable
 import jsonschema
 
 from .errors import Conflict, NotFound
-from .items import Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
+from .items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
 from . import delegation, workflows
@@ -30,7 +30,6 @@ from .workspace_s3 import S3Workspace
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
-EVENT_OUTPUT_CHARS = 2_000  # of a tool's output in its tool_end event (the model gets all of it)
 HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at most a fifth of it)
 
 
@@ -86,10 +85,6 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
 def timeout_message(task: Task) -> dict[str, Any]:
     return {"kind": "task_timeout", "tenant": task.tenant, "session_id": task.session_id,
             "task_id": task.task_id, "run_id": task.run_id}
-
-
-def _steps(args: dict[str, Any]) -> dict[str, Any]:
-    return {"max_steps": args["max_steps"]} if isinstance(args.get("max_steps"), int) else {}
 
 
 def parse_json_answer(text: str) -> Any:
@@ -203,7 +198,7 @@ class _Turns:
             if control.pause:
                 self.emit("control_signal_applied", signal="pause")
                 return self.release("paused")
-            self.report_background()
+            delegation.report_background(self)
             if run.pending:
                 if self.resolve_pending():
                     return
@@ -303,7 +298,7 @@ class _Turns:
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
                 handler = session.lanes[lane]
                 if call.name in delegation.TOOLS:
-                    workflow_id = self.delegate(call)
+                    workflow_id = delegation.delegate(self, call)
                     if workflow_id:
                         waiting.append("wf:" + workflow_id)
                     continue
@@ -354,130 +349,6 @@ class _Turns:
         self.emit("external_task_completed", task_id=task.task_id, status=task.status, tool=call.name,
                   command_type=task.command_type, success=task.status == "completed")
         return task
-
-    # -- delegation ----------------------------------------------------------------------
-    def delegate(self, call: PendingCall) -> str | None:
-        """Start or follow a delegation tool's child workflow: the id to wait on, or None once the
-        call has its outcome."""
-        run = self.run
-        if run.parent is not None or run.allowed_tools is not None:
-            call.outcome = ToolOutcome(content=f"{call.name} is not available to subagents (no nesting)",
-                                       is_error=True)
-            return None
-        if call.name == "run_team":
-            return self.team(call)
-        if call.workflow_id is None:
-            problem = delegation.check(call)
-            if problem:
-                call.outcome = ToolOutcome(content=problem, is_error=True)
-                return None
-            args = call.arguments
-            if call.name == "task":
-                specs = [delegation.step_spec(args, call.id)]
-            else:
-                specs = [delegation.step_spec(t, f"{call.id}-{i}") for i, t in enumerate(args["tasks"])]
-            background = call.name == "task" and bool(args.get("background"))
-            call.workflow_id = self.child_workflow(call, "0", specs, wake_me=not background,
-                                                   timeout_ms=args.get("timeout_ms") if call.name == "parallel_task" else None)
-            if background:
-                run.background.append(call.workflow_id)
-                call.outcome = ToolOutcome(content=(
-                    f"Task started in background (agent={specs[0]['agent']}, workflow_id={call.workflow_id}); "
-                    f"its outcome will be at GET /workflows/{call.workflow_id}"))
-                return None
-        view = workflows.view(self.rt, run.tenant, call.workflow_id)
-        if view["status"] == "running":
-            return call.workflow_id
-        self.emit("subagent_end", tool=call.name, workflow_id=call.workflow_id, status=view["status"])
-        result = delegation.task_result if call.name == "task" else delegation.parallel_result
-        call.outcome = result(view["outcomes"], call)
-        return None
-
-    def report_background(self) -> None:
-        """A background task that has ended shows up in this run's history at its next turn."""
-        for workflow_id in list(self.run.background):
-            view = workflows.view(self.rt, self.run.tenant, workflow_id)
-            if view["status"] != "running":
-                outcome = (view["outcomes"] or [None])[0] or {}
-                self.emit("subagent_end", tool="task", workflow_id=workflow_id, status=view["status"],
-                          background=True, success=bool(outcome.get("success")),
-                          output=(outcome.get("output") or "")[:EVENT_OUTPUT_CHARS])
-                self.run.background.remove(workflow_id)
-
-    def child_workflow(self, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
-                       timeout_ms: int | None = None) -> str:
-        run = self.run
-        wid = "wf-" + hashlib.sha256(f"{run.run_id}/{call.id}/{phase}".encode()).hexdigest()[:20]
-        workflows.start(self.rt, run.tenant, run.session_id, "parallel", specs, self.session.max_parallel_tasks,
-                        workflow_id=wid, parent_run_id=run.run_id if wake_me else None, timeout_ms=timeout_ms)
-        if wid not in run.children:
-            run.children.append(wid)
-        self.emit("subagent_start", tool=call.name, workflow_id=wid, phase=phase,
-                  agents=[s["agent"] for s in specs])
-        return wid
-
-    def team(self, call: PendingCall) -> str | None:
-        """run_team as a small state machine over child workflows: lead -> workers -> reviewers,
-        rejected work redone with the reviewer's feedback, at most max_rounds rounds."""
-        args = call.arguments
-        state = call.team
-        if state is None:
-            problem = delegation.check(call)
-            if problem:
-                call.outcome = ToolOutcome(content=problem, is_error=True)
-                return None
-            state = call.team = {"phase": "lead", "round": 0, "tasks": []}
-            spec = {"task_id": "lead", "agent": args.get("lead_agent") or "general",
-                    "prompt": delegation.team_prompt("lead", args["goal"]),
-                    "output_schema": delegation.LEAD_SCHEMA, **_steps(args)}
-            state["wid"] = self.child_workflow(call, "lead", [spec])
-        view = workflows.view(self.rt, self.run.tenant, state["wid"])
-        if view["status"] == "running":
-            return state["wid"]
-        outcomes = view["outcomes"]
-        goal, tasks = args["goal"], state["tasks"]
-        if state["phase"] == "lead":
-            lead = outcomes[0] if outcomes else None
-            if not lead or not lead["success"] or not isinstance(lead.get("structured"), dict):
-                state["error"] = f"the lead did not produce a task list: {(lead or {}).get('output', 'no outcome')}"
-                call.outcome = delegation.team_summary(state)
-                return None
-            seen: set[str] = set()
-            for i, t in enumerate(lead["structured"]["tasks"][:32]):
-                tid = str(t.get("id") or f"t{i + 1}")
-                tid = tid if tid not in seen else f"{tid}-{i + 1}"
-                seen.add(tid)
-                tasks.append({"id": tid, "description": str(t.get("description", "")), "approved": False})
-        elif state["phase"] == "work":
-            todo = [t for t in tasks if not t["approved"]]
-            for t, o in zip(todo, outcomes):
-                t["work"] = (o or {}).get("output") or "(no output)"
-                t["run_id"] = (o or {}).get("run_id")
-            state["phase"] = "review"
-            specs = [{"task_id": f"review-{t['id']}", "agent": args.get("reviewer_agent") or "general",
-                      "prompt": delegation.team_prompt("review", goal, t, work=t["work"]),
-                      "output_schema": delegation.VERDICT_SCHEMA, **_steps(args)} for t in todo]
-            state["wid"] = self.child_workflow(call, f"review-{state['round']}", specs)
-            return state["wid"]
-        else:  # review
-            todo = [t for t in tasks if not t["approved"]]
-            for t, o in zip(todo, outcomes):
-                verdict = (o or {}).get("structured") if o and o["success"] else None
-                t["approved"] = isinstance(verdict, dict) and verdict.get("approved") is True
-                t["feedback"] = verdict.get("feedback", "") if isinstance(verdict, dict) else \
-                    f"the review failed: {(o or {}).get('output', 'no outcome')}"
-        todo = [t for t in tasks if not t["approved"]]
-        if not todo or state["round"] >= int(args.get("max_rounds") or 3):
-            self.emit("subagent_end", tool="run_team", workflow_id=state["wid"], rounds=state["round"])
-            call.outcome = delegation.team_summary(state)
-            return None
-        state["round"] += 1
-        state["phase"] = "work"
-        specs = [{"task_id": t["id"], "agent": args.get("worker_agent") or "general",
-                  "prompt": delegation.team_prompt("worker", goal, t, feedback=t.get("feedback", "")),
-                  **_steps(args)} for t in todo]
-        state["wid"] = self.child_workflow(call, f"work-{state['round']}", specs)
-        return state["wid"]
 
     def needs_approval(self, call: PendingCall) -> bool:
         """Outside permissive mode, a tool that changes things runs only once someone approves it."""

@@ -159,6 +159,9 @@ class Task(BaseModel):
         }
 
 
+EVENT_OUTPUT_CHARS = 2_000  # of a tool's output carried in an event (the model gets all of it)
+
+
 class Event(BaseModel):
     seq: int
     type: str
