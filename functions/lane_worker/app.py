@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from a3s_core.driver import workspace_dir
+from a3s_core.driver import workspace_for
 from a3s_core.lane_work import execute_task
 from a3s_core.runtime import get_runtime
 from a3s_core.schemas import CompleteTaskBody
@@ -36,7 +36,7 @@ def handler(event: dict, context: Any) -> dict:
                 raise RuntimeError(f"task {tid} is leased by another worker; deliver again later")
             return  # finished, timed out or cancelled: nothing left to do
         service = Service(rt, tenant)
-        outcome = execute_task(task, workspace_dir(rt, service.session(sid).workspace))
+        outcome = execute_task(task, workspace_for(rt, tenant, service.session(sid).workspace))
         service.complete_task(sid, tid, CompleteTaskBody(**outcome))
 
     return process_partial_response(event=event, record_handler=record, processor=processor, context=context)

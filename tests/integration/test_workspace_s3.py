@@ -444,3 +444,19 @@ def _local_copy(tmp_path: Path) -> LocalWorkspace:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     return LocalWorkspace(root)
+
+
+def test_given_an_s3_workspace_when_a_worker_runs_bash_then_it_works_on_a_copy_and_writes_back_the_changes(s3):
+    from a3s_core.lane_work import execute_task
+
+    ws = S3Workspace(s3, BUCKET, "tenant/worker")
+    ws.write_text("keep.txt", "kept")
+    ws.write_text("gone.txt", "bye")
+    ws.write_text("src/app.py", "print(1)\n")
+    outcome = execute_task({"command_type": "bash", "payload": {
+        "command": "python3 src/app.py > out.txt && rm gone.txt && echo more >> keep.txt && echo ran"}}, ws)
+    assert outcome == {"success": True, "result": {"output": "ran\n", "exit_code": 0}}
+    assert ws.read_text("out.txt") == "1\n"
+    assert ws.read_text("keep.txt") == "keptmore\n"
+    assert not ws.exists("gone.txt")
+    assert ws.read_text("src/app.py") == "print(1)\n"

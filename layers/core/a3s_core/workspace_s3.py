@@ -12,6 +12,7 @@ There is no local directory, so root_dir() is None and the `bash` tool refuses t
 """
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 from fnmatch import fnmatchcase
@@ -183,6 +184,36 @@ class S3Workspace:
                 if _glob_match(parts, rel.split("/")):
                     found.append(rel)
         return sorted(found)
+
+    # -- a local copy, for what needs a real directory (bash, in a worker) ------------------
+    def snapshot_to(self, directory: Path) -> dict[str, str]:
+        """Download every file into `directory`; returns path -> content hash, for sync_from."""
+        seen: dict[str, str] = {}
+        for page in self._pages(self._prefix):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(self._prefix):]
+                if not rel or rel.endswith("/"):
+                    continue  # the prefix itself, or a directory marker
+                body = self._client.get_object(Bucket=self._bucket, Key=obj["Key"])["Body"].read()
+                target = directory / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(body)
+                seen[rel] = hashlib.sha256(body).hexdigest()
+        return seen
+
+    def sync_from(self, directory: Path, before: dict[str, str]) -> None:
+        """Upload what changed in `directory` since the snapshot, and delete what was removed."""
+        now: set[str] = set()
+        for path in directory.rglob("*"):
+            if not path.is_file() or path.is_symlink():
+                continue
+            rel = path.relative_to(directory).as_posix()
+            now.add(rel)
+            body = path.read_bytes()
+            if before.get(rel) != hashlib.sha256(body).hexdigest():
+                self._client.put_object(Bucket=self._bucket, Key=self._key(rel), Body=body)
+        for rel in set(before) - now:
+            self._client.delete_object(Bucket=self._bucket, Key=self._key(rel))
 
 
 def _glob_match(parts: list[str], segments: list[str]) -> bool:
