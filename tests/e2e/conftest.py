@@ -45,6 +45,18 @@ class Api:
         assert status == 200, body
         return body["tasks"]
 
+    def wait_workflow(self, workflow_id: str, timeout: float = 30.0) -> dict:
+        """Long-poll the workflow as a client does, until it is done."""
+        deadline, seen = time.monotonic() + timeout, -1
+        while time.monotonic() < deadline:
+            status, view = self.call("GET", f"/workflows/{workflow_id}",
+                                     query={"wait_ms": 2000, "after_finished": seen})
+            assert status == 200, view
+            if view["done"]:
+                return view
+            seen = view["finished"]
+        raise AssertionError(f"workflow {workflow_id} not done within {timeout} s")
+
 
 @pytest.fixture
 def api(stack) -> Api:

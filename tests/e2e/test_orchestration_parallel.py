@@ -26,16 +26,6 @@ def start(api, session_id: str, body: dict) -> str:
     return out["workflow_id"]
 
 
-def wait_view(api, workflow_id: str, timeout: float = 30.0) -> dict:
-    """Long-poll the workflow as a client does, until it is done."""
-    deadline, seen = time.monotonic() + timeout, -1
-    while time.monotonic() < deadline:
-        status, view = api.call("GET", f"/workflows/{workflow_id}", query={"wait_ms": 2000, "after_finished": seen})
-        assert status == 200, view
-        if view["done"]:
-            return view
-        seen = view["finished"]
-    raise AssertionError(f"workflow {workflow_id} not done within {timeout} s")
 
 
 def peak_in_flight(intervals: list[tuple[int, int]]) -> int:
@@ -91,7 +81,7 @@ def test_given_the_first_step_finishes_last_when_run_in_parallel_then_outcomes_c
     assert (progress["done"], progress["finished"]) == (False, 2)
     [task] = wait_pending(session)
     assert session.complete_external_task(task["task_id"], True, {"output": "from the worker"})
-    view = wait_view(api, wid)
+    view = api.wait_workflow(wid)
 
     finished = [h["step"] for h in view["history"] if h["type"] == "step_finished"]
     assert finished[-1] == "000000" and len(finished) == 3
@@ -209,7 +199,7 @@ def test_given_max_parallel_tasks_3_when_ten_steps_run_then_at_most_three_are_in
     s = agent.session(str(workspace), max_parallel_tasks=3)
     specs = [spec(f"t{i}", f"step {i}\n/sleep 200") for i in range(10)]
 
-    view = wait_view(api, start(api, s.session_id, {"kind": "parallel", "specs": specs}))
+    view = api.wait_workflow(start(api, s.session_id, {"kind": "parallel", "specs": specs}))
 
     assert view["status"] == "succeeded" and all(o["success"] for o in view["outcomes"])
     starts = {h["step"]: h["ts"] for h in view["history"] if h["type"] == "step_started"}

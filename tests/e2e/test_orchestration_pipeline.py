@@ -18,15 +18,6 @@ def first_line(outcome: dict) -> str:
     return outcome["output"].splitlines()[0]
 
 
-def wait_view(api, workflow_id: str, timeout: float = 30.0) -> dict:
-    deadline, seen = time.monotonic() + timeout, -1
-    while time.monotonic() < deadline:
-        status, view = api.call("GET", f"/workflows/{workflow_id}", query={"wait_ms": 2000, "after_finished": seen})
-        assert status == 200, view
-        if view["done"]:
-            return view
-        seen = view["finished"]
-    raise AssertionError(f"workflow {workflow_id} not done within {timeout} s")
 
 
 # -- client-side stages ----------------------------------------------------------------------------
@@ -213,7 +204,7 @@ def test_given_a_later_template_stage_that_is_not_a_valid_spec_then_it_is_refuse
         return
     wid = started["workflow_id"]
     try:
-        view = wait_view(api, wid, timeout=15)
+        view = api.wait_workflow(wid, timeout=15)
         assert view["status"] == "failed"
         for o in view["outcomes"]:
             assert o["success"] is False and all(w in o["error"] for w in words), o

@@ -15,15 +15,6 @@ GOOD = {"task_id": "a", "agent": "general", "prompt": "hello"}
 TEMPLATE = {"agent": "general", "prompt": "do {item}"}
 
 
-def wait_view(api, workflow_id: str, timeout: float = 30.0) -> dict:
-    deadline, seen = time.monotonic() + timeout, -1
-    while time.monotonic() < deadline:
-        status, view = api.call("GET", f"/workflows/{workflow_id}", query={"wait_ms": 2000, "after_finished": seen})
-        assert status == 200, view
-        if view["done"]:
-            return view
-        seen = view["finished"]
-    raise AssertionError(f"workflow {workflow_id} not done within {timeout} s")
 
 
 @pytest.mark.parametrize("body,status,words", [
@@ -90,7 +81,7 @@ def test_given_another_tenants_workflow_when_read_then_404(api, session, stack):
     for method, path in (("GET", f"/workflows/{started['workflow_id']}"),
                          ("POST", f"/workflows/{started['workflow_id']}/cancel")):
         assert api.call(method, path, key="other-tenant-key")[0] == 404
-    wait_view(api, started["workflow_id"])
+    api.wait_workflow(started["workflow_id"])
 
 
 @pytest.mark.parametrize("query", [{"wait_ms": 20001}, {"wait_ms": -1}, {"after_finished": -2}])
@@ -100,7 +91,7 @@ def test_given_an_out_of_range_long_poll_query_then_422(api, session, query):
     got, out = api.call("GET", f"/workflows/{started['workflow_id']}", query=query)
 
     assert got == 422 and out["error"]["code"] == "validation_error"
-    wait_view(api, started["workflow_id"])
+    api.wait_workflow(started["workflow_id"])
 
 
 def test_given_a_posted_workflow_when_read_while_and_after_it_runs_then_progress_then_the_full_view(api, session):
@@ -109,7 +100,7 @@ def test_given_a_posted_workflow_when_read_while_and_after_it_runs_then_progress
     assert status == 202 and started == {"workflow_id": started["workflow_id"], "status": "running", "attached": False}
 
     got, progress = api.call("GET", f"/workflows/{started['workflow_id']}")
-    view = wait_view(api, started["workflow_id"])
+    view = api.wait_workflow(started["workflow_id"])
 
     assert got == 200
     if not progress["done"]:  # while it runs: progress only
@@ -160,7 +151,7 @@ def test_given_a_running_workflow_when_cancelled_then_no_further_step_is_launche
 
 def test_given_a_finished_workflow_when_cancelled_then_400(api, session):
     status, started = api.call("POST", f"/sessions/{session.session_id}/workflows", {"kind": "parallel", "specs": [GOOD]})
-    view = wait_view(api, started["workflow_id"])
+    view = api.wait_workflow(started["workflow_id"])
     assert view["status"] == "succeeded"
 
     status, out = api.call("POST", f"/workflows/{started['workflow_id']}/cancel")
