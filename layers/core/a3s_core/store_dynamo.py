@@ -6,6 +6,7 @@ attributes so conditions can test them, and the rest of the model as one JSON `d
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Iterator
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -38,6 +39,15 @@ def _run_key(tenant: str, run_id: str) -> dict[str, str]:
 
 def _task_key(tenant: str, session_id: str, task_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"TASK#{task_id}"}
+
+
+# A workflow and its journal are kept this long after they were last written, so a repeated
+# parallel_resumable call returns the record (DynamoDB's TTL deletes them afterwards).
+JOURNAL_RETENTION_S = 30 * 24 * 3600
+
+
+def _expiry() -> int:
+    return int(time.time()) + JOURNAL_RETENTION_S
 
 
 def _wf_key(tenant: str, workflow_id: str) -> dict[str, str]:
@@ -331,10 +341,10 @@ class DynamoStore:
 
     def _wf_item(self, wf: Workflow) -> dict[str, Any]:
         return {**_wf_key(wf.tenant, wf.workflow_id), **{k: getattr(wf, k) for k in self._WF_STATE},
-                "n": wf.n, "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
+                "n": wf.n, "ttl": _expiry(), "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
 
     def _step_item(self, step: Step) -> dict[str, Any]:
-        item = {**_step_key(step.tenant, step.workflow_id, step.key),
+        item = {**_step_key(step.tenant, step.workflow_id, step.key), "ttl": _expiry(),
                 **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
                 "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
         if step.outcome is not None:

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from .agents import BUILTIN
-from .errors import BadRequest, Conflict
+from .errors import BadRequest, Conflict, NotFound
 from .items import Event, Run, Step, StepRef, Workflow, new_id
 from .queues import advance_message
 from .runtime import Runtime
@@ -246,8 +246,8 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
     if len(set(ids)) != len(ids):
         raise BadRequest("parallel_resumable needs a distinct task_id for every spec")
     try:
-        wf = store.get_workflow(tenant, wid)
-    except Exception:  # NotFound: a first run
+        wf: Workflow | None = store.get_workflow(tenant, wid)
+    except NotFound:  # a first run
         wf = None
     if wf is None:
         steps = [_step(tenant, wid, s["task_id"], i, i, 1, s) for i, s in enumerate(specs)]
@@ -284,13 +284,10 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
     return {"workflow_id": wid, "status": "running", "attached": False}
 
 
-def view(rt: Runtime, tenant: str, workflow_id: str, task_ids: list[str] | None = None) -> dict[str, Any]:
+def view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
     """Status, outcomes in input order (None for a step not settled yet), and the step timeline."""
     wf = rt.store.get_workflow(tenant, workflow_id)
     steps = sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)
-    if task_ids is not None:  # resumable: the caller's specs decide which steps and in what order
-        by_key = {s.key: s for s in steps}
-        steps = [by_key[t] for t in task_ids if t in by_key]
     history = []
     for s in steps:
         if s.started_at:
