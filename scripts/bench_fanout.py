@@ -27,258 +27,56 @@ asserted; a size that does not finish within --timeout seconds is cancelled and 
 """
 from __future__ import annotations
 
-import os
+from bench_common import setup_env
 
-# Before anything imports Powertools or boto3: quiet handler logs, fake credentials (moto only).
-for _k, _v in {"POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING",
-               "POWERTOOLS_METRICS_NAMESPACE": "a3s-bench", "POWERTOOLS_TRACE_DISABLED": "true",
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}.items():
-    os.environ[_k] = _v if _k.startswith("AWS_") else os.environ.get(_k, _v)
+setup_env()  # before anything imports Powertools or boto3
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import re  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-try:
-    import a3s_core  # noqa: F401
-    import a3s_serverless  # noqa: F401
-except ImportError:  # not installed in editable mode: use the checkout
-    sys.path[:0] = [str(REPO / "sdk"), str(REPO / "layers" / "core")]
-
+from bench_common import (ApiCounter, CountingTransport, attach_counter, per_unit, table_items,  # noqa: E402
+                          write_json)
 from a3s_serverless import Agent  # noqa: E402
 from a3s_serverless.local import embedded  # noqa: E402
 from a3s_serverless.local.embedded import EmbeddedStack  # noqa: E402
 
 AGENT = "general"
 WARM_UP_STEPS = 2
-WRITE_OPS = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+SQS_QUEUE_OPS = ("SendMessage", "SendMessageBatch", "DeleteMessageBatch", "DeleteMessage")  # labelled by queue
 
 
-# -- what a DynamoDB call touches ------------------------------------------------------------------
-def _s(v: Any) -> str:
-    return v.get("S", "") if isinstance(v, dict) else str(v or "")
-
-
-def item_kind(key: dict) -> str:
-    """The kit's key scheme: T#t#W#wf WF / STEP#k, T#t#R#run RUN / EV#n / CTRL, T#t#RUNS, T#t#S#s SESSION / TASK#."""
-    pk, sk = _s(key.get("pk")), _s(key.get("sk"))
-    if pk.startswith("APIKEY#"):
-        return "apikey"
-    if pk.endswith("#RUNS"):
-        return "runs-index"
-    for prefix, kind in (("WF", "workflow"), ("STEP#", "step"), ("RUN", "run"), ("EV#", "event"),
-                         ("CTRL", "control"), ("SESSION", "session"), ("TASK#", "task")):
-        if sk.startswith(prefix):
-            return kind
-    return (sk.split("#")[0].lower() or "item") if sk else "?"
-
-
-def written_items(op: str, params: dict) -> list[str]:
-    """The kinds of the items a write call writes (failed conditional writes included: they are billed)."""
-    if op in ("PutItem",):
-        return [item_kind(params.get("Item") or {})]
-    if op in ("UpdateItem", "DeleteItem"):
-        return [item_kind(params.get("Key") or {})]
-    if op == "TransactWriteItems":
-        kinds = []
-        for entry in params.get("TransactItems") or []:
-            for action in ("Put", "Update", "Delete"):  # a ConditionCheck writes nothing
-                if action in entry:
-                    body = entry[action]
-                    kinds.append(item_kind(body.get("Item") or body.get("Key") or {}))
-        return kinds
-    if op == "BatchWriteItem":
-        kinds = []
-        for requests in (params.get("RequestItems") or {}).values():
-            for r in requests:
-                body = r.get("PutRequest") or r.get("DeleteRequest") or {}
-                kinds.append(item_kind(body.get("Item") or body.get("Key") or {}))
-        return kinds
-    return []
-
-
-def ddb_target(op: str, params: dict) -> str:
-    try:
-        if op in ("GetItem", "UpdateItem", "DeleteItem"):
-            return item_kind(params.get("Key") or {})
-        if op == "PutItem":
-            return item_kind(params.get("Item") or {})
-        if op == "Query":
-            if params.get("IndexName"):
-                return params["IndexName"]
-            values = {k: _s(v) for k, v in (params.get("ExpressionAttributeValues") or {}).items()}
-            if any(v.startswith("STEP#") for v in values.values()):
-                return "steps"
-            if any(v.startswith("EV#") for v in values.values()):
-                return "events"
-            if any(v.endswith("#RUNS") for v in values.values()):
-                return "runs-index"
-            return "partition"
-        if op in ("TransactWriteItems", "BatchWriteItem"):
-            return "+".join(sorted(set(written_items(op, params)))) or "?"
-    except Exception:  # an unexpected shape: count it, unlabelled
-        pass
-    return "?"
-
-
-# -- counting AWS API calls ------------------------------------------------------------------------
-class ApiCounter:
-    """botocore hooks on every client of the stack.
-
-    before-parameter-build keeps the call's API parameters (thread-local); before-call counts the call
-    (once per logical call: retries happen below it), with the items it writes and its request bytes;
-    after-call counts ReceiveMessage as `hit` or `idle`, DynamoDB response bytes, and the time inside
-    the call. Calls a client thread makes inside a CountingTransport request are attributed to
-    `client`; every other call comes from the stack's pump threads: the `engine`."""
-
-    def __init__(self, queue_names: dict[str, str]) -> None:
-        self._lock = threading.Lock()
-        self.queue_names = queue_names
-        self.local = threading.local()
-        self.ignored_threads: set[int] = set()
-        self.calls: dict[str, Counter[str]] = {"engine": Counter(), "client": Counter()}
-        self.items: dict[str, Counter[str]] = {"engine": Counter(), "client": Counter()}
-        self.bytes: Counter[str] = Counter()            # "dynamodb.read" / "dynamodb.sent" -> bytes
-        self.rcu: Counter[str] = Counter()              # origin -> estimated read capacity units
-        self.op_time: Counter[str] = Counter()          # service.op -> seconds inside the call
-        self.op_timed: Counter[str] = Counter()
-
-    def _origin(self) -> str:
-        return "client" if getattr(self.local, "route", None) else "engine"
-
-    def _ignored(self) -> bool:
-        return threading.get_ident() in self.ignored_threads
-
-    def keep_params(self, params: dict, **_: Any) -> None:
-        self.local.params = params
-
-    def before_call(self, model: Any, params: dict, **_: Any) -> None:
-        self.local.t0 = time.perf_counter()
-        api = getattr(self.local, "params", None) or {}
-        self.local.params = None
-        if self._ignored():
-            return
-        service, op = model.service_model.service_name, model.name
-        if service == "sqs" and op == "ReceiveMessage":
-            return  # counted in after_call, as hit or idle
-        key = f"{service}.{op}"
-        kinds: list[str] = []
-        if service == "sqs" and op in ("SendMessage", "SendMessageBatch", "DeleteMessageBatch", "DeleteMessage"):
-            key += f"[{self.queue_names.get(api.get('QueueUrl', ''), 'queue')}]"
-        elif service == "dynamodb":
-            key += f"[{ddb_target(op, api)}]"
-            if op in WRITE_OPS:
-                kinds = written_items(op, api)
-        body = params.get("body") if isinstance(params, dict) else None
-        self.local.consistent = bool(api.get("ConsistentRead"))
-        origin = self._origin()
-        with self._lock:
-            self.calls[origin][key] += 1
-            for k in kinds:
-                self.items[origin][k] += 1
-            if service == "dynamodb" and isinstance(body, (bytes, str)):
-                self.bytes["dynamodb.sent"] += len(body)
-
-    def after_call(self, model: Any, parsed: dict, http_response: Any = None, **_: Any) -> None:
-        if self._ignored():
-            return
-        service, op = model.service_model.service_name, model.name
-        if service == "sqs" and op == "ReceiveMessage":
-            hit = bool((parsed or {}).get("Messages"))
-            with self._lock:
-                self.calls[self._origin()]["sqs.ReceiveMessage[hit]" if hit else "sqs.ReceiveMessage[idle]"] += 1
-            return  # its time is mostly the long-poll wait
-        t0 = getattr(self.local, "t0", None)
-        size = len(getattr(http_response, "content", b"") or b"") if service == "dynamodb" else 0
-        # Read capacity as DynamoDB bills it, roughly: 4 KB units per read (a Query sums its items), half
-        # for an eventually consistent read; sized on the JSON response, so a slight overestimate.
-        rcu = (max(1, math.ceil(size / 4096)) * (1.0 if getattr(self.local, "consistent", False) else 0.5)
-               if service == "dynamodb" and op in ("GetItem", "Query", "Scan") else 0.0)
-        with self._lock:
-            self.bytes["dynamodb.read"] += size
-            self.rcu[self._origin()] += rcu
-            if t0 is not None:
-                self.op_time[f"{service}.{op}"] += time.perf_counter() - t0
-                self.op_timed[f"{service}.{op}"] += 1
-
-    def attach(self, emitter: Any) -> None:
-        emitter.register("before-parameter-build.*.*", self.keep_params, unique_id="bench-fanout-params")
-        emitter.register("before-call.*.*", self.before_call, unique_id="bench-fanout-before")
-        emitter.register("after-call.*.*", self.after_call, unique_id="bench-fanout-after")
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {"calls": {k: Counter(v) for k, v in self.calls.items()},
-                    "items": {k: Counter(v) for k, v in self.items.items()},
-                    "bytes": Counter(self.bytes), "rcu": Counter(self.rcu), "op_time": Counter(self.op_time),
-                    "op_timed": Counter(self.op_timed)}
-
-
-def stack_clients(stack: EmbeddedStack) -> list[Any]:
-    """Every boto3 client the stack's runtime and pumps hold (made before we could hook the session)."""
-    rt = stack.runtime
-    found = [getattr(stack, "sqs", None), getattr(rt, "s3", None),
-             getattr(rt.store, "_db", None), getattr(rt.queues, "_sqs", None)]
-    for holder in (rt.store, rt.queues):
-        found += [v for v in vars(holder).values() if hasattr(v, "meta") and hasattr(v.meta, "events")]
-    unique = {id(c): c for c in found if c is not None and hasattr(c, "meta")}
-    return list(unique.values())
-
-
-def attach_counter(stack: EmbeddedStack) -> ApiCounter:
-    rt = stack.runtime
-    names = {rt.settings.runs_queue_url: "runs"}
-    names.update({url: f"lane:{lane}" for lane, url in rt.settings.lane_queue_urls.items()})
-    counter = ApiCounter(names)
-    for client in stack_clients(stack):
-        counter.attach(client.meta.events)
-    counter.attach(stack.boto.events)  # clients the stack makes from now on (unique_id: never twice)
-    return counter
-
-
-_ID = re.compile(r"/(sess|run|task|wf)-[0-9a-zA-Z]+")
-
-
-class CountingTransport:
-    """Wraps the stack's transport: counts HTTP requests by route, marks the AWS calls they make as the
-    client's, and keeps the id of the workflow session.parallel starts."""
+class FanoutTransport(CountingTransport):
+    """Also keeps the id of the workflow session.parallel starts, and splits GET /workflows/{wf} into
+    progress long-polls and the final view."""
 
     def __init__(self, inner: Any, counter: ApiCounter) -> None:
-        self.inner, self.counter = inner, counter
-        self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
+        super().__init__(inner, counter)
         self.workflow_ids: list[str] = []
 
-    def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
-        route = f"{method} {_ID.sub(lambda m: '/{' + m.group(1) + '}', path)}"
-        self.counter.local.route = route
-        try:
-            out = self.inner.request(method, path, body, query)
-        finally:
-            self.counter.local.route = None
+    def relabel(self, method: str, route: str, out: Any) -> str:
         if route.endswith("/workflows") and method == "POST" and isinstance(out, dict):
             self.workflow_ids.append(out.get("workflow_id", ""))
         if route.startswith("GET /workflows/") and isinstance(out, dict):
             route += " (final)" if out.get("done") else " (progress)"
-        with self._lock:
-            self.requests[route] += 1
-        return out
+        return route
 
-    def snapshot(self) -> Counter:
-        with self._lock:
-            return Counter(self.requests)
+
+def engine_client(by_origin: dict[str, Counter]) -> dict[str, Counter]:
+    """Origins folded into the engine's (run driver, fed by the pumps) and the client's (HTTP requests)."""
+    client: Counter[str] = Counter()
+    for origin, c in by_origin.items():
+        if origin != "driver":
+            client += c
+    return {"engine": Counter(by_origin.get("driver", Counter())), "client": client}
 
 
 # -- moto's DynamoDB lock: how busy the embedded stack's one serialised resource is -----------------
@@ -367,20 +165,6 @@ def workflow_item_cost(size: int | None, calls: Counter, n: int) -> dict[str, An
     return out
 
 
-def per_step(counter: Counter, n: int, digits: int = 3) -> dict[str, float]:
-    return {k: round(v / n, digits) for k, v in sorted(counter.items()) if v} if n else {}
-
-
-def diff(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in after.items():
-        if k in ("calls", "items"):  # origin -> Counter
-            out[k] = {o: c - before[k].get(o, Counter()) for o, c in v.items()}
-        else:
-            out[k] = v - before[k]
-    return out
-
-
 class Bench:
     """One fresh embedded stack, hooked, with one session of max_parallel_tasks = concurrency."""
 
@@ -389,8 +173,8 @@ class Bench:
         self.stack = EmbeddedStack(workspace_root=workspace_root).start()
         try:
             METER.install()
-            self.counter = attach_counter(self.stack)
-            self.transport = CountingTransport(self.stack.transport(), self.counter)
+            self.counter = attach_counter(self.stack, queue_ops=SQS_QUEUE_OPS, hook_id="bench-fanout")
+            self.transport = FanoutTransport(self.stack.transport(), self.counter)
             self.agent = Agent(self.transport, default_model="scripted", local=True)
             self.session = self.quiet(lambda: self.agent.session(
                 workspace, model="scripted", permissive=True, max_parallel_tasks=concurrency))
@@ -402,30 +186,14 @@ class Bench:
 
     def quiet(self, fn: Callable[[], Any]) -> Any:
         """fn's own AWS calls are not counted (the engine's calls it causes still are)."""
-        me = threading.get_ident()
-        self.counter.ignored_threads.add(me)
-        try:
+        with self.counter.quiet():
             return fn()
-        finally:
-            self.counter.ignored_threads.discard(me)
 
     def settle(self, timeout: float = 30.0) -> None:
         self.quiet(lambda: self.stack.wait_idle(timeout=timeout))
 
     def table_items(self) -> int | None:
-        def count() -> int | None:
-            db = self.stack.runtime.store._db
-            total, args = 0, {"TableName": self.stack.runtime.settings.table, "Select": "COUNT"}
-            while True:
-                page = db.scan(**args)
-                total += page["Count"]
-                if "LastEvaluatedKey" not in page:
-                    return total
-                args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        try:
-            return self.quiet(count)
-        except Exception:
-            return None
+        return table_items(self.stack, self.counter)
 
     def workflow_item_bytes(self, workflow_id: str) -> int | None:
         """Size of the workflow's one item (it holds `order`, every step key): read on every launch."""
@@ -500,7 +268,9 @@ class Bench:
         http = self.transport.snapshot() - http0
         inv = sum(p.invocations for p in self.stack.pumps) - inv0
         items1 = self.table_items()
-        d = diff(after, before)
+        d = ApiCounter.diff(after, before)
+        calls, items_by_origin = engine_client(d["by_origin"]), engine_client(d["items"])
+        rcu = {"engine": d["rcu"]["driver"], "client": sum(v for k, v in d["rcu"].items() if k != "driver")}
 
         view: dict[str, Any] = {}
         if workflow_id:
@@ -522,21 +292,20 @@ class Bench:
             return min(samples, key=lambda s: abs(s[0] - ts))[1]
 
         def mean_ms(a: dict, b: dict) -> dict[str, float]:
-            t, c = b["op_time"] - a["op_time"], b["op_timed"] - a["op_timed"]
-            return {k: round(1000 * t[k] / v, 2) for k, v in sorted(c.items()) if v > 0}
+            return ApiCounter.mean_ms(b["op_time"] - a["op_time"], b["op_timed"] - a["op_timed"])
 
         early_mark, late_mark = at(0.1), at(0.9)
         early = mean_ms(before, early_mark) if early_mark else {}
         late = mean_ms(late_mark, after) if late_mark else {}
 
-        engine, client = d["calls"]["engine"], d["calls"]["client"]
+        engine, client = calls["engine"], calls["client"]
         recv = Counter({k: v for k, v in (engine + client).items() if k.startswith("sqs.ReceiveMessage")})
         no_recv = lambda c: Counter({k: v for k, v in c.items() if not k.startswith("sqs.ReceiveMessage")})  # noqa: E731
         engine_calls, client_calls = no_recv(engine), no_recv(client)
         by_service: Counter[str] = Counter()
         for k, v in (engine_calls + client_calls).items():
             by_service[k.split(".")[0]] += v
-        items = d["items"]["engine"] + d["items"]["client"]
+        items = items_by_origin["engine"] + items_by_origin["client"]
         done = len(finished_ts) or n
         denom = n if not timed_out else max(1, done)
         time_s, timed = d["op_time"], d["op_timed"]
@@ -558,23 +327,23 @@ class Bench:
                 "receive_hit": round((recv["sqs.ReceiveMessage[hit]"]) / denom, 3),
                 "receive_idle": round((recv["sqs.ReceiveMessage[idle]"]) / denom, 3),
                 "receive_idle_total": recv["sqs.ReceiveMessage[idle]"],
-                "by_service": per_step(by_service, denom),
-                "engine_by_operation": per_step(engine_calls, denom),
-                "client_by_operation": per_step(client_calls, denom),
+                "by_service": per_unit(by_service, denom),
+                "engine_by_operation": per_unit(engine_calls, denom),
+                "client_by_operation": per_unit(client_calls, denom),
             },
             "api_calls_total": {"engine": sum(engine_calls.values()), "client": sum(client_calls.values()),
                                 "receive": dict(recv)},
-            "ddb_items_written_per_step": {"all": round(sum(items.values()) / denom, 3), "by_kind": per_step(items, denom)},
+            "ddb_items_written_per_step": {"all": round(sum(items.values()) / denom, 3), "by_kind": per_unit(items, denom)},
             "ddb_items_written_total": sum(items.values()),
             "ddb_kb_per_step": {"read": round(d["bytes"]["dynamodb.read"] / 1024 / denom, 2),
                                 "sent": round(d["bytes"]["dynamodb.sent"] / 1024 / denom, 2)},
-            "ddb_rcu_per_step_est": {o: round(d["rcu"][o] / denom, 2) for o in ("engine", "client")},
+            "ddb_rcu_per_step_est": {o: round(rcu[o] / denom, 2) for o in ("engine", "client")},
             "workflow_item": workflow_item_cost(self.workflow_item_bytes(workflow_id) if workflow_id else None,
                                                 engine_calls + client_calls, denom),
-            "http_requests_per_step": {"all": round(sum(http.values()) / denom, 3), "by_route": per_step(http, denom)},
+            "http_requests_per_step": {"all": round(sum(http.values()) / denom, 3), "by_route": per_unit(http, denom)},
             "http_requests_total": dict(http),
             "driver_invocations": inv, "driver_invocations_per_step": round(inv / denom, 3),
-            "ms_per_call": {k: round(1000 * time_s[k] / v, 2) for k, v in sorted(timed.items()) if v},
+            "ms_per_call": ApiCounter.mean_ms(time_s, timed),
             "seconds_in_calls": {k: round(v, 2) for k, v in sorted(time_s.items(), key=lambda kv: -kv[1]) if v > 0.005},
             "ms_per_call_first_tenth": early, "ms_per_call_last_tenth": late,
             "table_items": {"before": items0, "after": items1},
@@ -665,7 +434,7 @@ def print_report(results: list[dict], meta: dict) -> None:
                   for op in ("dynamodb.GetItem", "dynamodb.UpdateItem", "dynamodb.TransactWriteItems", "dynamodb.Query")
                   if op in r["ms_per_call_first_tenth"] and op in r["ms_per_call_last_tenth"]]
         print(f"  N={r['n']:<6}" + ", ".join(f"{short(k)} {v:.1f}" for k, v in top)
-              + (f"  | ms/call: " + ", ".join(growth) if growth else "")
+              + ("  | ms/call: " + ", ".join(growth) if growth else "")
               + f"  | moto busy {r['moto_ddb_lock']['busy_s']} s ("
               + ", ".join(f"{k} {v}" for k, v in list(r['moto_ddb_lock']['busy_s_by_op'].items())[:2])
               + f"), waited {r['moto_ddb_lock']['wait_s']} s"
@@ -735,10 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             "agent": AGENT, "prompt": "step i", "max_steps": 1, "model": "scripted", **pump_info}
     print_report(results, meta)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"meta": meta, "sizes": results}, indent=2) + "\n")
-        print(f"\nwrote {out}")
+        write_json(args.json, {"meta": meta, "sizes": results})
     return 0
 
 

@@ -21,35 +21,22 @@ Figures are reported, never asserted.
 """
 from __future__ import annotations
 
-import os
+from bench_common import setup_env
 
-# Before anything imports Powertools or boto3: quiet handler logs, fake credentials (moto only).
-for _k, _v in {"POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING",
-               "POWERTOOLS_METRICS_NAMESPACE": "a3s-bench", "POWERTOOLS_TRACE_DISABLED": "true",
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}.items():
-    os.environ[_k] = _v if _k.startswith("AWS_") else os.environ.get(_k, _v)
+setup_env()  # before anything imports Powertools or boto3
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any, Callable  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-try:
-    import a3s_core  # noqa: F401
-    import a3s_serverless  # noqa: F401
-except ImportError:  # not installed in editable mode: use the checkout
-    sys.path[:0] = [str(REPO / "sdk"), str(REPO / "layers" / "core")]
-
+from bench_common import (REPO, CountingTransport, attach_counter, pct, per_unit, table_items,  # noqa: E402
+                          write_json)
 from a3s_serverless import Agent  # noqa: E402
 from a3s_serverless.local.embedded import EmbeddedStack  # noqa: E402
 
@@ -57,206 +44,17 @@ PROMPT = 'rt\n/tool bash {"command": "echo i"}'
 TASK_TIMEOUT_MS = 600_000          # long enough that no timeout fires during the run
 ROUND_TRIP_TIMEOUT_S = 20.0
 
-
-# -- counting AWS API calls ------------------------------------------------------------------------
-class ApiCounter:
-    """botocore hooks: before-parameter-build counts every logical API call (not retry attempts); ReceiveMessage
-    is counted after the call, as `hit` (returned messages) or `idle` (an empty long-poll).
-
-    Calls made by a client thread inside a CountingTransport request (the authorizer's included) are
-    attributed to that request's route; calls from any other thread (pumped invocations) to `driver`."""
-
-    def __init__(self, queue_names: dict[str, str]) -> None:
-        self._lock = threading.Lock()
-        self.calls: Counter[str] = Counter()                    # "dynamodb.UpdateItem" -> n
-        self.by_origin: dict[str, Counter[str]] = {}            # origin -> Counter(op)
-        self.queue_names = queue_names                          # queue url -> short label
-        self.local = threading.local()
-        self.ignored_threads: set[int] = set()
-        self.op_time: Counter[str] = Counter()                  # op -> seconds inside the call
-        self.op_timed: Counter[str] = Counter()                 # op -> calls timed
-
-    def _origin(self) -> str:
-        # Client threads make AWS calls only inside an HTTP request (CountingTransport labels it);
-        # every other call comes from a pumped invocation: the run driver.
-        return getattr(self.local, "route", None) or "driver"
-
-    def _add(self, op: str, k: int = 1) -> None:
-        if threading.get_ident() in self.ignored_threads:
-            return
-        origin = self._origin()
-        pending = getattr(self.local, "pending", None)
-        with self._lock:
-            self.calls[op] += k
-            if pending is not None and origin != "driver":
-                pending[op] += k  # the route label may change once the response is known
-            else:
-                self.by_origin.setdefault(origin, Counter())[op] += k
-
-    def before_call(self, model: Any, params: dict, **_: Any) -> None:
-        service = model.service_model.service_name
-        op = model.name
-        if service == "sqs" and op == "ReceiveMessage":
-            return  # counted in after_call
-        key = f"{service}.{op}"
-        if service == "sqs" and op == "SendMessage":
-            url = params.get("QueueUrl", "")
-            delayed = int(params.get("DelaySeconds", 0) or 0) > 0
-            key += f"[{self.queue_names.get(url, 'queue')}{',delayed' if delayed else ''}]"
-        elif service == "dynamodb":
-            key += f"[{ddb_target(op, params)}]"
-            if op == "TransactWriteItems":  # how many items the transactions write, per round trip
-                self._add("dynamodb.TransactWriteItems(items)", len(params.get("TransactItems") or []))
-        self._add(key)
-
-    def after_call(self, model: Any, parsed: dict, **_: Any) -> None:
-        service, op = model.service_model.service_name, model.name
-        if service == "sqs" and op == "ReceiveMessage":
-            self._add("sqs.ReceiveMessage[hit]" if (parsed or {}).get("Messages") else "sqs.ReceiveMessage[idle]")
-            return  # its time is mostly the long-poll wait
-        t0 = getattr(self.local, "t0", None)
-        if t0 is not None and threading.get_ident() not in self.ignored_threads:
-            with self._lock:
-                self.op_time[f"{service}.{op}"] += time.perf_counter() - t0
-                self.op_timed[f"{service}.{op}"] += 1
-
-    def reset_timers(self) -> None:
-        with self._lock:
-            self.op_time.clear()
-            self.op_timed.clear()
-
-    def start_timer(self, **_: Any) -> None:
-        self.local.t0 = time.perf_counter()
-
-    def attach(self, emitter: Any) -> None:
-        # before-parameter-build: once per logical call (retries are not new calls), with the API params
-        emitter.register("before-parameter-build.*.*", self.before_call, unique_id="bench-lanes-before")
-        emitter.register("before-call.*.*", self.start_timer, unique_id="bench-lanes-timer")
-        emitter.register("after-call.*.*", self.after_call, unique_id="bench-lanes-after")
-
-    def flush_route(self, route: str) -> None:
-        pending = getattr(self.local, "pending", None)
-        self.local.pending = None
-        self.local.route = None
-        if pending:
-            with self._lock:
-                self.by_origin.setdefault(route, Counter()).update(pending)
-
-    def snapshot(self) -> tuple[Counter, dict[str, Counter]]:
-        with self._lock:
-            return Counter(self.calls), {k: Counter(v) for k, v in self.by_origin.items()}
-
-    def raw_timings(self) -> tuple[Counter, Counter]:
-        with self._lock:
-            return Counter(self.op_time), Counter(self.op_timed)
-
-    @staticmethod
-    def mean_ms(time_s: Counter, calls: Counter) -> dict[str, float]:
-        """Mean milliseconds per call, by operation (ReceiveMessage excluded)."""
-        return {k: round(1000 * time_s[k] / n, 2) for k, n in sorted(calls.items()) if n > 0}
-
-    def timings(self) -> dict[str, float]:
-        return self.mean_ms(*self.raw_timings())
+# bench_lanes' labels for two item kinds (bench_common names them "control" and "runs-index")
+KIND_NAMES = {"control": "ctrl", "runs-index": "runs"}
 
 
-def _item_kind(pk: str, sk: str) -> str:
-    if pk.startswith("APIKEY#"):
-        return "apikey"
-    for prefix, kind in (("SESSION", "session"), ("RUN", "run"), ("TASK#", "task"), ("EV#", "event")):
-        if sk.startswith(prefix):
-            return kind
-    head = sk.split("#")[0]
-    if head.isalpha():
-        return head.lower()
-    tail = pk.rsplit("#", 1)[-1]   # e.g. T#<tenant>#RUNS with a timestamped sort key: an index item
-    return tail.lower() if tail.isalpha() else "item"
+class LanesTransport(CountingTransport):
+    """Splits claims into those that returned a task (hit) and those that did not (empty)."""
 
-
-def ddb_target(op: str, params: dict) -> str:
-    """What a DynamoDB call touches, from the kit's key scheme (T#..#R#.. RUN, EV#.., TASK#.., ...)."""
-    def s(v: Any) -> str:
-        return v.get("S", "") if isinstance(v, dict) else str(v or "")
-
-    try:
-        if op in ("GetItem", "UpdateItem", "DeleteItem"):
-            key = params.get("Key") or {}
-            return _item_kind(s(key.get("pk")), s(key.get("sk")))
-        if op == "PutItem":
-            item = params.get("Item") or {}
-            return _item_kind(s(item.get("pk")), s(item.get("sk")))
-        if op == "Query":
-            values = {k: s(v) for k, v in (params.get("ExpressionAttributeValues") or {}).items()}
-            if params.get("IndexName"):
-                return f"{params['IndexName']}"
-            sk = next((v for v in values.values() if v.startswith(("EV#", "TASK#", "WF", "STEP"))), "")
-            if sk:
-                return _item_kind("", sk) + "s"
-            pk = next((v for v in values.values() if v.startswith("T#")), "")
-            return _item_kind(pk, "") if pk else "partition"
-        if op == "TransactWriteItems":
-            kinds = []
-            for t in params.get("TransactItems") or []:
-                body = next(iter(t.values()), {})
-                key = body.get("Item") or body.get("Key") or {}
-                kinds.append(_item_kind(s(key.get("pk")), s(key.get("sk"))))
-            return "+".join(sorted(set(kinds)))
-    except Exception:  # an unexpected shape: count it, unlabelled
-        pass
-    return "?"
-
-
-def stack_clients(stack: EmbeddedStack) -> list[Any]:
-    """Every boto3 client the stack's runtime and pumps hold (they were made before we could hook)."""
-    def is_client(v: Any) -> bool:
-        return hasattr(v, "meta") and hasattr(getattr(v, "meta"), "events") and hasattr(v, "_make_api_call")
-
-    found = [v for v in vars(stack).values() if is_client(v)]
-    for holder in [stack.runtime, *vars(stack.runtime).values()]:  # the runtime, its store, queues, ...
-        found += [v for v in (vars(holder).values() if hasattr(holder, "__dict__") else ()) if is_client(v)]
-    return list({id(c): c for c in found}.values())
-
-
-def attach_counter(stack: EmbeddedStack) -> ApiCounter:
-    rt = stack.runtime
-    names = {rt.settings.runs_queue_url: "runs"}
-    names.update({url: f"lane:{lane}" for lane, url in rt.settings.lane_queue_urls.items()})
-    counter = ApiCounter(names)
-    for client in stack_clients(stack):
-        counter.attach(client.meta.events)
-    counter.attach(stack.boto.events)  # clients the stack makes from now on (unique_id: never twice)
-    return counter
-
-
-_ID = re.compile(r"/(sess|run|task|wf)-[0-9a-zA-Z]+")
-
-
-class CountingTransport:
-    """Wraps the stack's transport: counts HTTP requests by route and labels the AWS calls they make."""
-
-    def __init__(self, inner: Any, counter: ApiCounter) -> None:
-        self.inner, self.counter = inner, counter
-        self._lock = threading.Lock()
-        self.requests: Counter[str] = Counter()
-
-    def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
-        route = f"{method} {_ID.sub(lambda m: '/{' + m.group(1) + '}', path)}"
-        self.counter.local.route = route
-        self.counter.local.pending = Counter()
-        try:
-            out = self.inner.request(method, path, body, query)
-        except BaseException:
-            self.counter.flush_route(route + " (error)")
-            raise
+    def relabel(self, method: str, route: str, out: Any) -> str:
         if route.endswith("/external-tasks/claim"):
             route += " (hit)" if out.get("tasks") else " (empty)"
-        self.counter.flush_route(route)
-        with self._lock:
-            self.requests[route] += 1
-        return out
-
-    def snapshot(self) -> Counter:
-        with self._lock:
-            return Counter(self.requests)
+        return route
 
 
 # -- one round trip --------------------------------------------------------------------------------
@@ -317,20 +115,6 @@ def internal_round_trip(session: Any, poll: Poll) -> dict[str, float]:
 
 
 # -- scenarios -------------------------------------------------------------------------------------
-def pct(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100)."""
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def per_rt(counter: Counter, n: int) -> dict[str, float]:
-    return {k: round(v / n, 3) for k, v in sorted(counter.items()) if v} if n else {}
-
-
 class Bench:
     """One fresh embedded stack, with the counters hooked in, for one scenario."""
 
@@ -338,8 +122,9 @@ class Bench:
         t0 = time.perf_counter()
         self.stack = EmbeddedStack(workspace_root=workspace_root).start()
         try:
-            self.counter = attach_counter(self.stack)
-            self.transport = CountingTransport(self.stack.transport(), self.counter)
+            self.counter = attach_counter(self.stack, mark_delayed=True, tx_items=True, kind_names=KIND_NAMES,
+                                          hook_id="bench-lanes")
+            self.transport = LanesTransport(self.stack.transport(), self.counter)
         except BaseException:
             self.stack.stop()
             raise
@@ -350,64 +135,41 @@ class Bench:
     def warm_up(self, external: bool, n: int = 2) -> None:
         """First calls (validators, moto's first requests) on a session of its own, not measured."""
         s = self.new_session(external)
-        me = threading.get_ident()
         for _ in range(n):
-            self.counter.ignored_threads.add(me)  # not counted: made before the snapshot anyway
-            try:
+            with self.counter.quiet():  # not counted: made before the snapshot anyway
                 (external_round_trip if external else internal_round_trip)(s, self.poll)
-            finally:
-                self.counter.ignored_threads.discard(me)
 
     def notice_lags(self, samples: list[dict]) -> None:
         """How long after the run's last checkpoint (its updated_at) did wait() return: the cost of the
         events long-poll's back-off and of the requests that follow. Read after the scenario."""
-        me = threading.get_ident()
-        self.counter.ignored_threads.add(me)
-        try:
-            from a3s_serverless.local.embedded import LOCAL_TENANT
+        from a3s_serverless.local.embedded import LOCAL_TENANT
 
+        with self.counter.quiet():
             for s in samples:
                 try:
                     run = self.stack.runtime.store.get_run(LOCAL_TENANT, s["run_id"])
                     s["notice_lag_ms"] = s["ended_ms"] - float(run.updated_at)
                 except Exception:
                     pass
-        finally:
-            self.counter.ignored_threads.discard(me)
 
     def table_items(self) -> int | None:
-        me = threading.get_ident()
-        self.counter.ignored_threads.add(me)
-        try:
-            db = self.stack.boto.client("dynamodb")
-            return db.scan(TableName=self.stack.runtime.settings.table, Select="COUNT")["Count"]
-        except Exception:
-            return None
-        finally:
-            self.counter.ignored_threads.discard(me)
+        return table_items(self.stack, self.counter)
 
     def stop(self) -> None:
         self.stack.stop()
 
     def new_session(self, external: bool) -> Any:
-        self.counter.ignored_threads.add(threading.get_ident())
-        try:
+        with self.counter.quiet():
             s = self.agent.session(self.workspace, model="scripted", permissive=True)
             if external:
                 s.set_lane_handler("execute", "external", TASK_TIMEOUT_MS)
             return s
-        finally:
-            self.counter.ignored_threads.discard(threading.get_ident())
 
     def settle(self) -> None:
         """Wait until the driver has finished its tail work (checkpoints after the client saw `done`),
         without counting this thread's own polling."""
-        me = threading.get_ident()
-        self.counter.ignored_threads.add(me)
-        try:
+        with self.counter.quiet():
             self.stack.wait_idle(timeout=15)
-        finally:
-            self.counter.ignored_threads.discard(me)
 
     def scenario(self, name: str, external: bool, n: int, concurrency: int, budget_s: float) -> dict[str, Any]:
         fn: Callable[[Any, Poll], dict] = external_round_trip if external else internal_round_trip
@@ -441,7 +203,7 @@ class Bench:
         for t in threads:
             t.start()
         self.settle()
-        calls0, origins0 = self.counter.snapshot()
+        snap0 = self.counter.snapshot()
         http0 = self.transport.snapshot()
         items0 = self.table_items()
         self.counter.reset_timers()
@@ -456,7 +218,7 @@ class Bench:
             self.settle()
         except TimeoutError as err:  # a lost message or a stuck run: report, do not hang
             errors.append(f"settle: {err}")
-        calls1, origins1 = self.counter.snapshot()
+        snap1 = self.counter.snapshot()
         http1 = self.transport.snapshot()
         inv1 = sum(p.invocations for p in self.stack.pumps)
         timings = self.counter.timings()
@@ -470,8 +232,8 @@ class Bench:
 
         ok = [s for per in samples for s in per]
         done = len(ok)
-        calls = calls1 - calls0
-        origins = {k: v - origins0.get(k, Counter()) for k, v in origins1.items()}
+        calls = snap1["calls"] - snap0["calls"]
+        origins = {k: v - snap0["by_origin"].get(k, Counter()) for k, v in snap1["by_origin"].items()}
         origins = {k: v for k, v in origins.items() if sum(v.values())}
         http = http1 - http0
         total = sum(v for k, v in calls.items() if "(" not in k)   # "(items)" counts items, not calls
@@ -508,11 +270,11 @@ class Bench:
                 # HTTP API caches authorizer results (ReauthorizeEvery); the embedded stack does not
                 "excluding_idle_receives_and_authorizer": round((total - idle - auth) / done, 2) if done else None,
                 "idle_receives_total": idle,
-                "by_operation": per_rt(calls, done),
-                "by_origin": {k: per_rt(v, done) for k, v in sorted(origins.items())},
+                "by_operation": per_unit(calls, done),
+                "by_origin": {k: per_unit(v, done) for k, v in sorted(origins.items())},
             },
             "http_requests_per_rt": {"all": round(sum(http.values()) / done, 2) if done else None,
-                                     "by_route": per_rt(http, done)},
+                                     "by_route": per_unit(http, done)},
             "driver_invocations_per_rt": round((inv1 - inv0) / done, 2) if done else None,
             "ms_per_call": timings,
             "ms_per_call_first_tenth": early,
@@ -665,10 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["process_cpu_s"] = round(time.process_time() - cpu_start, 1)
     print_report(results, meta)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"meta": meta, "scenarios": results}, indent=2) + "\n")
-        print(f"\nwrote {out}")
+        write_json(args.json, {"meta": meta, "scenarios": results})
     return 0
 
 
