@@ -11,6 +11,7 @@ for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_SECURITY_TOKEN": "testing",
                "AWS_SESSION_TOKEN": "testing"}.items():
     os.environ[_k] = _v
+os.environ.pop("AWS_PROFILE", None)
 
 TEST_PARAMETERS = {"DriverTimeout": "4", "RunsVisibilityTimeout": "5", "LaneVisibilityTimeout": "4"}
 

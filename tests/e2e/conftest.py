@@ -120,3 +120,14 @@ def session(agent, workspace):
     s = agent.session(str(workspace), permissive=True)
     yield s
     s.close()  # stops a background task handler, so that none outlives its test
+
+
+@pytest.fixture
+def waiting(session, events):
+    """The session, with a run suspended on one pending external bash task."""
+    session.set_lane_handler("execute", "external", 300000)
+    handle = session.send_async('build\n/tool bash {"command": "make"}')
+    task_id = events.wait_for(handle.run_id, "external_task_pending")["task_id"]
+    yield session, handle, task_id
+    if session.complete_external_task(task_id, success=True, result={"output": "cleanup"}):
+        handle.wait(timeout=30)

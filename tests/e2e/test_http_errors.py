@@ -23,17 +23,6 @@ def assert_refused(status: int, body, expected: int | tuple[int, ...] | None = N
     return err
 
 
-@pytest.fixture
-def waiting(session, events):
-    """The session, with a run suspended on one pending external bash task."""
-    session.set_lane_handler("execute", "external", 300000)
-    handle = session.send_async('build\n/tool bash {"command": "make"}')
-    task_id = events.wait_for(handle.run_id, "external_task_pending")["task_id"]
-    yield session, handle, task_id
-    if session.complete_external_task(task_id, success=True, result={"output": "cleanup"}):
-        handle.wait(timeout=30)
-
-
 # -- lane changes -------------------------------------------------------------------------------
 LANE_BODIES = {
     "bad-json": ('{"mode": "external", ', 422),

@@ -19,32 +19,21 @@ def other_key(stack) -> str:
     return key
 
 
-@pytest.fixture
-def a_waiting(session, events):
-    """Tenant A's session with a run suspended on one pending external task."""
-    session.set_lane_handler("execute", "external", 300000)
-    handle = session.send_async('secret work\n/tool bash {"command": "cat ~/.ssh/id_rsa"}')
-    task_id = events.wait_for(handle.run_id, "external_task_pending")["task_id"]
-    yield session, handle, task_id
-    if session.complete_external_task(task_id, success=True, result={"output": "cleanup"}):
-        handle.wait(timeout=30)
-
-
-def test_given_a_second_tenant_then_it_cannot_see_the_first_tenants_session_tasks_or_runs(a_waiting, api, other_key):
-    session, handle, task_id = a_waiting
+def test_given_a_second_tenant_then_it_cannot_see_the_first_tenants_session_tasks_or_runs(waiting, api, other_key):
+    session, handle, task_id = waiting
     sid = session.session_id
     for path in (f"/sessions/{sid}", f"/sessions/{sid}/queue", f"/sessions/{sid}/external-tasks",
                  f"/runs/{handle.run_id}", f"/runs/{handle.run_id}/events"):
         status, body = api.call("GET", path, key=other_key)
         assert status == 404, (path, status, body)
-        assert "secret work" not in str(body) and "id_rsa" not in str(body)
+        assert task_id not in str(body) and '"command": "make"' not in str(body)  # nothing leaks
     # ...while the owner still can.
     assert api.call("GET", f"/runs/{handle.run_id}")[0] == 200
 
 
 def test_given_a_second_tenant_when_it_tries_to_complete_the_first_tenants_task_then_it_fails_and_the_task_stays_pending(
-        a_waiting, stack, api, other_key):
-    session, handle, task_id = a_waiting
+        waiting, stack, api, other_key):
+    session, handle, task_id = waiting
     theirs = Session(stack.transport(other_key), {"session_id": session.session_id, "workspace": "/",
                                                   "lanes": {"execute": {"mode": "external"}}})
     try:
@@ -58,12 +47,12 @@ def test_given_a_second_tenant_when_it_tries_to_complete_the_first_tenants_task_
     assert [t["task_id"] for t in session.pending_external_tasks()] == [task_id]
     assert handle.status() == "waiting"
     assert session.complete_external_task(task_id, success=True, result={"output": "genuine"}) is True
-    assert handle.wait(timeout=30).text == "echo: secret work\nbash -> genuine"
+    assert handle.wait(timeout=30).text == "echo: build\nbash -> genuine"
 
 
 def test_given_a_second_tenant_when_it_changes_closes_or_runs_in_the_first_tenants_session_then_404_and_nothing_changes(
-        a_waiting, api, other_key):
-    session, handle, task_id = a_waiting
+        waiting, api, other_key):
+    session, handle, task_id = waiting
     sid = session.session_id
     before = api.session_view(sid)
     attempts = [("PUT", f"/sessions/{sid}/lanes/execute", {"mode": "internal"}),
@@ -82,8 +71,8 @@ def test_given_a_second_tenant_when_it_changes_closes_or_runs_in_the_first_tenan
 
 
 def test_given_a_second_tenant_when_it_claims_a_whole_lane_then_it_gets_none_of_the_first_tenants_tasks(
-        a_waiting, api, other_key):
-    session, handle, task_id = a_waiting
+        waiting, api, other_key):
+    session, handle, task_id = waiting
     status, body = api.call("POST", "/lanes/execute/claim", {"max": 50, "lease_ms": 60000, "worker": "thief"},
                             key=other_key)
     assert (status, body) == (200, {"tasks": []})

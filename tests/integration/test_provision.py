@@ -21,20 +21,11 @@ REGION = "eu-west-1"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def aws() -> Iterator[dict[str, Any]]:
     """moto-backed clients with fake credentials (never real ones)."""
     import boto3
     from moto import mock_aws
 
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         yield {name: boto3.client(name, region_name=REGION) for name in ("sqs", "dynamodb", "s3")}
 

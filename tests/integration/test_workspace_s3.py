@@ -31,20 +31,11 @@ FILES = {
 
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def s3() -> Iterator[Any]:
     """A moto S3 client with fake credentials (never real ones) and an empty bucket."""
     import boto3
     from moto import mock_aws
 
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(var, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     global BUCKET
     BUCKET = f"a3s-workspaces-{uuid.uuid4().hex[:8]}"
     with mock_aws():
