@@ -26,6 +26,7 @@ dev: install                      ## the local stack as an HTTP API on 127.0.0.1
 bench: install                    ## benchmarks; figures go to bench-results/
 	$(BIN)/python scripts/bench_lanes.py
 	$(BIN)/python scripts/bench_fanout.py
+	$(BIN)/python scripts/bench_isolation.py
 
 validate: install                 ## SAM transform + cfn-lint of template.yaml
 	$(BIN)/cfn-lint template.yaml

@@ -20,8 +20,12 @@ TEST_PARAMETERS = {"DriverTimeout": "4", "RunsVisibilityTimeout": "5", "LaneVisi
 def stack(tmp_path_factory):
     from a3s_serverless.local.embedded import EmbeddedStack
 
+    from a3s_serverless.local import embedded
+
     s = EmbeddedStack(parameters=TEST_PARAMETERS, workspace_root=str(tmp_path_factory.mktemp("workspaces"))).start()
+    embedded._shared = s  # Agent.local(tenant=...) in a test talks to this stack
     yield s
+    embedded._shared = None
     s.stop()
 
 

@@ -1,4 +1,5 @@
-"""Reference external worker as a Lambda on a lane queue: claim, run the built-in tool, complete.
+"""Reference external worker as a Lambda on a lane queue: claim, run the built-in tool (code in
+the sandbox), complete.
 
 A task someone else finished (or that timed out) is skipped; one another worker holds, or a crash
 before completion, leaves the message to be delivered again.
@@ -12,7 +13,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from a3s_core.driver import workspace_for
+from a3s_core.tenant_workspace import workspace_for
 from a3s_core.lane_work import execute_task
 from a3s_core.runtime import get_runtime
 from a3s_core.schemas import CompleteTaskBody
@@ -36,7 +37,14 @@ def handler(event: dict, context: Any) -> dict:
                 raise RuntimeError(f"task {tid} is leased by another worker; deliver again later")
             return  # finished, timed out or cancelled: nothing left to do
         service = Service(rt, tenant)
-        outcome = execute_task(task, workspace_for(rt, tenant, service.session(sid).workspace))
+        session = service.session(sid)
+        claimed = rt.store.get_task(tenant, sid, tid)
+        if not session.permissive and not (claimed and claimed.approved):
+            # Outside permissive mode the kit runs nothing nobody approved (the driver asks first).
+            outcome = {"success": False, "error": "refused: the session is not permissive and no one approved this task"}
+        else:
+            sandbox = rt.tool_sandbox()
+            outcome = execute_task(task, workspace_for(rt, tenant, session.workspace), sandbox, tenant)
         service.complete_task(sid, tid, CompleteTaskBody(**outcome))
 
     return process_partial_response(event=event, record_handler=record, processor=processor, context=context)

@@ -16,11 +16,24 @@ class Agent:
         self._t, self.default_model, self._local = transport, default_model, local
 
     @classmethod
-    def local(cls, default_model: str | None = None) -> "Agent":
-        """The embedded stack: moto's in-memory AWS and the kit's own handlers, in this process."""
-        from .local.embedded import shared_stack  # optional extra: moto, the core, the template
+    def local(cls, default_model: str | None = None, *, parameters: dict[str, str] | None = None,
+              tenant: str | None = None) -> "Agent":
+        """The embedded stack: moto's in-memory AWS and the kit's own handlers, in this process.
 
-        return cls(shared_stack().transport(), default_model, local=True)
+        `parameters` are template parameters for the stack (e.g. {"EnableLaneWorker": "true"}); a
+        process has one stack. `tenant` talks to it as another tenant, with workspaces of its own."""
+        from .local.embedded import LOCAL_TENANT, shared_stack  # optional extra: moto, the core, the template
+
+        if parameters is not None and (not isinstance(parameters, dict) or
+                                       not all(isinstance(k, str) and isinstance(v, str) for k, v in parameters.items())):
+            raise ValueError("parameters must be a dict of template parameter names to string values")
+        if tenant is not None and not isinstance(tenant, str):
+            raise ValueError(f"tenant must be a string, got {tenant!r}")
+        stack = shared_stack(parameters)
+        host = tenant in (None, LOCAL_TENANT)
+        # Only the default tenant works in this machine's directories; others name workspaces
+        # relative to their own root.
+        return cls(stack.transport(stack.tenant_key(tenant or LOCAL_TENANT)), default_model, local=host)
 
     @classmethod
     def connect(cls, endpoint: str, api_key: str | None = None, default_model: str | None = None) -> "Agent":

@@ -3,7 +3,9 @@ messages (the test delivers them, duplicated if it likes) and whose clock the te
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import time
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,11 @@ def stack_as_configured(stack):
                       f"restoring the stack's {want} s", stacklevel=2)
         provision(stack.model, sqs=stack.sqs, dynamodb=stack.boto.client("dynamodb"), s3=stack.boto.client("s3"))
     return stack
+
+
+@pytest.fixture
+def workspace(stack) -> Path:
+    """A workspace directory of a tenant of its own: <root>/<tenant>/ws (the tenant is its parent's name)."""
+    ws = Path(stack.runtime.settings.workspace_root) / f"it-{secrets.token_hex(4)}" / "ws"
+    ws.mkdir(parents=True)
+    return ws

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from a3s_core import driver
 from a3s_core.driver import Busy, handle_message
 from a3s_core.model import MODEL_FACTORIES
+from a3s_core.sandbox import LocalSandbox
 from a3s_core.schemas import CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody
 from a3s_core.scripted import ScriptedModel
 from a3s_core.service import Service
@@ -44,7 +44,7 @@ class Fixture:
     """A tenant of its own, a session on `workspace`, and the runs it starts (messages recorded)."""
 
     def __init__(self, rt, workspace: Path, **lane) -> None:
-        self.rt, self.tenant = rt, f"redeliv-{secrets.token_hex(4)}"
+        self.rt, self.tenant = rt, workspace.parent.name  # its workspace lies under its own root
         self.svc = Service(rt, self.tenant)
         self.sid = self.svc.create_session(CreateSessionBody(workspace=str(workspace), permissive=True))["session_id"]
         if lane:
@@ -246,15 +246,15 @@ def test_given_a_driver_that_dies_before_the_tool_runs_when_sqs_redelivers_then_
     _, clean, clean_events, clean_view = finished_run(agent, stack, tmp_path, "clean", clean_model)
 
     crashes: list[str] = []
-    real_run_tool = driver.run_tool
+    real_run_tool = LocalSandbox.run_tool  # bash runs in the (local) sandbox
 
-    def dying_run_tool(name, arguments, workspace):
+    def dying_run_tool(self, tenant, name, arguments, workspace):
         if not crashes and name == "bash" and arguments.get("command") == APPEND:
             crashes.append(name)
             raise SimulatedCrash("driver died after the model turn was checkpointed")
-        return real_run_tool(name, arguments, workspace)
+        return real_run_tool(self, tenant, name, arguments, workspace)
 
-    monkeypatch.setattr(driver, "run_tool", dying_run_tool)
+    monkeypatch.setattr(LocalSandbox, "run_tool", dying_run_tool)
     workspace, result, events, view = finished_run(agent, stack, tmp_path, "crash-ws", crash_model)
 
     assert crashes == ["bash"]  # the first invocation did die

@@ -57,7 +57,7 @@ class Engine:
     """One tenant and session on the offline runtime; the test delivers the runs-queue messages."""
 
     def __init__(self, rt, workspace: Path, concurrency: int = 2) -> None:
-        self.rt, self.tenant = rt, f"wfcrash-{secrets.token_hex(4)}"
+        self.rt, self.tenant = rt, workspace.parent.name  # its workspace lies under its own root
         self.svc = Service(rt, self.tenant)
         self.sid = self.svc.create_session(CreateSessionBody(
             workspace=str(workspace), permissive=True, max_parallel_tasks=concurrency))["session_id"]

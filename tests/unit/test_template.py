@@ -48,7 +48,8 @@ def test_given_no_aws_access_when_transforming_then_sam_produces_plain_cloudform
     types = {res["Type"] for res in model.transformed["Resources"].values()}
     assert not any(t.startswith("AWS::Serverless::") for t in types)
     assert {"AWS::Lambda::Function", "AWS::ApiGatewayV2::Api", "AWS::Lambda::LayerVersion"} <= types
-    assert set(model.functions) == {"AuthorizerFunction", "ApiFunction", "RunDriverFunction", "SweeperFunction"}
+    assert set(model.functions) == {"AuthorizerFunction", "ApiFunction", "RunDriverFunction", "SweeperFunction",
+                                   "SandboxFunction"}
     assert model.authorizer_function_id == "AuthorizerFunction"
 
 

@@ -242,7 +242,7 @@ def _gone_or_zombie(pid: int) -> bool:
 def test_given_huge_output_when_run_then_it_is_capped_with_a_truncation_marker(ws):
     out = run_tool("bash", {"command": "head -c 40000 /dev/zero | tr '\\0' a"}, ws)["output"]
 
-    assert out == "a" * 30000 + "\n[truncated 10000 chars]"
+    assert out == "a" * 30000 + "\n[truncated 10000 bytes]"
 
 
 def test_given_a_workspace_without_a_local_directory_when_bash_runs_then_tool_error(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from . import workflows
+from . import tenant_workspace, workflows
 from .items import EVENT_OUTPUT_CHARS, PendingCall, ToolOutcome
 
 OUTPUT_HEAD = OUTPUT_TAIL = 4_000
@@ -109,6 +109,17 @@ def check(call: PendingCall) -> str | None:
     return None
 
 
+def workspace_refusal(turns: Any, call: PendingCall) -> str | None:
+    """A child may work in another workspace of this tenant's, never outside them."""
+    tasks = call.arguments.get("tasks") if call.name == "parallel_task" else [call.arguments]
+    for args in tasks or []:
+        if isinstance(args, dict) and isinstance(args.get("workspace"), str):
+            refused = tenant_workspace.refusal(turns.rt, turns.run.tenant, args["workspace"])
+            if refused:
+                return refused
+    return None
+
+
 def team_prompt(kind: str, goal: str, task: dict | None = None, work: str = "", feedback: str = "") -> str:
     if kind == "lead":
         return (f"You lead a team. Break this goal into independent tasks for workers.\nGoal: {goal}\n"
@@ -151,7 +162,7 @@ def delegate(turns: Any, call: PendingCall) -> str | None:
     if call.name == "run_team":
         return team(turns, call)
     if call.workflow_id is None:
-        problem = check(call)
+        problem = check(call) or workspace_refusal(turns, call)
         if problem:
             call.outcome = ToolOutcome(content=problem, is_error=True)
             return None
@@ -206,7 +217,7 @@ def team(turns: Any, call: PendingCall) -> str | None:
     args = call.arguments
     state = call.team
     if state is None:
-        problem = check(call)
+        problem = check(call) or workspace_refusal(turns, call)
         if problem:
             call.outcome = ToolOutcome(content=problem, is_error=True)
             return None

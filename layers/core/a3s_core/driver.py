@@ -11,12 +11,11 @@ import json
 import math
 import re
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable
 
 import jsonschema
 
-from .errors import Conflict, NotFound
+from .errors import BadRequest, Conflict, NotFound
 from .items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
@@ -24,9 +23,9 @@ from . import delegation, workflows
 from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
-from .tools import TOOL_SCHEMAS, ToolError, run_tool
-from .workspace import LocalWorkspace, Workspace
-from .workspace_s3 import S3Workspace
+from .sandbox import CODE_TOOLS
+from .tools import BASH_DEFAULT_TIMEOUT_MS, TOOL_SCHEMAS, ToolError, run_tool
+from .tenant_workspace import workspace_for
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
@@ -110,25 +109,6 @@ def task_id_for(run_id: str, call_id: str) -> str:
     return "task-" + hashlib.sha256(f"{run_id}/{call_id}".encode()).hexdigest()[:20]
 
 
-def workspace_for(rt: Runtime, tenant: str, workspace: str) -> Workspace:
-    """A local directory where the stack has a filesystem of its own (the embedded stack, `make
-    dev`); on AWS, the tenant's S3 prefix, since Lambdas share no disk."""
-    if rt.settings.workspace_root or not rt.settings.bucket:
-        return LocalWorkspace(workspace_dir(rt, workspace))
-    return S3Workspace(rt.s3, rt.settings.bucket, f"workspaces/{tenant}/{workspace.strip('/')}")
-
-
-def workspace_dir(rt: Runtime, workspace: str) -> Path:
-    """A path that exists is used as is; any other is made under the configured workspace root."""
-    path = Path(workspace)
-    if path.is_absolute() and path.is_dir():
-        return path
-    root = Path(rt.settings.workspace_root or "/tmp/a3s-workspaces")
-    target = root / str(workspace).strip("/").replace("..", "_")
-    target.mkdir(parents=True, exist_ok=True)
-    return target
-
-
 def outcome_of(task: Task, handler: LaneHandler) -> ToolOutcome | None:
     """The tool result the model sees for a finished task (None: run it internally instead)."""
     if task.status == "completed":
@@ -205,7 +185,7 @@ class _Turns:
                 continue
             if run.turn >= run.max_turns:
                 return self.finish("failed", "max_turns", error=f"stopped after {run.max_turns} turns (max_turns)")
-            if self.remaining_ms() < min(HANDOFF_MARGIN_MS, self.rt.settings.lease_seconds * 200):
+            if self.remaining_ms() < self.margin_ms():
                 self.emit("run_handoff", turn=run.turn)  # a fresh invocation takes over before the deadline
                 self.release("queued")
                 self.rt.queues.send_run(advance_message(run.tenant, run.run_id))
@@ -306,23 +286,24 @@ class _Turns:
                     call.outcome = ToolOutcome(content=f"tool {call.name!r} is not available to the "
                                                f"{run.agent} agent", is_error=True)
                     continue
-                if call.task_id:
+                if call.task_id and not call.fallback:
                     task = self.finished(call.task_id, call)
                     if task is None:
                         waiting.append(call.task_id)
                         continue
                     call.outcome = outcome_of(task, handler)
-                    if call.outcome is None:
-                        internal.append(call)  # on_timeout: internal
-                elif handler.mode == "external":
-                    call.task_id = self.dispatch(call, lane, call.name, call.arguments, handler.timeout_ms)
-                    waiting.append(call.task_id)
-                elif self.needs_approval(call):
+                    if call.outcome is not None:
+                        continue
+                    call.fallback = True  # on_timeout: internal, which asks like any internal tool
+                if self.needs_approval(call, handler):
                     approval = self.approval(call)
                     if approval == "waiting":
                         waiting.append(call.confirm_task_id or "")
-                    elif approval == "approved":
-                        internal.append(call)
+                    if approval != "approved":
+                        continue
+                if handler.mode == "external" and not call.fallback:
+                    call.task_id = self.dispatch(call, lane, call.name, call.arguments, handler.timeout_ms)
+                    waiting.append(call.task_id)
                 else:
                     internal.append(call)
             if internal:
@@ -350,9 +331,13 @@ class _Turns:
                   command_type=task.command_type, success=task.status == "completed")
         return task
 
-    def needs_approval(self, call: PendingCall) -> bool:
-        """Outside permissive mode, a tool that changes things runs only once someone approves it."""
-        return not self.session.permissive and call.lane == "execute" and not call.approved
+    def needs_approval(self, call: PendingCall, handler: LaneHandler) -> bool:
+        """Outside permissive mode, a tool that changes things runs only once someone approves it:
+        when the kit runs it (internally, or as a fallback after a timeout) and when the kit's own
+        lane worker would. Other external workers are the deployer's to judge."""
+        if self.session.permissive or call.lane != "execute" or call.approved:
+            return False
+        return handler.mode != "external" or call.fallback or self.rt.settings.lane_worker
 
     def approval(self, call: PendingCall) -> str:
         """Ask on the control lane (a `confirm` task), or read the answer: waiting|approved|denied."""
@@ -365,7 +350,7 @@ class _Turns:
         task = self.finished(call.confirm_task_id, call)
         if task is None:
             return "waiting"
-        if task.status == "completed" and (task.result or {}).get("approved", True) is not False:
+        if task.status == "completed" and (task.result or {}).get("approved", True) is True:
             call.approved = True
             return "approved"
         reason = {"timed_out": f"no answer within {task.timeout_ms} ms (timed out)",
@@ -374,7 +359,11 @@ class _Turns:
         return "denied"
 
     def run_internal(self, calls: list[PendingCall], concurrency: int) -> None:
-        workspace = workspace_for(self.rt, self.run.tenant, self.run.workspace)
+        workspace, refused = None, ""
+        try:
+            workspace = workspace_for(self.rt, self.run.tenant, self.run.workspace)
+        except BadRequest as err:  # checked when the run was made; a tool error if it still fails
+            refused = str(err)
         hybrid = self.session.lanes[calls[0].lane].mode == "hybrid"
         for call in calls:
             if hybrid:
@@ -383,9 +372,17 @@ class _Turns:
             self.emit("tool_start", tool=call.name, call_id=call.id, lane=call.lane)
         self.checkpoint()  # watchers see the tools start (and a hybrid lane's notice) before they end
 
+        sandbox = self.rt.tool_sandbox()
+
         def one(call: PendingCall) -> ToolOutcome:
+            if workspace is None:
+                return ToolOutcome(content=refused, is_error=True)
             try:
-                result = run_tool(call.name, call.arguments, workspace)
+                if call.name in CODE_TOOLS:
+                    result = sandbox.run_tool(self.run.tenant, call.name, self.within_deadline(call.arguments),
+                                              workspace)
+                else:
+                    result = run_tool(call.name, call.arguments, workspace)
             except ToolError as err:
                 return ToolOutcome(content=str(err), is_error=True)
             code = result.get("exit_code")
@@ -403,13 +400,24 @@ class _Turns:
                           is_error=outcome.is_error)
         self.checkpoint()  # a tool that finished is never run again by a replay
 
+    def margin_ms(self) -> int:
+        """How close to the deadline no new work starts (at most a fifth of the lease)."""
+        return min(HANDOFF_MARGIN_MS, self.rt.settings.lease_seconds * 200)
+
+    def within_deadline(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A command may not outlive this invocation: a driver killed mid-tool would run it again."""
+        budget = max(1_000, self.remaining_ms() - self.margin_ms())
+        asked = arguments.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS)
+        return {**arguments, "timeout_ms": min(asked, budget)} if isinstance(asked, int) else arguments
+
     def dispatch(self, call: PendingCall, lane: str, command_type: str, payload: dict, timeout_ms: int,
                  key: str | None = None) -> str:
         """Make an external task for the call on `lane`, and announce it; returns its id."""
         run, now = self.run, self.rt.clock()
         task = Task(tenant=run.tenant, session_id=run.session_id, task_id=task_id_for(run.run_id, key or call.id),
                     run_id=run.run_id, call_id=call.id, lane=lane, command_type=command_type, payload=payload,
-                    timeout_ms=timeout_ms, created_at=now, deadline=now + timeout_ms)
+                    timeout_ms=timeout_ms, created_at=now, deadline=now + timeout_ms,
+                    approved=call.approved or self.session.permissive)
         # On a replay the task exists already; its messages are sent again in case the crash came
         # before they were, and a duplicate is harmless (claims and timeouts are conditional).
         self.rt.store.create_task(task)

@@ -26,3 +26,10 @@ class Conflict(A3SError):
 class Unauthorized(A3SError):
     status = 401
     code = "unauthorized"
+
+
+class Invalid(A3SError, ValueError):
+    """Well-formed, but not a value this request may carry."""
+
+    status = 422
+    code = "validation_error"

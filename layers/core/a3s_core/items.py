@@ -58,6 +58,7 @@ class PendingCall(BaseModel):
     task_id: str | None = None
     confirm_task_id: str | None = None  # the approval asked for on the control lane
     approved: bool = False
+    fallback: bool = False              # its external task timed out and the lane runs it here instead
     workflow_id: str | None = None      # a delegation tool's child workflow (of its current phase)
     team: dict[str, Any] | None = None  # run_team's progress: phase, round, tasks
     reported: bool = False               # its tool_end event has been emitted
@@ -142,6 +143,7 @@ class Task(BaseModel):
     lease_owner: str | None = None
     lease_until: int = 0
     completed_at: int | None = None
+    approved: bool = False  # approved by a confirm task, or a permissive session's: the kit's worker may run it
 
     def public(self) -> dict[str, Any]:
         """The task as a worker sees it (the seed's fields plus id, created_at, run_id)."""

@@ -1,36 +1,26 @@
 """What an external worker does with a task: run the built-in tool it names in a workspace.
 
-Shared by the `a3s-worker` process and the SQS-triggered lane_worker function.
+Shared by the `a3s-worker` process (tools run on the worker's own machine, commands isolated)
+and the SQS-triggered lane_worker function (tools that run code go to the sandbox).
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .tools import ToolError, run_tool
+from .sandbox import CODE_TOOLS, LocalSandbox, Sandbox
+from .tools import ToolError
 from .workspace import LocalWorkspace, Workspace
-from .workspace_s3 import S3Workspace
 
 
-def execute_task(task: dict[str, Any], workspace: str | Path | Workspace) -> dict[str, Any]:
-    """A completion body ({success, result?, error?}) for the task, never an exception.
-
-    On an S3 workspace the tool runs on a local copy (so `bash` works in a worker Lambda), and
-    what it changed is written back."""
+def execute_task(task: dict[str, Any], workspace: str | Path | Workspace, sandbox: Sandbox | None = None,
+                 tenant: str = "") -> dict[str, Any]:
+    """A completion body ({success, result?, error?}) for the task, never an exception."""
     ws = LocalWorkspace(workspace) if isinstance(workspace, (str, Path)) else workspace
-    if isinstance(ws, S3Workspace):
-        with tempfile.TemporaryDirectory(prefix="a3s-task-") as tmp:
-            before = ws.snapshot_to(Path(tmp))
-            outcome = _run(task, LocalWorkspace(tmp))
-            ws.sync_from(Path(tmp), before)
-            return outcome
-    return _run(task, ws)
-
-
-def _run(task: dict[str, Any], ws: Workspace) -> dict[str, Any]:
+    name = task["command_type"]
+    runner = sandbox if sandbox is not None and name in CODE_TOOLS else LocalSandbox()
     try:
-        result = run_tool(task["command_type"], task.get("payload") or {}, ws)
+        result = runner.run_tool(tenant, name, task.get("payload") or {}, ws)
     except ToolError as err:
         return {"success": False, "error": str(err)}
     return {"success": True, "result": result}

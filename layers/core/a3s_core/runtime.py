@@ -24,6 +24,9 @@ class Settings:
     lease_seconds: int = 120
     workspace_root: str = ""   # where non-existent workspace paths are made (embedded stack)
     agents_json: str = ""      # A3S_AGENTS: subagents defined for the whole deployment
+    sandbox_function: str = ""  # A3S_SANDBOX_FUNCTION: the SandboxFunction; empty: run tools isolated here
+    host_tenant: str = ""      # A3S_HOST_TENANT: the one tenant that may name host directories (embedded stack)
+    lane_worker: bool = False  # A3S_LANE_WORKER: the kit's own worker drains the execute lane
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -36,6 +39,9 @@ class Settings:
             lease_seconds=int(env.get("A3S_RUN_LEASE_SECONDS") or 120),
             workspace_root=env.get("A3S_WORKSPACE_ROOT", ""),
             agents_json=env.get("A3S_AGENTS", ""),
+            sandbox_function=env.get("A3S_SANDBOX_FUNCTION", ""),
+            host_tenant=env.get("A3S_HOST_TENANT", ""),
+            lane_worker=env.get("A3S_LANE_WORKER", "false") == "true",
         )
 
 
@@ -46,6 +52,14 @@ class Runtime:
     queues: Queues
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     s3: Any = None  # workspaces on S3, when there is no local directory to work in
+    sandbox: Any = None  # where tools that run code execute (sandbox.Sandbox); None: in this process
+
+    def tool_sandbox(self) -> Any:
+        if self.sandbox is None:
+            from .sandbox import LocalSandbox
+
+            self.sandbox = LocalSandbox()
+        return self.sandbox
 
     def agent(self, name: str, session: Any = None) -> Any:
         """The named subagent's definition as this session sees it (None if there is none)."""
@@ -73,8 +87,16 @@ class Runtime:
         # Adaptive retries absorb throttling instead of surfacing it as failed work.
         config = Config(retries={"mode": "adaptive", "max_attempts": 8})
         s3 = session.client("s3", config=config)
+        sandbox = None
+        if settings.sandbox_function:
+            from .sandbox import LambdaSandbox
+
+            # A tool may run for minutes, and a retried invocation would run it twice.
+            invoke = Config(read_timeout=910, connect_timeout=10, retries={"total_max_attempts": 1})
+            sandbox = LambdaSandbox(session.client("lambda", config=invoke), settings.sandbox_function, s3,
+                                    settings.bucket)
         return cls(
-            settings=settings, s3=s3,
+            settings=settings, s3=s3, sandbox=sandbox,
             store=DynamoStore(session.client("dynamodb", config=config), settings.table, s3=s3,
                               bucket=settings.bucket),
             queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,

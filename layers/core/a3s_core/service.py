@@ -5,11 +5,12 @@ import time
 from typing import Any
 
 from .queues import advance_message
-from .errors import BadRequest
+from .errors import BadRequest, Invalid
 from .items import Event, Run, Session, Task, new_id
 from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
+from .tenant_workspace import workspace_for
 from . import control, workflows
 from .schemas import AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
 
@@ -43,6 +44,7 @@ class Service:
 
     # -- sessions --------------------------------------------------------------------------
     def create_session(self, body: CreateSessionBody) -> dict[str, Any]:
+        workspace_for(self.rt, self.tenant, body.workspace)  # BadRequest: not this tenant's to use
         qc = body.queue_config
         session = Session(tenant=self.tenant, session_id=new_id("sess"), workspace=body.workspace,
                           model=body.model or self.rt.settings.default_model, permissive=body.permissive,
@@ -102,13 +104,18 @@ class Service:
     def complete_task(self, session_id: str, task_id: str, body: CompleteTaskBody) -> bool:
         self.session(session_id)
         store = self.rt.store
+        task = store.get_task(self.tenant, session_id, task_id)
+        approved = (body.result or {}).get("approved", True)
+        if task is not None and task.command_type == "confirm" and not isinstance(approved, bool):
+            raise Invalid(f"a confirm task's result.approved must be true or false, got {approved!r}")
         status = "completed" if body.success else "failed"
         won = store.finish_task(self.tenant, session_id, task_id, status, self.rt.clock(),
                                 result=body.result, error=body.error)
         # Wake the run even when this call lost (unknown, already finished: the first call won):
         # a retried completion then also repairs a wake-up that a crashed first call never sent.
-        task = store.get_task(self.tenant, session_id, task_id)
-        if task is not None and task.status != "pending":
+        if task is not None and not won and task.status == "pending":
+            task = store.get_task(self.tenant, session_id, task_id)  # finished by another, just now?
+        if task is not None and (won or task.status != "pending"):
             self.rt.wake(self.tenant, task.run_id)
         return won
 
@@ -188,6 +195,9 @@ class Service:
                     raise BadRequest(f"stage 0 for item {i} is not a valid step spec: {err}") from err
         elif not specs:
             raise BadRequest(f"a {body.kind} workflow needs at least one spec")
+        for spec in specs:
+            if spec.get("workspace"):
+                workspace_for(self.rt, self.tenant, spec["workspace"])
         if body.kind == "resumable" and not body.workflow_id:
             raise BadRequest("parallel_resumable needs a workflow_id")
         return workflows.start(self.rt, self.tenant, session_id, body.kind, specs, s.max_parallel_tasks,

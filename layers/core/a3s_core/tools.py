@@ -6,14 +6,12 @@ model should see as a tool error is raised as ToolError.
 from __future__ import annotations
 
 import glob as globlib
-import os
 import re
-import signal
-import subprocess
 from typing import Callable
 
 import jsonschema
 
+from . import isolation
 from .workspace import Workspace, WorkspaceError
 
 READ_LIMIT = 2000
@@ -21,7 +19,7 @@ GREP_MAX_MATCHES = 500
 GREP_LINE_CHARS = 1000
 BASH_DEFAULT_TIMEOUT_MS = 120_000
 BASH_MAX_TIMEOUT_MS = 600_000
-BASH_OUTPUT_CHARS = 30_000
+BASH_OUTPUT_CHARS = isolation.OUTPUT_CHARS
 
 
 class ToolError(Exception):
@@ -182,50 +180,16 @@ def _grep(args: dict, ws: Workspace) -> dict:
     return {"output": "\n".join(found) if found else "no matches"}
 
 
-def _cap(text: str) -> str:
-    if len(text) <= BASH_OUTPUT_CHARS:
-        return text
-    return text[:BASH_OUTPUT_CHARS] + f"\n[truncated {len(text) - BASH_OUTPUT_CHARS} chars]"
-
-
 def _bash(args: dict, ws: Workspace) -> dict:
     root = ws.root_dir()
     if root is None:
         raise ToolError("bash needs a local directory or an external execute lane")
     timeout_ms = min(args.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS), BASH_MAX_TIMEOUT_MS)
-    # A session of its own makes the command the leader of a process group we can kill whole.
-    proc = subprocess.Popen(
-        args["command"],
-        shell=True,
-        cwd=root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        raw, _ = proc.communicate(timeout=timeout_ms / 1000)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            raw, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a descendant escaped the group and holds the pipe
-            if proc.stdout:
-                proc.stdout.close()
-            proc.wait()
-            raw = b""
-        partial = raw.decode("utf-8", errors="replace")
-        raise ToolError(
-            f"command timed out after {timeout_ms} ms" + (f"; output so far:\n{_cap(partial)}" if partial else "")
-        ) from None
-    return {"output": _cap(raw.decode("utf-8", errors="replace")), "exit_code": proc.returncode}
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    done = isolation.run(args["command"], root, timeout_ms)
+    output = done["output"] + (f"\n[truncated {done['dropped']} bytes]" if done["dropped"] else "")
+    if done["timed_out"]:
+        raise ToolError(f"command timed out after {timeout_ms} ms" + (f"; output so far:\n{output}" if output else ""))
+    return {"output": output, "exit_code": done["exit_code"]}
 
 
 _TOOLS: dict[str, Callable[[dict, Workspace], dict]] = {

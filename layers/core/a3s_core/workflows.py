@@ -17,6 +17,7 @@ from .agents import BUILTIN
 from .errors import BadRequest, Conflict, NotFound
 from .items import Event, Run, Step, StepRef, Workflow, new_id
 from .queues import advance_message
+from . import tenant_workspace
 from .runtime import Runtime
 
 OUTPUT_CAP = 100_000  # characters of a child's output kept in its step (the run keeps all of it)
@@ -104,14 +105,17 @@ def preflight(rt: Runtime, wf: Workflow, step: Step) -> str | None:
 def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run_id: str) -> None:
     session = rt.store.get_session(wf.tenant, wf.session_id)
     agent = rt.agent(spec.get("agent", ""), session)
-    if agent is None or not str(spec.get("prompt", "")).strip():
+    workspace = spec.get("workspace") or session.workspace
+    refused = tenant_workspace.refusal(rt, wf.tenant, workspace) if spec.get("workspace") else None
+    if agent is None or not str(spec.get("prompt", "")).strip() or refused:
         # A later pipeline stage's template can be wrong: that item fails, not every delivery.
-        problem = f"unknown agent {spec.get('agent')!r}" if agent is None else "the stage's spec has no prompt"
+        problem = (f"unknown agent {spec.get('agent')!r}" if agent is None else
+                   refused or "the stage's spec has no prompt")
         on_child_failed_to_start(rt, wf, step, problem)
         return
     prompt = spec["prompt"] + (schema_contract(spec["output_schema"]) if spec.get("output_schema") else "")
     run = Run(tenant=wf.tenant, run_id=run_id, session_id=wf.session_id, prompt=prompt,
-              model=session.model, workspace=spec.get("workspace") or session.workspace,
+              model=session.model, workspace=workspace,
               max_turns=spec.get("max_steps") or agent.max_steps, event_seq=1,
               messages=[{"role": "user", "content": prompt}],
               parent=StepRef(workflow_id=wf.workflow_id, key=step.key, attempt=step.attempt),

@@ -289,7 +289,12 @@ class EmbeddedStack:
                                           aws_secret_access_key="testing")
         self.sqs = self.boto.client("sqs")
         provision(model, sqs=self.sqs, dynamodb=self.boto.client("dynamodb"), s3=self.boto.client("s3"))
-        env = {**next(iter(model.functions.values())).environment, "A3S_WORKSPACE_ROOT": self.workspace_root}
+        # The default tenant is the user on their own machine: it may name their directories.
+        env = {**next(iter(model.functions.values())).environment, "A3S_WORKSPACE_ROOT": self.workspace_root,
+               "A3S_HOST_TENANT": LOCAL_TENANT}
+        # moto cannot run a Lambda without Docker: the sandbox is the same tool code, isolated in a
+        # subprocess with a scrubbed environment (a3s_core.isolation), as it is for `make dev`.
+        env.pop("A3S_SANDBOX_FUNCTION", None)
         self.env = env
         self.runtime = Runtime.from_env(env, session=self.boto)
         set_runtime(self.runtime)
@@ -322,6 +327,16 @@ class EmbeddedStack:
 
     def transport(self, api_key: str = LOCAL_API_KEY) -> "LocalTransport":
         return LocalTransport(self, api_key)
+
+    def tenant_key(self, tenant: str) -> str:
+        """An API key for `tenant` on this stack (made on first use): try multi-tenant set-ups locally."""
+        if tenant == LOCAL_TENANT:
+            return LOCAL_API_KEY
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", tenant):
+            raise ValueError(f"tenant must be 1-64 letters, digits, '.', '_' or '-', got {tenant!r}")
+        key = f"{LOCAL_API_KEY}-{tenant}"
+        self.add_api_key(key, tenant)
+        return key
 
     def queue_url(self, logical_id: str) -> str:
         assert self.model is not None
@@ -406,13 +421,18 @@ _shared: EmbeddedStack | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_stack() -> EmbeddedStack:
-    """One embedded stack per process, started on first use and stopped at exit."""
+def shared_stack(parameters: dict[str, str] | None = None) -> EmbeddedStack:
+    """One embedded stack per process (moto's AWS is process-wide), started on first use with
+    these template parameters and stopped at exit."""
     global _shared
     with _shared_lock:
         if _shared is None:
             import atexit
 
-            _shared = EmbeddedStack().start()
+            _shared = EmbeddedStack(parameters=parameters).start()
             atexit.register(_shared.stop)
+        elif parameters and any(_shared.parameters.get(k) != str(v) for k, v in parameters.items()):
+            running = {k: _shared.parameters.get(k) for k in parameters}
+            raise ValueError(f"this process's embedded stack already runs with {running}; a stack with "
+                             f"{parameters} needs a process of its own")
         return _shared

@@ -1,0 +1,50 @@
+"""template.yaml: the tool sandbox is isolated per tenant, may reach nothing, and only the functions
+that run tools may invoke it."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "sdk") not in sys.path:
+    sys.path.insert(0, str(ROOT / "sdk"))
+
+from a3s_serverless.local.template import load_stack  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    return load_stack(ROOT / "template.yaml", {"EnableLaneWorker": "true"}).transformed["Resources"]
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_given_the_sandbox_function_then_it_is_isolated_per_tenant_and_untraced(resources) -> None:
+    fn = resources["SandboxFunction"]["Properties"]
+    assert fn["TenancyConfig"] == {"TenantIsolationMode": "PER_TENANT"}
+    assert "TracingConfig" not in fn  # tracing would need X-Ray write permissions
+
+
+def test_given_the_sandbox_role_then_it_may_write_logs_and_nothing_else(resources) -> None:
+    role = resources["SandboxFunctionRole"]["Properties"]
+    assert role.get("Policies", []) == []
+    assert role["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+
+
+@pytest.mark.parametrize("function", ["RunDriverFunction", "LaneWorkerFunction"])
+def test_given_a_function_that_runs_tools_then_it_invokes_the_sandbox_by_name(resources, function) -> None:
+    env = resources[function]["Properties"]["Environment"]["Variables"]
+    assert env["A3S_SANDBOX_FUNCTION"] == {"Ref": "SandboxFunction"}
+    invoke = [s for s in _statements(resources[f"{function}Role"]) if "lambda:InvokeFunction" in s["Action"]]
+    assert invoke and all("SandboxFunction" in str(s["Resource"]) for s in invoke)
+
+
+@pytest.mark.parametrize("function", ["ApiFunction", "AuthorizerFunction", "SweeperFunction", "SandboxFunction"])
+def test_given_a_function_that_runs_no_tools_then_it_cannot_invoke_the_sandbox(resources, function) -> None:
+    statements = _statements(resources[f"{function}Role"])
+    assert not any("lambda:InvokeFunction" in str(s["Action"]) for s in statements)
