@@ -38,6 +38,6 @@ for task in pending:
             error=str(err),
         )
 
-# added: the result has no string `output`, so the model sees a tool error saying so.
+# added: the result has no string `output`, so the model sees it as compact JSON.
 print("agent:", run.wait().text)
 session.close()

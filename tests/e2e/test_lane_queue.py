@@ -237,16 +237,22 @@ def test_given_a_failed_completion_then_the_model_sees_a_tool_error_carrying_the
     assert (done["task_id"], done["status"]) == (task["task_id"], "failed")
 
 
-@pytest.mark.parametrize("result", [{"exit_code": 0}, {"output": 42}, {"output": ["a", "b"]}, None],
-                         ids=["no-output", "int-output", "list-output", "no-result"])
-def test_given_a_result_without_a_string_output_then_the_model_sees_a_tool_error(session, events, result):
+@pytest.mark.parametrize("result, seen", [
+    ({"exit_code": 0, "summary": "3 files checked"}, 'bash -> {"exit_code":0,"summary":"3 files checked"}'),
+    ({"note": "résumé ok"}, 'bash -> {"note":"résumé ok"}'),
+    ({"output": 42}, 'bash -> {"output":42}'),
+    ({"output": "built", "exit_code": 2}, "bash -> built"),
+    (None, "bash -> (no result)"),
+], ids=["seed-shape", "note", "int-output", "output-and-exit-code", "no-result"])
+def test_given_a_result_of_any_shape_then_the_model_sees_its_output_or_its_compact_json(
+        session, events, result, seen):
     session.set_lane_handler("execute", "external", 300000)
     handle = session.send_async("build\n" + bash("echo hi"))
     task = pending_task(session, handle, events)
     assert session.complete_external_task(task["task_id"], success=True, result=result)
-    bash_line = handle.wait(timeout=30).text.splitlines()[1]
-    assert bash_line.startswith("bash -> ") and "output" in bash_line
-    assert bash_line not in ("bash -> 42", "bash -> ", "bash -> ['a', 'b']")
+    assert handle.wait(timeout=30).text.splitlines()[1] == seen
+    end = next(e for e in events.all(handle.run_id) if e["type"] == "tool_end")
+    assert end["is_error"] is (result == {"output": "built", "exit_code": 2})
 
 
 # -- timeout --------------------------------------------------------------------------------------

@@ -113,10 +113,8 @@ def outcome_of(task: Task, handler: LaneHandler) -> ToolOutcome | None:
     """The tool result the model sees for a finished task (None: run it internally instead)."""
     if task.status == "completed":
         output = (task.result or {}).get("output")
-        if not isinstance(output, str):
-            keys = ", ".join(sorted(task.result or {})) or "none"
-            return ToolOutcome(content=f"external task result has no string 'output' (keys: {keys})",
-                               is_error=True)
+        if not isinstance(output, str):  # a result of any other shape reaches the model as JSON
+            output = json.dumps(task.result, separators=(",", ":"), ensure_ascii=False) if task.result else "(no result)"
         code = (task.result or {}).get("exit_code")
         suffix = f"\n[exit code {code}]" if isinstance(code, int) and code != 0 else ""
         return ToolOutcome(content=output + suffix, is_error=isinstance(code, int) and code != 0)
