@@ -12,8 +12,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
-from a3s_core.schemas import (AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody,
-                              StartWorkflowBody, ControlBody)
+from a3s_core.schemas import (AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, SkillBody,
+                              StartRunBody, StartWorkflowBody, ControlBody)
 from a3s_core.service import Service, session_view
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
@@ -91,6 +91,11 @@ def set_lane(session_id: str, lane: str, body: LaneHandlerBody) -> dict:
 @app.put("/sessions/<session_id>/agents/<name>")
 def register_agent(session_id: str, name: str, body: AgentBody) -> dict:
     return _service().register_agent(session_id, name, body)
+
+
+@app.put("/sessions/<session_id>/skills/<name>")
+def register_skill(session_id: str, name: str, body: SkillBody) -> dict:
+    return _service().register_skill(session_id, name, body)
 
 
 @app.get("/sessions/<session_id>/queue")

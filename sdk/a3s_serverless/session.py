@@ -237,6 +237,13 @@ class Session:
         body = {"description": description, "system_prompt": system_prompt, "tools": tools, "max_steps": max_steps}
         self._t.request("PUT", f"/sessions/{self.session_id}/agents/{name}", {k: v for k, v in body.items() if v is not None})
 
+    def register_skill(self, name: str, description: str, content: str) -> None:
+        """A skill of this session's own: instructions the model can load with the `skill` tool."""
+        for value, what in ((name, "name"), (description, "description"), (content, "content")):
+            _text(value, what)
+        self._t.request("PUT", f"/sessions/{self.session_id}/skills/{name}",
+                        {"description": description, "content": content})
+
     # -- orchestration ---------------------------------------------------------------------
     def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
         """Run the specs as child agents, at most max_parallel_tasks at once; outcomes in input order."""

@@ -19,7 +19,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
-from . import delegation, workflows
+from . import delegation, skills, workflows
 from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
@@ -135,6 +135,13 @@ class _Turns:
         self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
         self.events: list[Event] = []
         self.session: Session = rt.store.get_session(run.tenant, run.session_id)
+        self._skills: dict[str, dict[str, str]] | None = None
+
+    def skills(self) -> dict[str, dict[str, str]]:
+        if self._skills is None:
+            self._skills = skills.catalogue(self.session.builtin_skills, self.rt.settings.skills_json,
+                                            self.session.skills)
+        return self._skills
 
     # -- bookkeeping ---------------------------------------------------------------------
     def emit(self, type_: str, **data: Any) -> None:
@@ -201,6 +208,8 @@ class _Turns:
         tools = [t for name, t in TOOL_SCHEMAS.items() if run.allowed_tools is None or name in run.allowed_tools]
         if run.parent is None:  # only top-level runs delegate: children never nest
             tools += list(delegation.SCHEMAS.values())
+        if self.skills():
+            tools.append(skills.schema(self.skills()))
         agent = self.rt.agent(run.agent, self.session) if run.agent else None
         system = agent.system_prompt() if agent else SYSTEM_PROMPT
         try:
@@ -275,6 +284,9 @@ class _Turns:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
                 handler = session.lanes[lane]
+                if call.name == skills.NAME and self.skills():
+                    call.outcome = skills.use(self.skills(), call.arguments)
+                    continue
                 if call.name in delegation.TOOLS:
                     workflow_id = delegation.delegate(self, call)
                     if workflow_id:

@@ -35,6 +35,7 @@ class Session(BaseModel):
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
     history_run_id: str | None = None  # the run whose conversation the next run continues
     agents: dict[str, dict[str, Any]] = Field(default_factory=dict)  # user-defined subagents
+    skills: dict[str, dict[str, Any]] = Field(default_factory=dict)  # the session's own skills
     closed: bool = False
     version: int = 0
     created_at: int = Field(default_factory=now_ms)

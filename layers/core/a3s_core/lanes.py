@@ -12,7 +12,7 @@ Mode = Literal["internal", "external", "hybrid"]
 LANES: tuple[str, ...] = ("control", "query", "execute", "generate")
 DEFAULT_CONCURRENCY = {"control": 2, "query": 4, "execute": 2, "generate": 1}
 
-_QUERY_TOOLS = {"read", "ls", "list_files", "search", "grep", "glob", "web_fetch", "web_search"}
+_QUERY_TOOLS = {"read", "ls", "list_files", "search", "grep", "glob", "web_fetch", "web_search", "skill"}
 _CONTROL_TOOLS = {"confirm"}
 
 

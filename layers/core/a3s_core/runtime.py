@@ -24,6 +24,7 @@ class Settings:
     lease_seconds: int = 120
     workspace_root: str = ""   # where non-existent workspace paths are made (embedded stack)
     agents_json: str = ""      # A3S_AGENTS: subagents defined for the whole deployment
+    skills_json: str = ""      # A3S_SKILLS: skills every session may load
     sandbox_function: str = ""  # A3S_SANDBOX_FUNCTION: the SandboxFunction; empty: run tools isolated here
     host_tenant: str = ""      # A3S_HOST_TENANT: the one tenant that may name host directories (embedded stack)
     lane_worker: bool = False  # A3S_LANE_WORKER: the kit's own worker drains the execute lane
@@ -39,6 +40,7 @@ class Settings:
             lease_seconds=int(env.get("A3S_RUN_LEASE_SECONDS") or 120),
             workspace_root=env.get("A3S_WORKSPACE_ROOT", ""),
             agents_json=env.get("A3S_AGENTS", ""),
+            skills_json=env.get("A3S_SKILLS", ""),
             sandbox_function=env.get("A3S_SANDBOX_FUNCTION", ""),
             host_tenant=env.get("A3S_HOST_TENANT", ""),
             lane_worker=env.get("A3S_LANE_WORKER", "false") == "true",

@@ -73,6 +73,13 @@ class ControlBody(_Strict):
     prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)  # for inject
 
 
+class SkillBody(_Strict):
+    """A skill of one session: instructions the model can load with the `skill` tool."""
+
+    description: str = Field(min_length=1, max_length=1_000)
+    content: str = Field(min_length=1, max_length=50_000)
+
+
 class AgentBody(_Strict):
     """A user-defined subagent for one session."""
 

@@ -1,6 +1,7 @@
 """What the HTTP API does: sessions, lane handlers, external tasks and runs, for one tenant."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -12,7 +13,7 @@ from .runtime import Runtime
 from .store import update_session
 from .tenant_workspace import workspace_for
 from . import control, workflows
-from .schemas import AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
+from .schemas import AgentBody, SkillBody, ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
 
 MAX_EVENT_WAIT_MS = 20_000
 
@@ -26,7 +27,8 @@ def _lane(lane: str) -> str:
 def session_view(s: Session) -> dict[str, Any]:
     return {"session_id": s.session_id, "workspace": s.workspace, "model": s.model, "permissive": s.permissive,
             "max_parallel_tasks": s.max_parallel_tasks, "closed": s.closed, "has_queue": s.has_queue(),
-            "lanes": {k: v.model_dump() for k, v in s.lanes.items()}, "created_at": s.created_at}
+            "lanes": {k: v.model_dump() for k, v in s.lanes.items()}, "created_at": s.created_at,
+            "builtin_skills": s.builtin_skills, "skills": sorted(s.skills)}
 
 
 def run_view(r: Run) -> dict[str, Any]:
@@ -80,6 +82,14 @@ class Service:
         spec = body.model_dump(exclude_none=True)
         s = update_session(self.rt.store, self.tenant, session_id, lambda s: s.agents.__setitem__(name, spec))
         return {"session_id": session_id, "agents": s.agents}
+
+    def register_skill(self, session_id: str, name: str, body: SkillBody) -> dict[str, Any]:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name):
+            raise BadRequest(f"skill name {name!r} must be lower-case letters, digits and '-' (at most 64)")
+        self.session(session_id, open_only=True)
+        s = update_session(self.rt.store, self.tenant, session_id,
+                           lambda s: s.skills.__setitem__(name, body.model_dump()))
+        return {"session_id": session_id, "skills": sorted(s.skills)}
 
     def queue(self, session_id: str) -> dict[str, Any]:
         s = self.session(session_id)
