@@ -272,3 +272,19 @@ def test_given_a_reopened_workflow_when_a_step_of_the_old_attempt_settles_then_i
 
     assert not late
     assert store.get_workflow(tenant, wf.workflow_id).finished == 0
+
+
+def test_given_lane_metric_counters_when_added_concurrently_then_every_add_counts_per_session_and_lane(store):
+    import secrets
+    import threading
+
+    tenant, sid = f"m-{secrets.token_hex(3)}", "s1"
+    adds = [threading.Thread(target=store.add_lane_metrics, args=(tenant, sid, "execute", {"completed": 1, "run_3": 2}))
+            for _ in range(8)]
+    for t in adds:
+        t.start()
+    for t in adds:
+        t.join()
+    store.add_lane_metrics(tenant, sid, "query", {"failed": 1})
+    store.add_lane_metrics(tenant, "other", "execute", {"completed": 5})
+    assert store.lane_metrics(tenant, sid) == {"execute": {"completed": 8, "run_3": 16}, "query": {"failed": 1}}

@@ -19,7 +19,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
-from . import delegation, skills, workflows
+from . import delegation, lane_metrics, skills, workflows
 from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
@@ -78,6 +78,7 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
         rt.queues.send_run(timeout_message(task), math.ceil((task.deadline - now) / 1000))
         return
     if rt.store.finish_task(tenant, session_id, task_id, "timed_out", now):
+        lane_metrics.record_task_end(rt.store, task, "timed_out", now)
         rt.wake(tenant, task.run_id)
 
 
@@ -246,9 +247,11 @@ class _Turns:
         run = self.run
         now = self.rt.clock()
         for call in run.pending:
-            for task_id in (call.task_id, call.confirm_task_id):
-                if task_id:
-                    self.rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now)
+            for task_id, lane in ((call.task_id, call.lane), (call.confirm_task_id, "control")):
+                if task_id and self.rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now) \
+                        and self.session.enable_all_features:
+                    self.rt.store.add_lane_metrics(run.tenant, run.session_id, lane,
+                                                   lane_metrics.counters("cancelled", None, None))
         for workflow_id in run.children:
             workflows.cancel(self.rt, run.tenant, workflow_id)
         self.emit("control_signal_applied", signal="cancel")
@@ -383,8 +386,15 @@ class _Turns:
         self.checkpoint()  # watchers see the tools start (and a hybrid lane's notice) before they end
 
         sandbox = self.rt.tool_sandbox()
+        began, timings = self.rt.clock(), {}
 
         def one(call: PendingCall) -> ToolOutcome:
+            start = self.rt.clock()
+            outcome = execute(call)
+            timings[call.id] = (start - began, self.rt.clock() - start)  # waited for a slot, ran
+            return outcome
+
+        def execute(call: PendingCall) -> ToolOutcome:
             if workspace is None:
                 return ToolOutcome(content=refused, is_error=True)
             try:
@@ -401,6 +411,12 @@ class _Turns:
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             outcomes = list(pool.map(one, calls))
+        if self.session.enable_all_features:
+            counts: dict[str, int] = {}
+            for call, outcome in zip(calls, outcomes):
+                lane_metrics.merge(counts, lane_metrics.counters("failed" if outcome.is_error else "completed",
+                                                                 *timings[call.id]))
+            self.rt.store.add_lane_metrics(self.run.tenant, self.run.session_id, calls[0].lane, counts)
         for call, outcome in zip(calls, outcomes):
             call.outcome, call.reported = outcome, True
             self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
@@ -427,7 +443,7 @@ class _Turns:
         task = Task(tenant=run.tenant, session_id=run.session_id, task_id=task_id_for(run.run_id, key or call.id),
                     run_id=run.run_id, call_id=call.id, lane=lane, command_type=command_type, payload=payload,
                     timeout_ms=timeout_ms, created_at=now, deadline=now + timeout_ms,
-                    approved=call.approved or self.session.permissive)
+                    approved=call.approved or self.session.permissive, metrics=self.session.enable_all_features)
         # On a replay the task exists already; its messages are sent again in case the crash came
         # before they were, and a duplicate is harmless (claims and timeouts are conditional).
         self.rt.store.create_task(task)

@@ -145,6 +145,8 @@ class Task(BaseModel):
     lease_until: int = 0
     completed_at: int | None = None
     approved: bool = False  # approved by a confirm task, or a permissive session's: the kit's worker may run it
+    claimed_at: int | None = None  # when a worker first leased it
+    metrics: bool = False    # its session records queue metrics (enable_all_features)
 
     def public(self) -> dict[str, Any]:
         """The task as a worker sees it (the seed's fields plus id, created_at, run_id)."""

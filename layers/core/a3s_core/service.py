@@ -12,7 +12,7 @@ from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
 from .tenant_workspace import workspace_for
-from . import control, workflows
+from . import control, lane_metrics, workflows
 from .schemas import AgentBody, SkillBody, ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
 
 MAX_EVENT_WAIT_MS = 20_000
@@ -101,10 +101,13 @@ class Service:
             active = sum(1 for t in mine if t.lease_owner and t.lease_until > now)
             lanes[lane] = {"pending": len(mine) - active, "active": active,
                            "max_concurrency": s.concurrency.get(lane, 1), "handler_mode": s.lanes[lane].mode}
-        return {"has_queue": s.has_queue(),
-                "stats": {"total_pending": sum(v["pending"] for v in lanes.values()),
-                          "total_active": sum(v["active"] for v in lanes.values()),
-                          "external_pending": len(pending), "lanes": lanes}}
+        stats: dict[str, Any] = {"total_pending": sum(v["pending"] for v in lanes.values()),
+                                 "total_active": sum(v["active"] for v in lanes.values()),
+                                 "external_pending": len(pending), "lanes": lanes}
+        if s.enable_all_features:  # per-lane counts and latency percentiles, for every tool call
+            raw = self.rt.store.lane_metrics(self.tenant, session_id)
+            stats["metrics"] = {lane: lane_metrics.summary(raw.get(lane, {})) for lane in LANES}
+        return {"has_queue": s.has_queue(), "stats": stats}
 
     # -- external tasks --------------------------------------------------------------------
     def pending_tasks(self, session_id: str) -> list[dict[str, Any]]:
@@ -118,9 +121,10 @@ class Service:
         approved = (body.result or {}).get("approved", True)
         if task is not None and task.command_type == "confirm" and not isinstance(approved, bool):
             raise Invalid(f"a confirm task's result.approved must be true or false, got {approved!r}")
-        status = "completed" if body.success else "failed"
-        won = store.finish_task(self.tenant, session_id, task_id, status, self.rt.clock(),
-                                result=body.result, error=body.error)
+        status, now = "completed" if body.success else "failed", self.rt.clock()
+        won = store.finish_task(self.tenant, session_id, task_id, status, now, result=body.result, error=body.error)
+        if won and task is not None:
+            lane_metrics.record_task_end(store, task, status, now)
         # Wake the run even when this call lost (unknown, already finished: the first call won):
         # a retried completion then also repairs a wake-up that a crashed first call never sent.
         if task is not None and not won and task.status == "pending":

@@ -53,6 +53,12 @@ class Store(Protocol):
     def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease a pending task to one worker, so two workers do not both do it."""
 
+    def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
+        """Add to a session's per-lane queue counters (lane_metrics)."""
+
+    def lane_metrics(self, tenant: str, session_id: str) -> dict[str, dict[str, int]]:
+        """The session's per-lane queue counters."""
+
 
 def task_transition_allowed(task: Task, status: str, now: int) -> bool:
     if task.status != "pending":
@@ -90,6 +96,7 @@ class MemoryStore:
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self._controls: dict[tuple[str, str], Control] = {}
         self._steps: dict[tuple[str, str, str], Step] = {}
+        self._metrics: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
 
     def tenant_for_key(self, key_hash: str) -> str | None:
         return self._keys.get(key_hash)
@@ -222,7 +229,18 @@ class MemoryStore:
             if t is None or t.status != "pending" or (t.lease_owner and t.lease_until > now):
                 return False
             t.lease_owner, t.lease_until = owner, now + lease_ms
+            t.claimed_at = t.claimed_at or now
             return True
+
+    def add_lane_metrics(self, tenant, session_id, lane, counts) -> None:
+        with self._lock:
+            mine = self._metrics.setdefault((tenant, session_id), {}).setdefault(lane, {})
+            for k, v in counts.items():
+                mine[k] = mine.get(k, 0) + v
+
+    def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {lane: dict(c) for lane, c in self._metrics.get((tenant, session_id), {}).items()}
 
 
     # -- workflows ---------------------------------------------------------------------

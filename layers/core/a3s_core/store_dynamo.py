@@ -17,7 +17,7 @@ from .items import Control, Event, Run, Session, Step, Task, Workflow, now_ms
 from .lanes import LANES
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
-_TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at")
+_TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
 _RUN_STATE = ("status", "version", "lease_owner", "lease_until")
 
 
@@ -328,12 +328,25 @@ class DynamoStore:
     def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
         return self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
-            UpdateExpression="SET lease_owner = :o, lease_until = :u",
+            UpdateExpression="SET lease_owner = :o, lease_until = :u, claimed_at = if_not_exists(claimed_at, :now)",
             ConditionExpression="#s = :pending AND (lease_owner = :none OR lease_until <= :now)",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":o": owner, ":u": now + lease_ms, ":pending": "pending",
                                                ":none": "", ":now": now}),
         ) is not None
+
+    def add_lane_metrics(self, tenant, session_id, lane, counts) -> None:
+        names = {f"#c{i}": k for i, k in enumerate(counts)}
+        self._db.update_item(
+            TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#S#{session_id}", "sk": f"METRICS#{lane}"}),
+            UpdateExpression="ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counts))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=_to_ddb({f":c{i}": v for i, v in enumerate(counts.values())}))
+
+    def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :m)", ConsistentRead=True,
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}", ":m": "METRICS#"}))
+        return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk")} for i in items}
 
     # -- workflows ------------------------------------------------------------------------
     _WF_STATE = ("status", "finished", "attempt", "used_tokens")

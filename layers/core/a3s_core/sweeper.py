@@ -1,6 +1,7 @@
 """The backstop for lost messages: expire overdue tasks, and re-drive runs nobody is driving."""
 from __future__ import annotations
 
+from . import lane_metrics
 from .queues import advance_message
 from .runtime import Runtime
 
@@ -12,6 +13,7 @@ def sweep(rt: Runtime, limit: int = 500) -> dict[str, int]:
     expired = 0
     for task in rt.store.overdue_tasks(now, limit):
         if rt.store.finish_task(task.tenant, task.session_id, task.task_id, "timed_out", now):
+            lane_metrics.record_task_end(rt.store, task, "timed_out", now)
             expired += 1
             rt.wake(task.tenant, task.run_id)
     redriven = 0
