@@ -4,6 +4,7 @@ Nothing here runs at import time. Tests and the embedded stack inject a Runtime 
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from typing import Any, Callable, Mapping
 from .lanes import LANES
 from .queues import Queues, SqsQueues, advance_message
 from .store import Store
+
+
+SECRET_MAX_AGE_S = 900  # how stale a cached secret (the model key) may get in a warm container
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class Settings:
     lease_seconds: int = 120
     workspace_root: str = ""   # where non-existent workspace paths are made (embedded stack)
     agents_json: str = ""      # A3S_AGENTS: subagents defined for the whole deployment
+    allowed_models: tuple[str, ...] = ()  # names or patterns; empty: the default model only
+    openai_key_secret_arn: str = ""  # the run driver's only: the model key in Secrets Manager
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -36,7 +42,13 @@ class Settings:
             lease_seconds=int(env.get("A3S_RUN_LEASE_SECONDS") or 120),
             workspace_root=env.get("A3S_WORKSPACE_ROOT", ""),
             agents_json=env.get("A3S_AGENTS", ""),
+            allowed_models=tuple(m.strip() for m in env.get("A3S_ALLOWED_MODELS", "").split(",") if m.strip()),
+            openai_key_secret_arn=env.get("OPENAI_API_KEY_SECRET_ARN", ""),
         )
+
+    def model_allowed(self, model: str) -> bool:
+        """The default model always; others if AllowedModels names them (fnmatch patterns, * for any)."""
+        return model == self.default_model or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
 
 
 @dataclass
@@ -46,6 +58,19 @@ class Runtime:
     queues: Queues
     clock: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     s3: Any = None  # workspaces on S3, when there is no local directory to work in
+    session: Any = None  # the boto3 session the clients come from
+    _secrets: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
+
+    def secret(self, arn: str) -> str:
+        """A Secrets Manager secret's value, fetched on first use and then at most every
+        SECRET_MAX_AGE_S: not a call per model turn, yet a rotated key reaches warm containers."""
+        cached = self._secrets.get(arn)
+        if cached is None or time.monotonic() - cached[1] > SECRET_MAX_AGE_S:
+            import boto3
+
+            client = (self.session or boto3.session.Session()).client("secretsmanager")
+            cached = self._secrets[arn] = (client.get_secret_value(SecretId=arn)["SecretString"], time.monotonic())
+        return cached[0]
 
     def agent(self, name: str, session: Any = None) -> Any:
         """The named subagent's definition as this session sees it (None if there is none)."""
@@ -74,7 +99,7 @@ class Runtime:
         config = Config(retries={"mode": "adaptive", "max_attempts": 8})
         s3 = session.client("s3", config=config)
         return cls(
-            settings=settings, s3=s3,
+            settings=settings, s3=s3, session=session,
             store=DynamoStore(session.client("dynamodb", config=config), settings.table, s3=s3,
                               bucket=settings.bucket),
             queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
@@ -90,6 +115,11 @@ def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = Runtime.from_env()
+    return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime this process has built or been given, if any (never builds one)."""
     return _runtime
 
 
