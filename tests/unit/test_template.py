@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -72,14 +73,12 @@ def test_given_each_lane_and_the_runs_queue_then_it_has_a_long_lived_dlq_with_ma
 
 
 def test_given_the_iam_roles_then_no_statement_grants_wildcard_actions() -> None:
-    resources = load_stack(TEMPLATE, {"EnableLaneWorker": "true"}).transformed["Resources"]
+    model = load_stack(TEMPLATE, {"EnableLaneWorker": "true", "OpenAIApiKey": "sk-x"})
     actions: list[str] = []
-    for res in resources.values():
-        if res["Type"] == "AWS::IAM::Role":
-            for policy in res["Properties"].get("Policies", []):
-                for statement in policy["PolicyDocument"]["Statement"]:
-                    action = statement.get("Action", [])
-                    actions += [action] if isinstance(action, str) else action
+    for statements in model.policies.values():
+        for statement in statements:
+            action = statement.get("Action", [])
+            actions += [action] if isinstance(action, str) else action
 
     assert actions, "expected inline policies from the SAM policy templates"
     assert [a for a in actions if a == "*" or a.endswith(":*")] == []
@@ -121,3 +120,145 @@ def test_given_a_value_outside_allowed_values_when_loading_then_it_is_rejected()
         load_stack(TEMPLATE, {"EnableLaneWorker": "yes"})
     with pytest.raises(ValueError, match="unknown"):
         load_stack(TEMPLATE, {"NoSuchParameter": "1"})
+
+
+# ------------------------------------------------------------------ security
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _grants(model: Any) -> dict[str, set[str]]:
+    """Each function's allowed 'action resource' pairs, with this stack's ARNs named by logical id."""
+    arns = {f"arn:aws:dynamodb:us-east-1:123456789012:table/{model.tables['Table'].name}": "Table",
+            f"arn:aws:s3:::{model.buckets['WorkspaceBucket']}": "WorkspaceBucket",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:": "secret:"}
+    arns.update({f"arn:aws:sqs:us-east-1:123456789012:{q.name}": lid for lid, q in model.queues.items()})
+    out: dict[str, set[str]] = {}
+    for fid, statements in model.policies.items():
+        out[fid] = set()
+        for st in statements:
+            assert st["Effect"] == "Allow"
+            for action in _as_list(st["Action"]):
+                for resource in _as_list(st["Resource"]):
+                    for arn, name in arns.items():
+                        resource = resource.replace(arn, name)
+                    out[fid].add(f"{action} {resource}")
+    return out
+
+
+def _service(grants: set[str], *services: str) -> set[str]:
+    return {g for g in grants if g.split(":", 1)[0] in services}
+
+
+def test_given_an_openai_key_then_it_lives_in_a_secret_and_only_the_run_driver_can_read_it() -> None:
+    model = load_stack(TEMPLATE, {"OpenAIApiKey": "sk-very-secret", "EnableLaneWorker": "true"})
+    resources = model.transformed["Resources"]
+
+    (secret_id,) = [lid for lid, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"]
+    assert resources[secret_id]["Properties"]["SecretString"] == {"Ref": "OpenAIApiKey"}
+    for fid, spec in model.functions.items():
+        assert "OPENAI_API_KEY" not in spec.environment, fid
+        assert "sk-very-secret" not in json.dumps(spec.environment), fid
+        has_arn = "OPENAI_API_KEY_SECRET_ARN" in spec.environment
+        assert has_arn is (fid == "RunDriverFunction"), fid
+    arn = model.functions["RunDriverFunction"].environment["OPENAI_API_KEY_SECRET_ARN"]
+    assert arn.startswith("arn:aws:secretsmanager:us-east-1:123456789012:secret:")
+    readers = {fid: _service(g, "secretsmanager") for fid, g in _grants(model).items() if _service(g, "secretsmanager")}
+    assert readers == {"RunDriverFunction": {f"secretsmanager:GetSecretValue secret:{arn.rsplit(':', 1)[1]}"}}
+
+
+def test_given_no_openai_key_then_there_is_no_secret_and_no_role_reads_secrets() -> None:
+    model = load_stack(TEMPLATE, {"EnableLaneWorker": "true"})
+
+    assert model.secrets == {}
+    assert model.functions["RunDriverFunction"].environment["OPENAI_API_KEY_SECRET_ARN"] == ""
+    assert all(not _service(g, "secretsmanager") for g in _grants(model).values())
+
+
+def test_given_the_authorizer_then_it_may_only_get_api_key_items() -> None:
+    model = load_stack(TEMPLATE)
+    table_arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{model.tables['Table'].name}"
+
+    (statement,) = model.policies["AuthorizerFunction"]
+
+    assert _as_list(statement["Action"]) == ["dynamodb:GetItem"]
+    assert _as_list(statement["Resource"]) == [table_arn]
+    assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["APIKEY#*"]}}
+
+
+# Functions that invoke the sandbox presign its tarball's upload, read it, delete it, and apply
+# the files it removed.
+SANDBOX_EXCHANGE = {"s3:GetObject WorkspaceBucket/sandbox/*", "s3:PutObject WorkspaceBucket/sandbox/*",
+                    "s3:DeleteObject WorkspaceBucket/sandbox/*", "s3:DeleteObject WorkspaceBucket/workspaces/*"}
+# What each function's code calls (store_dynamo, workspace_s3, queues), and nothing more.
+DATA_GRANTS = {
+    "AuthorizerFunction": {"dynamodb:GetItem Table"},
+    "ApiFunction": {
+        "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
+        "dynamodb:Query Table/index/gsi1", "dynamodb:BatchWriteItem Table",
+        "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"},
+    "RunDriverFunction": {
+        "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
+        "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*",
+        "s3:GetObject WorkspaceBucket/workspaces/*", "s3:PutObject WorkspaceBucket/workspaces/*",
+        "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
+    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", "dynamodb:UpdateItem Table"},
+    "LaneWorkerFunction": {
+        "dynamodb:GetItem Table", "dynamodb:UpdateItem Table", "s3:GetObject WorkspaceBucket/workspaces/*",
+        "s3:PutObject WorkspaceBucket/workspaces/*", "s3:DeleteObject WorkspaceBucket/workspaces/*",
+        "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
+    "SandboxFunction": set(),  # nothing at all: see test_template_sandbox.py
+}
+QUEUE_GRANTS = {
+    "AuthorizerFunction": set(),
+    "ApiFunction": {"RunsQueue"},
+    "RunDriverFunction": {"RunsQueue", "ControlLaneQueue", "QueryLaneQueue", "ExecuteLaneQueue", "GenerateLaneQueue"},
+    "SweeperFunction": {"RunsQueue"},
+    "LaneWorkerFunction": {"RunsQueue"},
+    "SandboxFunction": set(),
+}
+
+
+def test_given_each_function_then_its_role_grants_exactly_the_data_access_its_code_uses() -> None:
+    grants = _grants(load_stack(TEMPLATE, {"EnableLaneWorker": "true"}))
+
+    assert {fid: _service(g, "dynamodb", "s3") for fid, g in grants.items()} == DATA_GRANTS
+    assert {fid: {g.split(" ")[1] for g in _service(g, "sqs")} for fid, g in grants.items()} == QUEUE_GRANTS
+    assert {fid for fid, g in grants.items() if _service(g, "bedrock")} == {"RunDriverFunction"}
+    assert {g.split(" ")[0] for g in _service(grants["ApiFunction"], "sqs")} == {"sqs:SendMessage*"}
+
+
+def test_given_allowed_models_then_the_functions_get_them_and_the_default_is_the_default_model_only() -> None:
+    strict = load_stack(TEMPLATE).functions["ApiFunction"].environment
+    listed = load_stack(TEMPLATE, {"AllowedModels": "scripted,bedrock/*"}).functions["ApiFunction"].environment
+
+    assert strict["A3S_ALLOWED_MODELS"] == ""
+    assert listed["A3S_ALLOWED_MODELS"] == "scripted,bedrock/*"
+
+
+def test_given_throttling_parameters_then_the_http_api_stage_applies_them_to_every_route() -> None:
+    model = load_stack(TEMPLATE, {"ThrottlingBurstLimit": "40", "ThrottlingRateLimit": "20"})
+    (stage,) = [r for r in model.transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+
+    settings = stage["Properties"]["DefaultRouteSettings"]
+    assert settings == {"ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+                        "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"}}
+    assert (model.parameters["ThrottlingBurstLimit"], model.parameters["ThrottlingRateLimit"]) == ("40", "20")
+    defaults = load_stack(TEMPLATE).parameters
+    assert 0 < float(defaults["ThrottlingRateLimit"]) <= float(defaults["ThrottlingBurstLimit"])
+
+
+def test_given_the_table_and_the_bucket_then_deleting_or_replacing_the_stack_keeps_them() -> None:
+    resources = load_stack(TEMPLATE).transformed["Resources"]
+
+    for lid in ("Table", "WorkspaceBucket"):
+        assert (resources[lid].get("DeletionPolicy"), resources[lid].get("UpdateReplacePolicy")) == ("Retain", "Retain")
+
+
+def test_given_the_local_stack_then_it_allows_any_model_while_the_template_default_stays_strict() -> None:
+    from a3s_serverless.local.embedded import LOCAL_PARAMETERS
+
+    assert LOCAL_PARAMETERS["AllowedModels"] == "*"
+    assert load_stack(TEMPLATE).parameters["AllowedModels"] == ""

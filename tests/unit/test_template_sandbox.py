@@ -16,12 +16,13 @@ from a3s_serverless.local.template import load_stack  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def resources() -> dict[str, Any]:
-    return load_stack(ROOT / "template.yaml", {"EnableLaneWorker": "true"}).transformed["Resources"]
+def model() -> Any:
+    return load_stack(ROOT / "template.yaml", {"EnableLaneWorker": "true"})
 
 
-def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+@pytest.fixture(scope="module")
+def resources(model) -> dict[str, Any]:
+    return model.transformed["Resources"]
 
 
 def test_given_the_sandbox_function_then_it_is_isolated_per_tenant_and_untraced(resources) -> None:
@@ -37,14 +38,13 @@ def test_given_the_sandbox_role_then_it_may_write_logs_and_nothing_else(resource
 
 
 @pytest.mark.parametrize("function", ["RunDriverFunction", "LaneWorkerFunction"])
-def test_given_a_function_that_runs_tools_then_it_invokes_the_sandbox_by_name(resources, function) -> None:
+def test_given_a_function_that_runs_tools_then_it_invokes_the_sandbox_by_name(model, resources, function) -> None:
     env = resources[function]["Properties"]["Environment"]["Variables"]
     assert env["A3S_SANDBOX_FUNCTION"] == {"Ref": "SandboxFunction"}
-    invoke = [s for s in _statements(resources[f"{function}Role"]) if "lambda:InvokeFunction" in s["Action"]]
+    invoke = [s for s in model.policies[function] if "lambda:InvokeFunction" in str(s["Action"])]
     assert invoke and all("SandboxFunction" in str(s["Resource"]) for s in invoke)
 
 
 @pytest.mark.parametrize("function", ["ApiFunction", "AuthorizerFunction", "SweeperFunction", "SandboxFunction"])
-def test_given_a_function_that_runs_no_tools_then_it_cannot_invoke_the_sandbox(resources, function) -> None:
-    statements = _statements(resources[f"{function}Role"])
-    assert not any("lambda:InvokeFunction" in str(s["Action"]) for s in statements)
+def test_given_a_function_that_runs_no_tools_then_it_cannot_invoke_the_sandbox(model, function) -> None:
+    assert not any("lambda:InvokeFunction" in str(s["Action"]) for s in model.policies.get(function, []))

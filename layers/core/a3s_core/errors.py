@@ -11,6 +11,10 @@ class BadRequest(A3SError, ValueError):
     code = "bad_request"
 
 
+class ModelNotAllowed(BadRequest):
+    code = "model_not_allowed"
+
+
 class NotFound(A3SError):
     status = 404
     code = "not_found"

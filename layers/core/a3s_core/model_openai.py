@@ -29,7 +29,7 @@ class OpenAIModel:
         self.model, self.timeout_s, self._sleep = model, timeout_s, sleep
         # Env is read here, not at import: the embedded stack and tests set it at run time.
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or _deployed_key()
 
     def complete(
         self,
@@ -76,6 +76,17 @@ class OpenAIModel:
             return json.loads(raw)
         except ValueError:
             raise ModelError(f"openai: response is not JSON: {raw[:ERROR_BODY_CHARS]!r}") from None
+
+
+def _deployed_key() -> str | None:
+    """A deployment keeps the key in Secrets Manager and gives the run driver only its ARN; the
+    runtime fetches and caches it. OPENAI_API_KEY above is for local and dev use."""
+    from .runtime import current_runtime
+
+    rt = current_runtime()
+    if rt is None or not rt.settings.openai_key_secret_arn:
+        return None
+    return rt.secret(rt.settings.openai_key_secret_arn)
 
 
 def _error_message(err: urllib.error.HTTPError) -> str:

@@ -4,6 +4,7 @@ Nothing here runs at import time. Tests and the embedded stack inject a Runtime 
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,9 @@ from typing import Any, Callable, Mapping
 from .lanes import LANES
 from .queues import Queues, SqsQueues, advance_message
 from .store import Store
+
+
+SECRET_MAX_AGE_S = 900  # how stale a cached secret (the model key) may get in a warm container
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class Settings:
     sandbox_function: str = ""  # A3S_SANDBOX_FUNCTION: the SandboxFunction; empty: run tools isolated here
     host_tenant: str = ""      # A3S_HOST_TENANT: the one tenant that may name host directories (embedded stack)
     lane_worker: bool = False  # A3S_LANE_WORKER: the kit's own worker drains the execute lane
+    allowed_models: tuple[str, ...] = ()  # names or patterns; empty: the default model only
+    openai_key_secret_arn: str = ""  # the run driver's only: the model key in Secrets Manager
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -44,7 +50,13 @@ class Settings:
             sandbox_function=env.get("A3S_SANDBOX_FUNCTION", ""),
             host_tenant=env.get("A3S_HOST_TENANT", ""),
             lane_worker=env.get("A3S_LANE_WORKER", "false") == "true",
+            allowed_models=tuple(m.strip() for m in env.get("A3S_ALLOWED_MODELS", "").split(",") if m.strip()),
+            openai_key_secret_arn=env.get("OPENAI_API_KEY_SECRET_ARN", ""),
         )
+
+    def model_allowed(self, model: str) -> bool:
+        """The default model always; others if AllowedModels names them (fnmatch patterns, * for any)."""
+        return model == self.default_model or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
 
 
 @dataclass
@@ -56,12 +68,26 @@ class Runtime:
     s3: Any = None  # workspaces on S3, when there is no local directory to work in
     sandbox: Any = None  # where tools that run code execute (sandbox.Sandbox); None: in this process
 
+    session: Any = None  # the boto3 session the clients come from
+    _secrets: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
+
     def tool_sandbox(self) -> Any:
         if self.sandbox is None:
             from .sandbox import LocalSandbox
 
             self.sandbox = LocalSandbox()
         return self.sandbox
+
+    def secret(self, arn: str) -> str:
+        """A Secrets Manager secret's value, fetched on first use and then at most every
+        SECRET_MAX_AGE_S: not a call per model turn, yet a rotated key reaches warm containers."""
+        cached = self._secrets.get(arn)
+        if cached is None or time.monotonic() - cached[1] > SECRET_MAX_AGE_S:
+            import boto3
+
+            client = (self.session or boto3.session.Session()).client("secretsmanager")
+            cached = self._secrets[arn] = (client.get_secret_value(SecretId=arn)["SecretString"], time.monotonic())
+        return cached[0]
 
     def agent(self, name: str, session: Any = None) -> Any:
         """The named subagent's definition as this session sees it (None if there is none)."""
@@ -98,7 +124,7 @@ class Runtime:
             sandbox = LambdaSandbox(session.client("lambda", config=invoke), settings.sandbox_function, s3,
                                     settings.bucket)
         return cls(
-            settings=settings, s3=s3, sandbox=sandbox,
+            settings=settings, s3=s3, sandbox=sandbox, session=session,
             store=DynamoStore(session.client("dynamodb", config=config), settings.table, s3=s3,
                               bucket=settings.bucket),
             queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
@@ -114,6 +140,11 @@ def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         _runtime = Runtime.from_env()
+    return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime this process has built or been given, if any (never builds one)."""
     return _runtime
 
 

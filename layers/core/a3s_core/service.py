@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from .queues import advance_message
-from .errors import BadRequest, Invalid
+from .errors import BadRequest, Invalid, ModelNotAllowed
 from .items import Event, Run, Session, Task, new_id
 from .lanes import LANES, LaneHandler
 from .runtime import Runtime
@@ -48,8 +48,13 @@ class Service:
     def create_session(self, body: CreateSessionBody) -> dict[str, Any]:
         workspace_for(self.rt, self.tenant, body.workspace)  # BadRequest: not this tenant's to use
         qc = body.queue_config
+        settings = self.rt.settings
+        model = body.model or settings.default_model
+        if not settings.model_allowed(model):  # the deployment pays for the models, not the tenant
+            allowed = ", ".join(dict.fromkeys((settings.default_model, *settings.allowed_models)))
+            raise ModelNotAllowed(f"model {model!r} is not allowed in this deployment; allowed: {allowed}")
         session = Session(tenant=self.tenant, session_id=new_id("sess"), workspace=body.workspace,
-                          model=body.model or self.rt.settings.default_model, permissive=body.permissive,
+                          model=model, permissive=body.permissive,
                           builtin_skills=body.builtin_skills, max_parallel_tasks=body.max_parallel_tasks,
                           enable_all_features=bool(qc and qc.enable_all_features))
         if qc:

@@ -28,8 +28,10 @@ log = logging.getLogger("a3s_serverless.local")
 LOCAL_API_KEY = "a3s-local-key"
 LOCAL_TENANT = "local"
 # A laptop is no Lambda: no hard kill at the timeout, so the lease and visibility windows only
-# bound how long a crashed driver's work waits before it is delivered again.
-LOCAL_PARAMETERS = {"DriverTimeout": "30", "RunsVisibilityTimeout": "35", "LaneVisibilityTimeout": "30"}
+# bound how long a crashed driver's work waits before it is delivered again. Local sessions may
+# name any model (the scripted one, a local server); a deployment allows only its DefaultModel.
+LOCAL_PARAMETERS = {"DriverTimeout": "30", "RunsVisibilityTimeout": "35", "LaneVisibilityTimeout": "30",
+                    "AllowedModels": "*"}
 
 
 _MOTO_LOCK = threading.RLock()
@@ -288,10 +290,13 @@ class EmbeddedStack:
         self.boto = boto3.session.Session(region_name=model.region, aws_access_key_id="testing",
                                           aws_secret_access_key="testing")
         self.sqs = self.boto.client("sqs")
-        provision(model, sqs=self.sqs, dynamodb=self.boto.client("dynamodb"), s3=self.boto.client("s3"))
-        # The default tenant is the user on their own machine: it may name their directories.
-        env = {**next(iter(model.functions.values())).environment, "A3S_WORKSPACE_ROOT": self.workspace_root,
-               "A3S_HOST_TENANT": LOCAL_TENANT}
+        provision(model, sqs=self.sqs, dynamodb=self.boto.client("dynamodb"), s3=self.boto.client("s3"),
+                  secretsmanager=self.boto.client("secretsmanager"))
+        # Every function shares one runtime here, so it gets what any of them is given (on AWS
+        # only the run driver sees the model key's secret ARN). The default tenant is the user on
+        # their own machine: it may name their directories.
+        env = {k: v for spec in model.functions.values() for k, v in spec.environment.items()}
+        env.update({"A3S_WORKSPACE_ROOT": self.workspace_root, "A3S_HOST_TENANT": LOCAL_TENANT})
         # moto cannot run a Lambda without Docker: the sandbox is the same tool code, isolated in a
         # subprocess with a scrubbed environment (a3s_core.isolation), as it is for `make dev`.
         env.pop("A3S_SANDBOX_FUNCTION", None)

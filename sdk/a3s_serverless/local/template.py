@@ -56,6 +56,13 @@ class TableSpec:
 
 
 @dataclass
+class SecretSpec:
+    logical_id: str
+    name: str
+    value: str
+
+
+@dataclass
 class EventSource:
     function_id: str
     queue_id: str
@@ -86,6 +93,8 @@ class StackModel:
     authorizer_function_id: str | None
     schedules: list[tuple[str, int]]
     conditions: dict[str, bool]
+    secrets: dict[str, SecretSpec] = field(default_factory=dict)
+    policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # each function's IAM statements
     region: str = "us-east-1"
     account: str = "123456789012"
     transformed: dict[str, Any] = field(default_factory=dict, repr=False)  # the CloudFormation SAM produced
@@ -192,6 +201,7 @@ _NAME_PROPS = {
     "AWS::S3::Bucket": "BucketName",
     "AWS::Lambda::Function": "FunctionName",
     "AWS::IAM::Role": "RoleName",
+    "AWS::SecretsManager::Secret": "Name",
 }
 
 
@@ -264,6 +274,9 @@ class _Resolver:
             return self.queue_url(self.name(name))
         if rtype == "AWS::Lambda::LayerVersion":
             return f"arn:{self.partition}:lambda:{self.region}:{self.account}:layer:{self.name(name)}:1"
+        if rtype == "AWS::SecretsManager::Secret":
+            # A partial ARN (AWS adds a random suffix): Secrets Manager, and moto, accept it.
+            return f"arn:{self.partition}:secretsmanager:{self.region}:{self.account}:secret:{self.name(name)}"
         return self.name(name)
 
     def get_att(self, lid: str, attr: str) -> str:
@@ -404,7 +417,11 @@ def load_stack(
         if props.get("Content", {}).get("S3Bucket") == LOCAL_CODE_BUCKET
     }
     functions: dict[str, FunctionSpec] = {}
+    policies: dict[str, list[dict[str, Any]]] = {}
     for lid, props in of_type("AWS::Lambda::Function").items():
+        role = live.get(_target_id(props.get("Role")) or "", {})
+        documents = r.resolve(role.get("Properties", {}).get("Policies", []))
+        policies[lid] = [st for doc in documents for st in doc["PolicyDocument"]["Statement"]]
         code = props.get("Code", {})
         if code.get("S3Bucket") != LOCAL_CODE_BUCKET:
             raise ValueError(f"function {lid} has no local CodeUri, so it cannot run locally")
@@ -509,6 +526,9 @@ def load_stack(
         queues=queues,
         tables=tables,
         buckets={lid: r.name(lid) for lid in of_type("AWS::S3::Bucket")},
+        secrets={lid: SecretSpec(lid, r.name(lid), _str(r.resolve(props.get("SecretString", ""))))
+                 for lid, props in of_type("AWS::SecretsManager::Secret").items()},
+        policies=policies,
         event_sources=event_sources,
         routes=routes,
         authorizer_function_id=authorizer,
@@ -523,8 +543,8 @@ def load_stack(
 # ------------------------------------------------------------------ provision
 
 
-def provision(model: StackModel, *, sqs: Any, dynamodb: Any, s3: Any) -> None:
-    """Create (idempotently) the model's queues, tables and buckets with the given boto3 clients."""
+def provision(model: StackModel, *, sqs: Any, dynamodb: Any, s3: Any, secretsmanager: Any = None) -> None:
+    """Create (idempotently) the model's queues, tables, buckets and secrets with the given boto3 clients."""
     arns: dict[str, str] = {}
     pending = dict(model.queues)
     while pending:  # DLQs first: a RedrivePolicy needs its DLQ's ARN
@@ -577,3 +597,11 @@ def provision(model: StackModel, *, sqs: Any, dynamodb: Any, s3: Any) -> None:
             s3.create_bucket(**kwargs)
         except s3.exceptions.BucketAlreadyOwnedByYou:
             pass
+
+    if model.secrets and secretsmanager is None:
+        raise ValueError(f"the stack has secrets ({sorted(model.secrets)}): pass a secretsmanager client")
+    for secret in model.secrets.values():
+        try:
+            secretsmanager.put_secret_value(SecretId=secret.name, SecretString=secret.value)
+        except secretsmanager.exceptions.ResourceNotFoundException:
+            secretsmanager.create_secret(Name=secret.name, SecretString=secret.value)
