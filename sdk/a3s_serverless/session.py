@@ -42,7 +42,7 @@ class SessionOptions:
     permissive: bool = False
     queue_config: SessionQueueConfig | None = None
     builtin_skills: bool = False
-    max_parallel_tasks: int = 8
+    max_parallel_tasks: int | None = None  # None: the agent's (its config's max_parallel_tasks, else 8)
     session_store: Any = None
     workspace: str | None = None
 
