@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 from .errors import RunFailed
 from .orchestration import Workflows
 from .orchestrator import AgentOrchestrator
+from .progress import ProgressArg
 from .transport import Transport
 
 LANES = ("control", "query", "execute", "generate")
@@ -238,17 +239,21 @@ class Session:
         self._t.request("PUT", f"/sessions/{self.session_id}/agents/{name}", {k: v for k, v in body.items() if v is not None})
 
     # -- orchestration ---------------------------------------------------------------------
-    def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
+    # `progress`: None (a bar on stderr when it is a terminal), True (a bar), False (nothing), or a
+    # callable(finished, total); see progress.py.
+    def parallel(self, specs: list[dict], budget_tokens: int | None = None, *,
+                 progress: ProgressArg = None) -> list[dict]:
         """Run the specs as child agents, at most max_parallel_tasks at once; outcomes in input order."""
-        return self._orch.parallel(specs, budget_tokens)
+        return self._orch.parallel(specs, budget_tokens, progress)
 
-    def pipeline(self, items: list, stages: list) -> list[dict | None]:
+    def pipeline(self, items: list, stages: list, *, progress: ProgressArg = None) -> list[dict | None]:
         """Each item through the stages (callables ctx -> spec | None, or server-side templates)."""
-        return self._orch.pipeline(items, stages)
+        return self._orch.pipeline(items, stages, progress)
 
-    def parallel_resumable(self, specs: list[dict], workflow_id: str) -> list[dict]:
+    def parallel_resumable(self, specs: list[dict], workflow_id: str, *,
+                           progress: ProgressArg = None) -> list[dict]:
         """parallel with a journal: a re-run with the same id runs only what did not succeed."""
-        return self._orch.parallel_resumable(specs, workflow_id)
+        return self._orch.parallel_resumable(specs, workflow_id, progress)
 
     def close(self) -> None:
         self._stop_handler()
