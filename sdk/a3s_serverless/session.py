@@ -200,7 +200,10 @@ class Session:
             except Exception:  # service briefly unreachable: try again, never kill the thread
                 tasks = []
             for task in tasks:
-                complete_with(fn, task, lambda tid, **kw: self.complete_external_task(tid, **kw))
+                try:
+                    complete_with(fn, task, lambda tid, **kw: self.complete_external_task(tid, **kw))
+                except Exception:  # the completion did not arrive: the lease runs out and it is claimed again
+                    pass
             stop.wait(0 if tasks else next(backoff))
             if tasks:
                 backoff = idle_backoff()
