@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .config import AgentConfig, kit_model, load_config
+from .config import AgentConfig, load_config
+from .model_names import kit_model
 from .orchestration import warn_session_store
 from .orchestrator import AgentOrchestrator
 from .session import Session, SessionOptions, SessionQueueConfig

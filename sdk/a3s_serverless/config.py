@@ -6,7 +6,7 @@ A3S Code writes providers two ways, both read here:
     providers { name = "openai"  models { id = "gpt-4o" } }      # HCL
     providers "openai" { models "gpt-4o" { ... } }               # ACL (labels)
 
-The model becomes a kit model name (see `kit_model`). Model credentials and URLs stay with the
+The model becomes a kit model name (model_names.py). Model credentials and URLs stay with the
 deployment, so a config that sets them is refused rather than half-honoured; so is any key the
 kit does not know, with its line.
 """
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_ENV_CALL = re.compile(r'^\$\{env\("([^"]+)"\)\}$')
-# An Anthropic model as Bedrock names it (optionally behind a cross-region inference profile).
-_BEDROCK_ANTHROPIC_ID = re.compile(r"^(?:[a-z]{2,6}\.)?anthropic\.")
+from .model_names import kit_model
 
+_ENV_CALL = re.compile(r'^\$\{env\("([^"]+)"\)\}$')
+
+TOP = "the top level"
 TOP_KEYS = {"endpoint", "api_key", "default_model", "providers", "max_parallel_tasks"}
 STORAGE_KEYS = {"storage_backend", "sessions_dir", "storage_url"}  # accepted: the service keeps sessions
 PROVIDER_KEYS = {"name", "models"}
@@ -102,14 +103,15 @@ def _string(entry: _Entry) -> str | None:
 
 def _check_keys(entries: list[_Entry], allowed: set[str], where: str) -> dict[str, _Entry]:
     """Refuse unknown, unsupported and repeated keys; the single entries by name."""
+    top = where == TOP
     seen: dict[str, _Entry] = {}
     for e in entries:
-        if e.name in DEPLOYMENT_KEYS and where != "top level":
+        if e.name in DEPLOYMENT_KEYS and not top:  # at the top, api_key is the kit's own
             raise _fail(e, f"{e.name} in {where}: a3s-serverless takes model credentials and URLs from the "
                            "deployment (template parameters OpenAIBaseUrl / OpenAIApiKey, or OPENAI_BASE_URL / "
                            "OPENAI_API_KEY for the embedded stack; Bedrock uses the function's IAM role), "
                            "never from the client; remove it here")
-        if e.name in UNSUPPORTED and where == "top level":
+        if e.name in UNSUPPORTED and top:
             raise _fail(e, f"{e.name!r} (an A3S Code setting) is not supported by a3s-serverless: "
                            f"{UNSUPPORTED[e.name]}")
         if e.name not in allowed:
@@ -133,34 +135,6 @@ def _provider(block: _Entry) -> str:
         if not (model.label or ("id" in mkeys and _string(mkeys["id"]))):
             raise _fail(model, 'models needs an id: models "gpt-4o" { ... } or id = "gpt-4o"')
     return name
-
-
-def provider_prefix(provider: str, model: str) -> str:
-    """The kit model prefix for an A3S Code provider, as A3S Code picks its client: Anthropic's
-    own API for anthropic/claude, an OpenAI-compatible one for every other name."""
-    if provider == "bedrock":
-        return "bedrock"
-    if provider in ("anthropic", "claude"):
-        if _BEDROCK_ANTHROPIC_ID.match(model):
-            return "bedrock"
-        raise ValueError(f"model {provider}/{model}: a3s-serverless reaches Anthropic models through Amazon "
-                         "Bedrock only; name the Bedrock model id or inference profile, e.g. "
-                         '"anthropic/anthropic.claude-3-5-sonnet-20240620-v1:0" or '
-                         '"bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0"')
-    return "openai"
-
-
-def kit_model(name: str, providers: tuple[str, ...] | list[str]) -> str:
-    """A3S Code's "provider/model" as the kit names it, for providers the config declares (and
-    anthropic/claude, which the kit cannot take as they are); other names pass unchanged."""
-    provider, slash, model = name.partition("/")
-    if providers and not slash and name != "scripted":
-        raise ValueError(f'model {name!r} must be "provider/model" with one of the providers {list(providers)}')
-    if provider not in providers and provider not in ("anthropic", "claude"):
-        return name
-    if not slash or not model:
-        raise ValueError(f'model {name!r} must be "provider/model" (or "scripted")')
-    return f"{provider_prefix(provider, model)}/{model}"
 
 
 def _positive_int(entry: _Entry) -> int:
@@ -190,7 +164,7 @@ def load_config(source: str) -> AgentConfig:
             raise ValueError(f"agent config {source!r} is neither HCL text nor an existing file")
         source = path.read_text()
     entries = _parse(source)
-    keys = _check_keys(entries, TOP_KEYS | STORAGE_KEYS, "top level")
+    keys = _check_keys(entries, TOP_KEYS | STORAGE_KEYS, TOP)
     storage = sorted(STORAGE_KEYS & keys.keys(), key=lambda k: keys[k].line)
     if storage:
         where = ", ".join(f"{k} (line {keys[k].line})" for k in storage)
