@@ -15,6 +15,7 @@ from a3s_core.runtime import get_runtime
 from a3s_core.schemas import (AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, SkillBody,
                               StartRunBody, StartWorkflowBody, ControlBody)
 from a3s_core.service import Service, session_view
+from a3s_core.schemas import ClaimTaskBody
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
 PUBLIC_PATHS = ("/health", "/openapi.json")
@@ -117,6 +118,11 @@ def claim_session_tasks(session_id: str, body: ClaimBody,
 @app.post("/sessions/<session_id>/external-tasks/<task_id>/complete")
 def complete_task(session_id: str, task_id: str, body: CompleteTaskBody) -> dict:
     return {"completed": _service().complete_task(session_id, task_id, body)}
+
+
+@app.post("/sessions/<session_id>/external-tasks/<task_id>/claim")
+def claim_task(session_id: str, task_id: str, body: ClaimTaskBody) -> dict:
+    return _service().claim_task(session_id, task_id, body)
 
 
 @app.post("/lanes/<lane>/claim")

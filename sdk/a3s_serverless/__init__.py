@@ -4,7 +4,9 @@ from .errors import A3SClientError, AuthError, NotFoundError, RequestError, RunF
 from .orchestrator import AgentOrchestrator
 from .orchestration import FileSessionStore, MemorySessionStore
 from .session import AgentResult, RunHandle, Session, SessionOptions, SessionQueueConfig
+from .sqs_worker import handle_lane_event
 from .worker import Worker
 
 __all__ = ["Agent", "AgentOrchestrator", "FileSessionStore", "MemorySessionStore", "AgentResult", "RunHandle", "Session", "SessionOptions", "SessionQueueConfig", "Worker",
+           "handle_lane_event",
            "A3SClientError", "AuthError", "NotFoundError", "RequestError", "RunFailed", "ServiceError"]

@@ -5,15 +5,21 @@ import os
 from typing import Any
 
 from .config import AgentConfig, load_config
+from .model_names import kit_model
 from .orchestration import warn_session_store
 from .orchestrator import AgentOrchestrator
 from .session import Session, SessionOptions, SessionQueueConfig
 from .transport import HttpTransport, Transport
 
 
+DEFAULT_MAX_PARALLEL_TASKS = 8
+
+
 class Agent:
     def __init__(self, transport: Transport, default_model: str | None = None, local: bool = False) -> None:
         self._t, self.default_model, self._local = transport, default_model, local
+        self.max_parallel_tasks = DEFAULT_MAX_PARALLEL_TASKS
+        self._providers: tuple[str, ...] = ()  # A3S Code providers of the config: their models are mapped
 
     @classmethod
     def local(cls, default_model: str | None = None, *, parameters: dict[str, str] | None = None,
@@ -41,13 +47,25 @@ class Agent:
 
     @classmethod
     def create(cls, config: str) -> "Agent":
-        """From HCL text or a file path: `endpoint` ("local" or a URL), `api_key`, `default_model`."""
+        """From HCL text or a file path: the kit's `endpoint` ("local" or a URL) and `api_key`, and
+        A3S Code's `default_model`, `providers` and `max_parallel_tasks` (see config.py)."""
         if not isinstance(config, str) or not config.strip():
             raise ValueError("Agent.create needs HCL text or the path of a config file")
         cfg: AgentConfig = load_config(config)
         if cfg.endpoint == "local":
-            return cls.local(cfg.default_model)
-        return cls.connect(cfg.endpoint, cfg.api_key, cfg.default_model)
+            agent = cls.local(cfg.default_model)
+        else:
+            agent = cls.connect(cfg.endpoint, cfg.api_key, cfg.default_model)
+        agent._providers = cfg.providers
+        agent.max_parallel_tasks = cfg.max_parallel_tasks or DEFAULT_MAX_PARALLEL_TASKS
+        return agent
+
+    @classmethod
+    def default(cls) -> "Agent":
+        """The agent of this environment: the deployment at A3S_ENDPOINT (with A3S_API_KEY), else
+        the embedded stack, as Agent.create decides for a config that names no endpoint."""
+        endpoint = os.environ.get("A3S_ENDPOINT") or "local"
+        return cls.local() if endpoint == "local" else cls.connect(endpoint)
 
     def orchestrator(self) -> AgentOrchestrator:
         """Pause, resume, cancel and inject into any run of this tenant (A3S Code's AgentOrchestrator)."""
@@ -66,17 +84,20 @@ class Agent:
             raise ValueError(f"workspace must be a non-empty string, got {workspace!r}")
         if opts.queue_config is not None and not isinstance(opts.queue_config, SessionQueueConfig):
             raise ValueError("queue_config must be a SessionQueueConfig")
-        if isinstance(opts.max_parallel_tasks, bool) or not isinstance(opts.max_parallel_tasks, int) \
-                or opts.max_parallel_tasks < 1:
-            raise ValueError(f"max_parallel_tasks must be a positive integer, got {opts.max_parallel_tasks!r}")
+        max_parallel = self.max_parallel_tasks if opts.max_parallel_tasks is None else opts.max_parallel_tasks
+        if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
+            raise ValueError(f"max_parallel_tasks must be a positive integer, got {max_parallel!r}")
+        if opts.model is not None and (not isinstance(opts.model, str) or not opts.model.strip()):
+            raise ValueError(f"model must be a non-empty string, got {opts.model!r}")
+        model = kit_model(opts.model, self._providers) if opts.model else self.default_model
         if opts.session_store is not None:
             warn_session_store()
         if self._local:  # the embedded stack shares this machine's filesystem
             workspace = os.path.abspath(workspace) if not workspace.startswith("/") else workspace
         queue = opts.queue_config.to_body() if opts.queue_config is not None else None  # checks it too
-        body: dict[str, Any] = {"workspace": workspace, "model": opts.model or self.default_model,
+        body: dict[str, Any] = {"workspace": workspace, "model": model,
                                 "permissive": bool(opts.permissive), "builtin_skills": bool(opts.builtin_skills),
-                                "max_parallel_tasks": opts.max_parallel_tasks}
+                                "max_parallel_tasks": max_parallel}
         if queue is not None:
             body["queue_config"] = queue
         return Session(self._t, self._t.request("POST", "/sessions", body))

@@ -1,11 +1,11 @@
 """parallel, pipeline and parallel_resumable over the service's workflow engine."""
 from __future__ import annotations
 
-import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .progress import ProgressArg, Reporter, check_progress
 from .transport import Transport
 
 SPEC_FIELDS = {"task_id", "agent", "description", "prompt", "max_steps", "output_schema", "workspace"}
@@ -41,17 +41,6 @@ def check_spec(spec: Any, where: str = "spec") -> dict[str, Any]:
     return {k: v for k, v in spec.items() if v is not None}
 
 
-def _progress(total: int):
-    """A progress bar when a person is watching and tqdm is installed; else nothing."""
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="step", desc="workflow", leave=False)
-
-
 class Workflows:
     def __init__(self, transport: Transport, session_id: str, max_parallel: int = 8) -> None:
         self._t, self.session_id, self.max_parallel = transport, session_id, max_parallel
@@ -59,60 +48,68 @@ class Workflows:
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._t.request("POST", f"/sessions/{self.session_id}/workflows", body)
 
-    def wait(self, workflow_id: str, total: int) -> dict[str, Any]:
-        bar, seen = _progress(total), -1
-        try:
+    def wait(self, workflow_id: str, total: int, progress: ProgressArg = None) -> dict[str, Any]:
+        with Reporter(progress, total) as report:
+            seen = -1
             while True:
-                # With a progress bar, come back on every finished step; without, only at the end.
-                after = seen if bar is not None else max(seen, total - 1)
+                # Watched, come back on every finished step; unwatched, only at the end.
+                after = seen if report.active else max(seen, total - 1)
                 view = self._t.request("GET", f"/workflows/{workflow_id}",
                                        query={"wait_ms": WAIT_MS, "after_finished": after})
-                if bar is not None:
-                    bar.update(max(0, view["finished"] - max(seen, 0)))
+                report.update(view["finished"])
                 seen = view["finished"]
                 if view["done"]:
                     return view
-        finally:
-            if bar is not None:
-                bar.close()
 
-    def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
+    def parallel(self, specs: list[dict], budget_tokens: int | None = None,
+                 progress: ProgressArg = None) -> list[dict]:
+        check_progress(progress)
         checked = [check_spec(s, f"specs[{i}]") for i, s in enumerate(_list(specs, "specs"))]
         if not checked:
             return []
         started = self.submit({"kind": "parallel", "specs": checked, "budget_tokens": budget_tokens})
-        return self.wait(started["workflow_id"], len(checked))["outcomes"]
+        return self.wait(started["workflow_id"], len(checked), progress)["outcomes"]
 
-    def pipeline(self, items: list, stages: list) -> list[dict | None]:
+    def pipeline(self, items: list, stages: list, progress: ProgressArg = None) -> list[dict | None]:
+        check_progress(progress)
         items, stages = _list(items, "items"), _list(stages, "stages")
         if all(isinstance(s, dict) for s in stages) and stages:
             # Declarative stages run server-side: the chain keeps going if this client goes away.
             started = self.submit({"kind": "pipeline", "items": items, "stages": stages})
-            view = self.wait(started["workflow_id"], len(items))
+            view = self.wait(started["workflow_id"], len(items), progress)
             return list(view["outcomes"])
         if not all(callable(s) for s in stages):
             raise ValueError("stages must all be callables (ctx -> spec | None) or all be spec templates (dicts)")
 
-        def chain(item: Any) -> dict | None:
-            ctx: dict[str, Any] = {"item": item, "previous": None}
-            last = None
-            for stage in stages:
-                try:
-                    spec = stage(ctx)
-                except Exception:  # a raised stage ends the chain, as returning None does
-                    spec = None
-                if spec is None:
-                    break
-                last = self.parallel([spec])[0]
-                if not last["success"]:
-                    break
-                ctx = {"item": item, "previous": last}
-            return last
+        def run(item: Any, report: Reporter) -> dict | None:
+            try:
+                return self._chain(item, stages)
+            finally:
+                report.advance()  # progress counts the items whose chain has ended
 
-        with ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(items) or 1))) as pool:
-            return list(pool.map(chain, items))  # no barrier: each item moves through stages on its own
+        with Reporter(progress, len(items)) as report, \
+                ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(items) or 1))) as pool:
+            # No barrier: each item moves through the stages on its own.
+            return list(pool.map(lambda item: run(item, report), items))
 
-    def parallel_resumable(self, specs: list[dict], workflow_id: str) -> list[dict]:
+    def _chain(self, item: Any, stages: list) -> dict | None:
+        ctx: dict[str, Any] = {"item": item, "previous": None}
+        last = None
+        for stage in stages:
+            try:
+                spec = stage(ctx)
+            except Exception:  # a raised stage ends the chain, as returning None does
+                spec = None
+            if spec is None:
+                break
+            last = self.parallel([spec], progress=False)[0]  # the item's chain reports, not each step
+            if not last["success"]:
+                break
+            ctx = {"item": item, "previous": last}
+        return last
+
+    def parallel_resumable(self, specs: list[dict], workflow_id: str, progress: ProgressArg = None) -> list[dict]:
+        check_progress(progress)
         checked = [check_spec(s, f"specs[{i}]") for i, s in enumerate(_list(specs, "specs"))]
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise ValueError("workflow_id must be a non-empty string")
@@ -123,7 +120,7 @@ class Workflows:
         if started.get("refused"):  # fail closed: nothing ran, every outcome says why
             return [{"task_id": s["task_id"], "session_id": f"task-run-{s['task_id']}", "agent": s["agent"],
                      "success": False, "output": started["refused"], "error": started["refused"]} for s in checked]
-        view = self.wait(workflow_id, len(checked))
+        view = self.wait(workflow_id, len(checked), progress)
         by_id = {o["task_id"]: o for o in view["outcomes"] if o}
         return [by_id.get(i) or {"task_id": i, "success": False, "output": "no outcome recorded",
                                  "error": "no outcome recorded"} for i in ids]

@@ -18,7 +18,15 @@ def _id(value: Any, name: str = "agent id") -> str:
 
 
 class AgentOrchestrator:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport | None = None) -> None:
+        """`AgentOrchestrator()` (as A3S Code writes it) controls the default agent's runs: the
+        deployment at A3S_ENDPOINT with A3S_API_KEY, else the embedded stack (Agent.default())."""
+        if transport is None:
+            from .agent import Agent  # lazy: agent.py imports this module
+
+            transport = Agent.default()._t
+        elif not callable(getattr(transport, "request", None)):
+            raise ValueError(f"transport must have a request() method (e.g. HttpTransport), got {transport!r}")
         self._t = transport
 
     def list(self, session_id: str | None = None) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 from .errors import RunFailed
 from .orchestration import Workflows
 from .orchestrator import AgentOrchestrator
+from .progress import ProgressArg
 from .transport import Transport
 
 LANES = ("control", "query", "execute", "generate")
@@ -42,7 +43,7 @@ class SessionOptions:
     permissive: bool = False
     queue_config: SessionQueueConfig | None = None
     builtin_skills: bool = False
-    max_parallel_tasks: int = 8
+    max_parallel_tasks: int | None = None  # None: the agent's (its config's max_parallel_tasks, else 8)
     session_store: Any = None
     workspace: str | None = None
 
@@ -199,7 +200,10 @@ class Session:
             except Exception:  # service briefly unreachable: try again, never kill the thread
                 tasks = []
             for task in tasks:
-                complete_with(fn, task, lambda tid, **kw: self.complete_external_task(tid, **kw))
+                try:
+                    complete_with(fn, task, lambda tid, **kw: self.complete_external_task(tid, **kw))
+                except Exception:  # the completion did not arrive: the lease runs out and it is claimed again
+                    pass
             stop.wait(0 if tasks else next(backoff))
             if tasks:
                 backoff = idle_backoff()
@@ -245,17 +249,21 @@ class Session:
                         {"description": description, "content": content})
 
     # -- orchestration ---------------------------------------------------------------------
-    def parallel(self, specs: list[dict], budget_tokens: int | None = None) -> list[dict]:
+    # `progress`: None (a bar on stderr when it is a terminal), True (a bar), False (nothing), or a
+    # callable(finished, total); see progress.py.
+    def parallel(self, specs: list[dict], budget_tokens: int | None = None, *,
+                 progress: ProgressArg = None) -> list[dict]:
         """Run the specs as child agents, at most max_parallel_tasks at once; outcomes in input order."""
-        return self._orch.parallel(specs, budget_tokens)
+        return self._orch.parallel(specs, budget_tokens, progress)
 
-    def pipeline(self, items: list, stages: list) -> list[dict | None]:
+    def pipeline(self, items: list, stages: list, *, progress: ProgressArg = None) -> list[dict | None]:
         """Each item through the stages (callables ctx -> spec | None, or server-side templates)."""
-        return self._orch.pipeline(items, stages)
+        return self._orch.pipeline(items, stages, progress)
 
-    def parallel_resumable(self, specs: list[dict], workflow_id: str) -> list[dict]:
+    def parallel_resumable(self, specs: list[dict], workflow_id: str, *,
+                           progress: ProgressArg = None) -> list[dict]:
         """parallel with a journal: a re-run with the same id runs only what did not succeed."""
-        return self._orch.parallel_resumable(specs, workflow_id)
+        return self._orch.parallel_resumable(specs, workflow_id, progress)
 
     def close(self) -> None:
         self._stop_handler()

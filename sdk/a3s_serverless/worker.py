@@ -26,15 +26,18 @@ def idle_backoff(first: float = 0.05, cap: float = 1.0) -> Iterator[float]:
 
 
 def complete_with(fn: Callable[[dict], Any], task: dict, complete: Callable[..., bool]) -> bool:
-    """Run fn on the task and report what it returned (or raised) as the task's completion."""
+    """Run fn on the task and report what it returned (or raised) as the task's completion.
+
+    Only fn's own errors fail the task: an error of `complete` itself (the service unreachable)
+    is the caller's to retry, not a reason to record the work as failed."""
     try:
         out = fn(task)
         if not isinstance(out, dict) or not isinstance(out.get("success"), bool):
             raise ValueError(f"handler must return a dict with a bool 'success', got {out!r}")
-        return complete(task["task_id"], success=out["success"], result=out.get("result"), error=out.get("error"))
     except Exception as err:  # the task fails, the worker carries on
         log.warning("task %s failed in its handler: %s", task.get("task_id"), err)
         return complete(task["task_id"], success=False, error=f"{type(err).__name__}: {err}")
+    return complete(task["task_id"], success=out["success"], result=out.get("result"), error=out.get("error"))
 
 
 class Worker:
@@ -65,7 +68,11 @@ class Worker:
         tasks = self.transport.request("POST", f"/lanes/{self.lane}/claim",
                                        {"max": self.batch, "lease_ms": self.lease_ms, "worker": self.name})["tasks"]
         for task in tasks:
-            ok = complete_with(self.handler, task, lambda _tid, **kw: self._complete(task, **kw))
+            try:
+                ok = complete_with(self.handler, task, lambda _tid, **kw: self._complete(task, **kw))
+            except Exception as err:  # the completion did not arrive; the lease runs out, then it is retried
+                log.warning("task %s: completion failed: %s", task["task_id"], err)
+                continue
             log.info("task %s (%s) on %s: %s", task["task_id"], task["command_type"], self.lane,
                      "completed" if ok else "already finished elsewhere")
             self.completed += 1

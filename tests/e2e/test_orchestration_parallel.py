@@ -298,3 +298,13 @@ def test_given_no_budget_when_the_same_steps_run_then_all_succeed(agent, workspa
     s = agent.session(str(workspace), max_parallel_tasks=1)
 
     assert all(o["success"] for o in s.parallel([spec(f"b{i}", f"spend {i}") for i in range(3)]))
+
+
+def test_given_a_progress_callable_when_parallel_runs_on_the_stack_then_it_counts_every_step_to_the_end(
+        session, capsys):
+    updates: list[tuple[int, int]] = []
+    outcomes = session.parallel([spec(f"p{i}", f"step {i}") for i in range(3)],
+                                progress=lambda finished, total: updates.append((finished, total)))
+    assert [o["success"] for o in outcomes] == [True] * 3
+    assert updates[-1] == (3, 3) and [f for f, _ in updates] == sorted(f for f, _ in updates)
+    assert capsys.readouterr().err == ""  # a callable draws no bar

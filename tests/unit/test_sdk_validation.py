@@ -228,13 +228,13 @@ def test_given_a_config_when_agent_create_runs_then_it_connects_with_what_the_fi
 
     def connect(cls, endpoint, api_key=None, default_model=None):
         seen.update(endpoint=endpoint, api_key=api_key, default_model=default_model)
-        return "agent"
+        return Agent(RecordingTransport(), default_model)
 
     monkeypatch.setattr(Agent, "connect", classmethod(connect))
     path = tmp_path / "agent.acl"
     path.write_text(HCL)
     for source in (HCL, str(path)):
         seen.clear()
-        assert Agent.create(source) == "agent"
+        assert isinstance(Agent.create(source), Agent)
         assert seen == {"endpoint": "https://api.example.com/prod", "api_key": "k-create",
                         "default_model": "openai/gpt-4o-mini"}

@@ -87,3 +87,9 @@ class AgentBody(_Strict):
     system_prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     tools: list[Literal["read", "write", "edit", "ls", "glob", "grep", "bash"]] | None = None
     max_steps: int = Field(50, ge=1, le=1000)
+
+
+class ClaimTaskBody(_Strict):
+    """Lease one task by id (a worker fed by the lane's queue, which names the task)."""
+    lease_ms: int = Field(300_000, ge=1_000, le=43_200_000)
+    worker: str = Field("worker", min_length=1, max_length=128)

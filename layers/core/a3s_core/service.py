@@ -6,14 +6,15 @@ import time
 from typing import Any
 
 from .queues import advance_message
-from .errors import BadRequest, Invalid, ModelNotAllowed
+from .errors import BadRequest, Invalid, ModelNotAllowed, NotFound
 from .items import Event, Run, Session, Task, new_id
 from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
 from .tenant_workspace import workspace_for
 from . import control, lane_metrics, workflows
-from .schemas import AgentBody, SkillBody, ClaimBody, CompleteTaskBody, CreateSessionBody, StartRunBody, StartWorkflowBody, StepSpecBody
+from .schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, SkillBody, StartRunBody,
+                      StartWorkflowBody, StepSpecBody)
 
 MAX_EVENT_WAIT_MS = 20_000
 
@@ -158,6 +159,21 @@ class Service:
                                                          body.worker, now, body.lease_ms):
                 claimed.append(task)
         return [t.public() for t in claimed]
+
+    def claim_task(self, session_id: str, task_id: str, body: ClaimTaskBody) -> dict[str, Any]:
+        """Lease this one task; when not leased, `reason` says whether to try again later
+        ("leased": another worker holds it) or drop it ("finished", "expired")."""
+        self.session(session_id)
+        store, now = self.rt.store, self.rt.clock()
+        task = store.get_task(self.tenant, session_id, task_id)
+        if task is None:
+            raise NotFound(f"task {task_id!r} not found")
+        if task.status == "pending" and task.deadline > now and \
+                store.claim_task(self.tenant, session_id, task_id, body.worker, now, body.lease_ms):
+            return {"claimed": True, "task": task.public(), "reason": None}
+        task = store.get_task(self.tenant, session_id, task_id) or task
+        reason = "finished" if task.status != "pending" else "expired" if task.deadline <= now else "leased"
+        return {"claimed": False, "task": task.public(), "reason": reason}
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, session_id: str, body: StartRunBody) -> dict[str, Any]:
