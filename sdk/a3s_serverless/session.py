@@ -1,6 +1,7 @@
 """Session: the A3S Code session surface, each call one request to the service."""
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -171,6 +172,10 @@ class Session:
             raise ValueError(f"result must be a dict or None, got {type(result).__name__}")
         if error is not None and not isinstance(error, str):
             raise ValueError(f"error must be a string or None, got {type(error).__name__}")
+        try:
+            json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"result must be JSON-serialisable: {err}") from None
         body = {"success": success, "result": result, "error": error}
         return self._t.request("POST", f"/sessions/{self.session_id}/external-tasks/{task_id}/complete",
                                body)["completed"]

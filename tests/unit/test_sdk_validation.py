@@ -238,3 +238,17 @@ def test_given_a_config_when_agent_create_runs_then_it_connects_with_what_the_fi
         assert isinstance(Agent.create(source), Agent)
         assert seen == {"endpoint": "https://api.example.com/prod", "api_key": "k-create",
                         "default_model": "openai/gpt-4o-mini"}
+
+
+@pytest.mark.parametrize("result", [{"when": object()}, {"n": float("nan")}, {"s": {1, 2}}],
+                         ids=["object", "nan", "set"])
+def test_given_a_result_that_is_not_json_when_completing_then_value_error_before_any_request(result):
+    from a3s_serverless.session import Session
+
+    class NoRequests:
+        def request(self, *args, **kwargs):
+            raise AssertionError("no request may be made")
+
+    session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "lanes": {}})
+    with pytest.raises(ValueError, match="result must be JSON-serialisable"):
+        session.complete_external_task("t", success=True, result=result)
