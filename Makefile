@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test dev bench validate clean
+.PHONY: install demo test dev fuzz bench validate clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: install                     ## the whole suite: unit, integration (moto), 
 
 dev: install                      ## the local stack as an HTTP API on 127.0.0.1:8787
 	$(BIN)/python -m a3s_serverless.local.server --port $${PORT:-8787}
+
+fuzz: install                     ## Schemathesis against `make dev` on 127.0.0.1 (budget: FUZZ_EXAMPLES, FUZZ_MAX_TIME)
+	$(BIN)/python -m a3s_serverless.local.fuzz
 
 bench: install                    ## benchmarks; figures go to bench-results/
 	$(BIN)/python scripts/bench_lanes.py

@@ -13,6 +13,8 @@ ACTIONS = ("pause", "resume", "cancel", "inject")
 
 def apply(rt: Runtime, tenant: str, run_id: str, action: str, text: str | None = None) -> str:
     """Record the request; the run's status as it stands now."""
+    if action not in ACTIONS:  # the caller's mistake whatever the run, so before looking it up
+        raise BadRequest(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
     store = rt.store
     run = store.get_run(tenant, run_id)  # NotFound: unknown id
     if run.done:
@@ -32,6 +34,4 @@ def apply(rt: Runtime, tenant: str, run_id: str, action: str, text: str | None =
         if not text or not text.strip():
             raise BadRequest("inject needs a non-empty prompt")
         store.request_control(tenant, run_id, inject=text)
-    else:
-        raise BadRequest(f"unknown action {action!r}: expected one of {', '.join(ACTIONS)}")
     return store.get_run(tenant, run_id).status

@@ -37,3 +37,19 @@ class Invalid(A3SError, ValueError):
 
     status = 422
     code = "validation_error"
+
+
+class BadJson(BadRequest):
+    code = "bad_json"
+
+
+class UnsupportedMediaType(A3SError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ItemTooLarge(A3SError):
+    """A write would make a stored item outgrow DynamoDB's 400 KB: the request asked for too much."""
+
+    status = 413
+    code = "item_too_large"

@@ -1,7 +1,7 @@
 """Request bodies of the HTTP API: validated by Powertools against these models."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,13 +11,20 @@ MAX_PROMPT_CHARS = 100_000
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON value of the wrong type ("yes", "5000", true for an int, 8.0) is refused, not coerced
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class LaneHandlerBody(_Strict, LaneHandler):
+    pass
 
 
 class QueueConfigBody(_Strict):
     enable_all_features: bool = False
-    lane_handlers: dict[Literal["control", "query", "execute", "generate"], LaneHandler] = Field(default_factory=dict)
-    concurrency: dict[Literal["control", "query", "execute", "generate"], int] = Field(default_factory=dict)
+    lane_handlers: dict[Literal["control", "query", "execute", "generate"], LaneHandlerBody] = Field(
+        default_factory=dict)
+    concurrency: dict[Literal["control", "query", "execute", "generate"], Annotated[int, Field(ge=1, le=256)]] = Field(
+        default_factory=dict)
 
 
 class CreateSessionBody(_Strict):
@@ -27,10 +34,6 @@ class CreateSessionBody(_Strict):
     builtin_skills: bool = False
     max_parallel_tasks: int = Field(8, ge=1, le=256)
     queue_config: QueueConfigBody | None = None
-
-
-class LaneHandlerBody(_Strict, LaneHandler):
-    pass
 
 
 class CompleteTaskBody(_Strict):
@@ -66,7 +69,7 @@ class StartWorkflowBody(_Strict):
     items: list[Any] | None = Field(None, max_length=10_000)   # pipeline: the inputs
     stages: list[dict[str, Any]] | None = Field(None, max_length=50)  # pipeline: spec templates
     workflow_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,128}$")
-    budget_tokens: int | None = Field(None, ge=1)
+    budget_tokens: int | None = Field(None, ge=1, le=10**15)
 
 
 class ControlBody(_Strict):

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from .errors import Conflict, NotFound
+from .errors import Conflict, ItemTooLarge, NotFound
 from .items import Control, Event, Run, Session, Step, Task, Workflow, now_ms
 from .lanes import LANES
 
@@ -68,6 +68,45 @@ def _failed_condition(err: ClientError) -> bool:
     return False
 
 
+# What DynamoDB (and moto) say when a write would make an item outgrow 400 KB: PutItem and
+# BatchWriteItem "Item size has exceeded the maximum allowed size", UpdateItem "Item size to
+# update has exceeded the maximum allowed size", a transaction the same as a cancellation reason.
+_TOO_LARGE = ("Item size has exceeded the maximum allowed size", "Item size to update has exceeded")
+_WRITES = ("put_item", "update_item", "transact_write_items", "batch_write_item")
+
+
+def _too_large(err: ClientError) -> bool:
+    messages = [err.response.get("Error", {}).get("Message") or ""]
+    messages += [r.get("Message") or "" for r in err.response.get("CancellationReasons") or []]
+    return any(marker in m for m in messages for marker in _TOO_LARGE)
+
+
+class _SizeCheckedClient:
+    """The DynamoDB client, whose writes turn "item too large" into a domain error: it is what the
+    request asked to store (too many agents, prompts, results), the caller's 4xx, not the kit's 5xx.
+    The failed write changed nothing."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_client":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        op = getattr(self._client, name)
+        if name not in _WRITES:
+            return op
+
+        def write(**kwargs: Any) -> Any:
+            try:
+                return op(**kwargs)
+            except ClientError as err:
+                if _too_large(err):
+                    raise ItemTooLarge("the request would make a stored item exceed DynamoDB's 400 KB item limit; "
+                                       "nothing was changed") from err
+                raise
+        return write
+
+
 # A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
 # (one object per version, so a failed transaction leaves no half-state behind).
 OFFLOAD_BYTES = 300_000
@@ -75,7 +114,7 @@ OFFLOAD_BYTES = 300_000
 
 class DynamoStore:
     def __init__(self, client: Any, table: str, s3: Any = None, bucket: str = "") -> None:
-        self._db, self._table, self._s3, self._bucket = client, table, s3, bucket
+        self._db, self._table, self._s3, self._bucket = _SizeCheckedClient(client), table, s3, bucket
 
     # -- plumbing -------------------------------------------------------------------------
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
