@@ -146,14 +146,21 @@ class Session:
         self._stop = threading.Event()
 
     # -- lane queue ------------------------------------------------------------------------
-    def set_lane_handler(self, lane: str, mode: str = "internal", timeout_ms: int = 60000) -> None:
+    def set_lane_handler(self, lane: str, mode: str = "internal", timeout_ms: int = 60000,
+                         on_timeout: str | None = None) -> None:
+        """`on_timeout="internal"` runs a timed-out external task's tool here instead (asking first
+        outside permissive mode); the default reports the timeout to the model."""
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}: expected one of {', '.join(LANES)}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
         _positive(timeout_ms, "timeout_ms")
-        view = self._t.request("PUT", f"/sessions/{self.session_id}/lanes/{lane}",
-                               {"mode": mode, "timeout_ms": timeout_ms})
+        if on_timeout not in (None, "error", "internal"):
+            raise ValueError(f"on_timeout must be 'error' or 'internal', got {on_timeout!r}")
+        body: dict[str, Any] = {"mode": mode, "timeout_ms": timeout_ms}
+        if on_timeout is not None:
+            body["on_timeout"] = on_timeout
+        view = self._t.request("PUT", f"/sessions/{self.session_id}/lanes/{lane}", body)
         self._modes = {name: h["mode"] for name, h in view["lanes"].items()}
 
     def has_queue(self) -> bool:

@@ -83,11 +83,9 @@ def _pending_confirm(session, events, run_id):
 
 
 def test_given_a_timed_out_external_task_with_internal_fallback_when_not_permissive_then_it_asks_before_running(
-        agent, workspace, events, api):
+        agent, workspace, events):
     session = agent.session(str(workspace))
-    status, _ = api.call("PUT", f"/sessions/{session.session_id}/lanes/execute",
-                         {"mode": "external", "timeout_ms": 1, "on_timeout": "internal"})
-    assert status == 200
+    session.set_lane_handler("execute", "external", 1, on_timeout="internal")
     handle = session.send_async('go\n/tool bash {"command": "touch ran"}')
     confirm = _pending_confirm(session, events, handle.run_id)
     assert confirm["payload"] == {"tool": "bash", "arguments": {"command": "touch ran"}}

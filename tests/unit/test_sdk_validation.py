@@ -252,3 +252,15 @@ def test_given_a_result_that_is_not_json_when_completing_then_value_error_before
     session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "lanes": {}})
     with pytest.raises(ValueError, match="result must be JSON-serialisable"):
         session.complete_external_task("t", success=True, result=result)
+
+
+def test_given_an_unknown_on_timeout_when_setting_a_lane_handler_then_value_error_before_any_request():
+    from a3s_serverless.session import Session
+
+    class NoRequests:
+        def request(self, *args, **kwargs):
+            raise AssertionError("no request may be made")
+
+    session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "lanes": {}})
+    with pytest.raises(ValueError, match="on_timeout must be 'error' or 'internal', got 'retry'"):
+        session.set_lane_handler("execute", "external", 1000, on_timeout="retry")
