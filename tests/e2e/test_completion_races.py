@@ -1,5 +1,5 @@
 """Many callers completing external tasks at once: the first completion wins by a conditional
-write, and the run is woken exactly once (REFERENCE.md: "safe across many concurrent callers")."""
+write, and the run is woken exactly once, however many callers race (docs/reference.md, lane queue)."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The lane queue, row by row of REFERENCE.md's "Lane queue" table, through the SDK and the
+"""The lane queue, row by row of docs/reference.md's "Lane queue" table, through the SDK and the
 embedded stack (moto + the kit's own handlers)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""session.parallel on the embedded stack (REFERENCE.md, "Orchestration"): outcomes in input order,
+"""session.parallel on the embedded stack (docs/reference.md, "Orchestration"): outcomes in input order,
 failures as outcomes, subagent tool limits, MaxConcurrency, structured output with one repair
 turn, and the shared token budget."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""session.pipeline (REFERENCE.md, "Orchestration"): per-item chains through ordered stages, no
+"""session.pipeline (docs/reference.md, "Orchestration"): per-item chains through ordered stages, no
 barrier between stages, early stops (None, a failed step, a raised stage), results in input order;
 and the server-side declarative form, which keeps going without its client."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""session.parallel_resumable (REFERENCE.md, "Orchestration"): a journal of successful steps in
+"""session.parallel_resumable (docs/reference.md, "Orchestration"): a journal of successful steps in
 DynamoDB; a re-run runs only what is missing or failed, fails closed when a journaled step's spec
 changed, ignores ids no longer asked for, attaches to a run still going, and returns the recorded
 outcomes after full success. Side effects (a line appended by bash) prove what ran, and how often."""

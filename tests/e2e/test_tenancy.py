@@ -1,5 +1,5 @@
-"""Tenants cannot see or touch each other's sessions, tasks or runs (DESIGN.md 2: "every key
-starts with the tenant, so tenants cannot see each other's items")."""
+"""Tenants cannot see or touch each other's sessions, tasks or runs: every key starts with the
+tenant (docs/design.md, data model)."""
 from __future__ import annotations
 
 import secrets

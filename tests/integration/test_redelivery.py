@@ -1,6 +1,6 @@
 """At-least-once delivery, at the run-driver level on the moto-backed store: a message delivered
-twice, or a driver that dies mid-turn, never runs a tool or a model turn twice (DESIGN.md 2:
-"every handler is idempotent"; "an invocation that dies is replayed from the last checkpoint")."""
+twice, or a driver that dies mid-turn, never runs a tool or a model turn twice: every handler is
+idempotent, and an invocation that dies is replayed from the last checkpoint (docs/design.md)."""
 from __future__ import annotations
 
 import json

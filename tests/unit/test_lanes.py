@@ -1,4 +1,4 @@
-"""The lane table itself (REFERENCE.md, "Lane queue"): names, order, defaults and tool -> lane."""
+"""The lane table itself (docs/reference.md, "Lane queue"): names, order, defaults and tool -> lane."""
 from __future__ import annotations
 
 import pytest

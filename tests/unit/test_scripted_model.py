@@ -1,4 +1,4 @@
-"""The offline scripted model: directives in, deterministic responses out (DESIGN.md section 6)."""
+"""The offline scripted model: directives in, deterministic responses out (docs/design.md)."""
 from __future__ import annotations
 
 import json

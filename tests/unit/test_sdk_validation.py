@@ -1,4 +1,4 @@
-"""The SDK refuses bad arguments with ValueError before it sends anything (DESIGN.md 4), and reads
+"""The SDK refuses bad arguments with ValueError before it sends anything (docs/design.md), and reads
 its HCL configuration (endpoint, api_key = env("..."), default_model) from text or a file."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The built-in subagents: what each may use and how many steps it gets (REFERENCE.md)."""
+"""The built-in subagents: what each may use and how many steps it gets (docs/reference.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

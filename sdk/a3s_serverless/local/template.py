@@ -1,6 +1,6 @@
 """Read template.yaml into a resolved model of the embedded local stack, and provision it.
 
-template.yaml is the single source of truth (DESIGN.md section 3): this module runs the same SAM
+template.yaml is the single source of truth (docs/design.md): this module runs the same SAM
 transform that `sam deploy` runs (offline: no IAM call, no AWS account), then resolves the
 intrinsic functions the local runtime needs (queue URLs, table and bucket names, parameters)
 with physical names chosen here, so the handlers see the same environment shape as on AWS.
