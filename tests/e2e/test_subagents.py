@@ -61,8 +61,12 @@ def test_given_one_failing_child_then_parallel_task_succeeds_only_if_partial_fai
 
 def test_given_a_timeout_then_unfinished_children_are_cancelled_and_marked_failed(agent, workspace, stack):
     session = agent.session(str(workspace), permissive=True)
+    # The slow child waits on an external task nobody completes: it can never finish in time,
+    # whatever the machine's speed, while the quick one has the whole timeout to finish.
+    session.set_lane_handler("execute", "external", 600_000)
     args = {"tasks": [{"agent": "general", "prompt": "quick"},
-                      {"agent": "general", "prompt": "slow\n/sleep 3000"}], "timeout_ms": 1000}
+                      {"agent": "general", "prompt": "slow\n" + tool("bash", {"command": "make"})}],
+            "timeout_ms": 8000}
     text = tool_output(session, "fan\n" + tool("parallel_task", args))
     assert "parallel_task failed: 1 of 2 tasks succeeded" in text
     stack.wait_idle(timeout=30)
