@@ -42,7 +42,7 @@ def test_given_two_tenants_with_the_same_workspace_name_when_one_writes_a_secret
     assert "TOKEN=alpha" not in text and "No such file" in text
 
 
-@pytest.mark.parametrize("workspace", ["/", "/etc", "../alpha", "proj/../../x", "/tmp"])
+@pytest.mark.parametrize("workspace", ["/", "/etc", "../alpha", "proj/../../x", "/tmp", "a" * 300, "x\x00y"])
 def test_given_a_tenant_when_it_names_a_workspace_outside_its_own_then_the_session_is_refused(tenants, workspace):
     _, beta = tenants
     with pytest.raises(RequestError, match="workspace"):

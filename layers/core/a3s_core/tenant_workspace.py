@@ -14,7 +14,13 @@ def workspace_for(rt: Runtime, tenant: str, workspace: str) -> Workspace:
     """A local directory where the stack has a filesystem of its own (the embedded stack, `make
     dev`); on AWS, the tenant's S3 prefix, since Lambdas share no disk."""
     if rt.settings.workspace_root or not rt.settings.bucket:
-        return LocalWorkspace(workspace_dir(rt, tenant, workspace))
+        check_workspace_name(workspace)
+        try:
+            return LocalWorkspace(workspace_dir(rt, tenant, workspace))
+        except (OSError, ValueError) as err:  # too long a name, a file in the way, no permission...
+            if isinstance(err, BadRequest):
+                raise
+            raise BadRequest(f"workspace {workspace!r} cannot be used: {getattr(err, 'strerror', None) or err}") from None
     return S3Workspace(rt.s3, rt.settings.bucket, f"workspaces/{tenant}/{check_workspace_name(workspace)}")
 
 
