@@ -48,7 +48,8 @@ def test_given_no_aws_access_when_transforming_then_sam_produces_plain_cloudform
     types = {res["Type"] for res in model.transformed["Resources"].values()}
     assert not any(t.startswith("AWS::Serverless::") for t in types)
     assert {"AWS::Lambda::Function", "AWS::ApiGatewayV2::Api", "AWS::Lambda::LayerVersion"} <= types
-    assert set(model.functions) == {"AuthorizerFunction", "ApiFunction", "RunDriverFunction", "SweeperFunction"}
+    assert set(model.functions) == {"AuthorizerFunction", "ApiFunction", "RunDriverFunction", "SweeperFunction",
+                                    "RunsDLQFunction"}
     assert model.authorizer_function_id == "AuthorizerFunction"
 
 
@@ -92,6 +93,16 @@ def test_given_the_run_driver_then_its_runs_queue_source_reports_batch_item_fail
     assert (source.queue_id, source.batch_size, source.batching_window) == ("RunsQueue", 10, 0)
     assert source.report_batch_item_failures
     assert model.functions["RunDriverFunction"].timeout == 120
+
+
+def test_given_max_receive_count_then_the_run_driver_knows_it_and_the_runs_dlq_has_a_consumer() -> None:
+    model = load_stack(TEMPLATE, {"MaxReceiveCount": "7"})
+
+    assert model.functions["RunDriverFunction"].environment["A3S_MAX_RECEIVE_COUNT"] == "7"
+    (source,) = [s for s in model.event_sources if s.function_id == "RunsDLQFunction"]
+    assert source.queue_id == "RunsDLQ" and source.report_batch_item_failures
+    # Lambda rejects an SQS source whose visibility timeout is below the function's timeout.
+    assert model.queues["RunsDLQ"].visibility_timeout >= model.functions["RunsDLQFunction"].timeout
 
 
 @pytest.mark.parametrize("enabled", ["true", "false"])
