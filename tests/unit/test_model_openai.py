@@ -241,3 +241,31 @@ def test_given_openai_without_a_model_when_getting_a_model_then_value_error_expl
 def test_given_an_unknown_provider_when_getting_a_model_then_value_error_still_names_it():
     with pytest.raises(ValueError, match="unknown model 'anthropic/claude'"):
         get_model("anthropic/claude")
+
+
+@pytest.mark.parametrize("reply", [
+    {"choices": [{"message": None}]},
+    {"choices": [{"index": 0}]},
+    {"choices": [None]},
+    {"choices": "no"},
+    {"choices": [{"message": "hello"}]},
+    {"choices": [{"message": {"content": 42}}]},
+    {"choices": [{"message": {"content": None, "tool_calls": [None]}}]},
+    {"choices": [{"message": {"tool_calls": {"id": "c"}}}]},
+    {"choices": [{"message": {"tool_calls": [{"id": "c", "function": None}]}}]},
+    {"choices": [{"message": {"tool_calls": [{"id": "c", "function": {"arguments": "{}"}}]}}]},
+    [],
+])
+def test_given_a_reply_with_null_or_malformed_fields_when_parsed_then_model_error(reply):
+    from a3s_core.model_openai import from_openai_response
+
+    with pytest.raises(ModelError, match="^openai: "):
+        from_openai_response(reply)
+
+
+def test_given_usage_that_is_not_a_number_when_parsed_then_it_counts_as_zero():
+    from a3s_core.model_openai import from_openai_response
+
+    reply = {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many", "completion_tokens": None}}
+
+    assert from_openai_response(reply).usage == Usage(0, 0)

@@ -204,3 +204,10 @@ def test_given_an_empty_conversation_when_completing_then_usage_is_at_least_one_
 
     assert isinstance(response, ModelResponse)
     assert response.usage == Usage(1, 1)
+
+
+@pytest.mark.parametrize("schema", [{"enum": []}, {"anyOf": []}, {"oneOf": []},
+                                    {"type": "object", "required": ["a"], "properties": {"a": {"enum": []}}}])
+def test_given_a_schema_with_nothing_to_choose_from_when_building_then_schema_error(schema):
+    with pytest.raises(SchemaError):
+        minimal_instance(schema)

@@ -245,6 +245,46 @@ def test_given_another_tenant_then_the_run_is_not_found_for_it(store, tenant):
     assert store.acquire_run(tenant + "-other", "run-1", "drv", now_ms(), 1000) is None
 
 
+def test_given_a_stale_live_run_then_each_redrive_is_counted_once_and_a_run_that_moved_on_is_not(store, tenant):
+    run = a_run(tenant)
+    run.updated_at = T0
+    store.create_run(run, [])
+
+    assert [store.count_redrive(tenant, "run-1", T0 + 10 * i + 1, T0 + 10 * i + 5) for i in range(3)] == [1, 2, 3]
+    assert store.get_run(tenant, "run-1").redrives == 3
+    assert store.count_redrive(tenant, "run-1", T0 + 25, T0 + 30) is None  # re-driven at T0 + 25: not stale
+    assert store.stale_runs(T0 + 25, 10_000).count((tenant, "run-1")) == 0
+    assert store.stale_runs(T0 + 26, 10_000).count((tenant, "run-1")) == 1
+    assert store.count_redrive(tenant, "run-unknown", T0 + 1, T0 + 2) is None
+    mine = store.acquire_run(tenant, "run-1", "drv-1", now_ms(), 60_000)
+    assert mine.redrives == 3
+    mine.turn, mine.updated_at = 1, T0 + 100
+    store.save_run(mine, [])  # a checkpoint keeps the count (and makes the run fresh)
+    assert store.get_run(tenant, "run-1").redrives == 3
+    assert store.count_redrive(tenant, "run-1", T0 + 100, T0 + 200) is None
+
+
+@pytest.mark.parametrize("status", ["waiting", "paused", "succeeded", "failed", "cancelled"])
+def test_given_a_run_nothing_should_be_driving_then_no_redrive_is_counted(store, tenant, status):
+    run = a_run(tenant, status=status)
+    run.updated_at = T0
+    store.create_run(run, [])
+
+    assert store.count_redrive(tenant, "run-1", T0 + 1, T0 + 2) is None
+    assert store.get_run(tenant, "run-1").redrives == 0
+
+
+def test_given_16_concurrent_sweepers_then_one_redrive_is_counted(store, tenant):
+    run = a_run(tenant)
+    run.updated_at = T0
+    store.create_run(run, [])
+
+    counts = race(16, lambda i: store.count_redrive(tenant, "run-1", T0 + 1, T0 + 2))
+
+    assert counts.count(1) == 1 and counts.count(None) == 15  # the first marks it fresh for the rest
+    assert store.get_run(tenant, "run-1").redrives == 1
+
+
 # -- sessions -------------------------------------------------------------------------------------
 def test_given_a_stale_copy_of_a_session_when_saved_then_conflict(store, tenant):
     store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))

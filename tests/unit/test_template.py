@@ -50,7 +50,7 @@ def test_given_no_aws_access_when_transforming_then_sam_produces_plain_cloudform
     assert not any(t.startswith("AWS::Serverless::") for t in types)
     assert {"AWS::Lambda::Function", "AWS::ApiGatewayV2::Api", "AWS::Lambda::LayerVersion"} <= types
     assert set(model.functions) == {"AuthorizerFunction", "ApiFunction", "RunDriverFunction", "SweeperFunction",
-                                   "SandboxFunction"}
+                                   "SandboxFunction", "RunsDLQFunction"}
     assert model.authorizer_function_id == "AuthorizerFunction"
 
 
@@ -92,6 +92,16 @@ def test_given_the_run_driver_then_its_runs_queue_source_reports_batch_item_fail
     assert (source.queue_id, source.batch_size, source.batching_window) == ("RunsQueue", 10, 0)
     assert source.report_batch_item_failures
     assert model.functions["RunDriverFunction"].timeout == 120
+
+
+def test_given_max_receive_count_then_the_run_driver_knows_it_and_the_runs_dlq_has_a_consumer() -> None:
+    model = load_stack(TEMPLATE, {"MaxReceiveCount": "7"})
+
+    assert model.functions["RunDriverFunction"].environment["A3S_MAX_RECEIVE_COUNT"] == "7"
+    (source,) = [s for s in model.event_sources if s.function_id == "RunsDLQFunction"]
+    assert source.queue_id == "RunsDLQ" and source.report_batch_item_failures
+    # Lambda rejects an SQS source whose visibility timeout is below the function's timeout.
+    assert model.queues["RunsDLQ"].visibility_timeout >= model.functions["RunsDLQFunction"].timeout
 
 
 @pytest.mark.parametrize("enabled", ["true", "false"])
@@ -192,6 +202,9 @@ def test_given_the_authorizer_then_it_may_only_get_api_key_items() -> None:
 # the files it removed.
 SANDBOX_EXCHANGE = {"s3:GetObject WorkspaceBucket/sandbox/*", "s3:PutObject WorkspaceBucket/sandbox/*",
                     "s3:DeleteObject WorkspaceBucket/sandbox/*", "s3:DeleteObject WorkspaceBucket/workspaces/*"}
+# Forcing a stuck run to failed: a checkpoint (maybe offloaded to S3), its tasks, its workflow step.
+FAIL_A_RUN = {"dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
+              "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"}
 # What each function's code calls (store_dynamo, workspace_s3, queues), and nothing more.
 DATA_GRANTS = {
     "AuthorizerFunction": {"dynamodb:GetItem Table"},
@@ -204,7 +217,8 @@ DATA_GRANTS = {
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*",
         "s3:GetObject WorkspaceBucket/workspaces/*", "s3:PutObject WorkspaceBucket/workspaces/*",
         "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
-    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", "dynamodb:UpdateItem Table"},
+    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", *FAIL_A_RUN},
+    "RunsDLQFunction": FAIL_A_RUN,
     "LaneWorkerFunction": {
         "dynamodb:GetItem Table", "dynamodb:UpdateItem Table", "s3:GetObject WorkspaceBucket/workspaces/*",
         "s3:PutObject WorkspaceBucket/workspaces/*", "s3:DeleteObject WorkspaceBucket/workspaces/*",
@@ -216,6 +230,7 @@ QUEUE_GRANTS = {
     "ApiFunction": {"RunsQueue"},
     "RunDriverFunction": {"RunsQueue", "ControlLaneQueue", "QueryLaneQueue", "ExecuteLaneQueue", "GenerateLaneQueue"},
     "SweeperFunction": {"RunsQueue"},
+    "RunsDLQFunction": {"RunsQueue"},
     "LaneWorkerFunction": {"RunsQueue"},
     "SandboxFunction": set(),
 }

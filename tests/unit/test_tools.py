@@ -248,3 +248,47 @@ def test_given_huge_output_when_run_then_it_is_capped_with_a_truncation_marker(w
 def test_given_a_workspace_without_a_local_directory_when_bash_runs_then_tool_error(tmp_path):
     with pytest.raises(ToolError, match="bash needs a local directory or an external execute lane"):
         run_tool("bash", {"command": "echo hi"}, NoDirWorkspace(tmp_path))
+
+
+# -- faults: whatever goes wrong in a tool is a tool error the model sees ------------------------
+
+
+def test_given_a_double_star_inside_a_segment_when_globbed_then_it_matches_like_a_single_star(ws):
+    run_tool("write", {"file_path": "src/pkg/util.py", "content": ""}, ws)
+
+    # pathlib refuses `**` that is not a whole segment; shells (globstar) read it as `*`.
+    assert run_tool("glob", {"pattern": "src/**.py"}, ws) == {"output": "src/app.py"}
+    assert run_tool("glob", {"pattern": "**/**.py"}, ws) == {"output": "src/app.py\nsrc/pkg/util.py"}
+
+
+@pytest.mark.parametrize("name,args", [
+    ("read", {"file_path": "notes\x00.txt"}),
+    ("write", {"file_path": "a\x00b.txt", "content": "x"}),
+    ("edit", {"file_path": "notes.txt\x00", "old_string": "alpha", "new_string": "x"}),
+    ("ls", {"path": "src\x00"}),
+    ("glob", {"pattern": "src/\x00*.py"}),
+    ("grep", {"pattern": "alpha", "path": "notes\x00.txt"}),
+])
+def test_given_a_nul_byte_in_a_path_when_a_tool_runs_then_tool_error_says_so(ws, name, args):
+    with pytest.raises(ToolError, match="NUL byte"):
+        run_tool(name, args, ws)
+
+
+def test_given_a_lone_surrogate_in_content_when_written_then_tool_error_and_nothing_is_written(ws, tmp_path):
+    with pytest.raises(ToolError, match="not valid Unicode"):
+        run_tool("write", {"file_path": "s.txt", "content": "ok \ud800 then"}, ws)
+
+    assert not (tmp_path / "s.txt").exists()
+
+
+def test_given_a_tool_that_raises_anything_when_run_then_tool_error_names_the_tool_and_the_exception(
+        ws, monkeypatch):
+    from a3s_core import tools
+
+    def broken(args, workspace):
+        raise KeyError("surprise")
+
+    monkeypatch.setitem(tools._TOOLS, "ls", broken)
+
+    with pytest.raises(ToolError, match=r"^ls failed: KeyError: 'surprise'$"):
+        run_tool("ls", {}, ws)

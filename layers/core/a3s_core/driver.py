@@ -105,6 +105,21 @@ def parse_json_answer(text: str) -> Any:
     raise ValueError("the answer holds no JSON value")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """The value with every lone surrogate replaced by U+FFFD. A model can send one (a JSON
+    "\\ud800" escape), and it has no UTF-8 form, so no checkpoint could hold it."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    return value
+
+
 def task_id_for(run_id: str, call_id: str) -> str:
     """Deterministic, so a replayed turn finds the task it made before instead of making another."""
     return "task-" + hashlib.sha256(f"{run_id}/{call_id}".encode()).hexdigest()[:20]
@@ -216,28 +231,37 @@ class _Turns:
         try:
             model = get_model(run.model)
             resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
-        except (ModelError, ValueError) as err:
-            self.finish("failed", "model_error", error=f"model error: {err}")
+        except Exception as err:  # whatever an adapter raises ends this run, not the delivery
+            detail = str(err) if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"
+            self.finish("failed", "model_error", error=f"model error: {detail}")
             return False
         run.turn += 1
         run.prompt_tokens += resp.usage.prompt_tokens
         run.completion_tokens += resp.usage.completion_tokens
+        text = storable(resp.text)
         calls = [c.to_dict() for c in resp.tool_calls]
-        run.messages.append({"role": "assistant", "content": resp.text, "tool_calls": calls})
-        if resp.text:
-            self.emit("text", text=resp.text)
+        clean = storable(calls)
+        run.messages.append({"role": "assistant", "content": text, "tool_calls": clean})
+        if text:
+            self.emit("text", text=text)
         if not calls:
             self.emit("turn_end", turn=run.turn)
             if self.rt.store.get_control(run.tenant, run.run_id).cancel:
                 self.cancel()  # cancelled while the model was answering: the answer is not used
                 return False
             if run.output_schema is not None:
-                return self.structured_answer(resp.text)
-            self.finish("succeeded", "end_turn", text=resp.text)
+                return self.structured_answer(text)
+            self.finish("succeeded", "end_turn", text=text)
             return False
         run.tool_calls_count += len(calls)
-        run.pending = [PendingCall(id=c["id"], name=c["name"], arguments=c["arguments"], lane=lane_for(c["name"]))
-                       for c in calls]
+        run.pending = []
+        for c, raw in zip(clean, calls):
+            call = PendingCall(id=c["id"], name=c["name"], arguments=c["arguments"], lane=lane_for(c["name"]))
+            if c != raw:  # not what the model sent: refuse it rather than run it with U+FFFD in it
+                call.outcome = ToolOutcome(is_error=True, content=(
+                    f"invalid arguments for {c['name']}: a string is not valid Unicode text (it holds a lone "
+                    "surrogate, half of a UTF-16 pair); nothing was run"))
+            run.pending.append(call)
         self.checkpoint()  # the model's answer is never asked for twice
         return True
 
@@ -405,6 +429,8 @@ class _Turns:
                     result = run_tool(call.name, call.arguments, workspace)
             except ToolError as err:
                 return ToolOutcome(content=str(err), is_error=True)
+            except Exception as err:  # a failure around the tool is still this call's error
+                return ToolOutcome(content=f"{call.name} failed: {type(err).__name__}: {err}", is_error=True)
             code = result.get("exit_code")
             suffix = f"\n[exit code {code}]" if code not in (None, 0) else ""
             return ToolOutcome(content=result["output"] + suffix, is_error=code not in (None, 0))

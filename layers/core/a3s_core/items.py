@@ -83,11 +83,12 @@ class Run(BaseModel):
     tool_calls_count: int = 0
     text: str = ""
     error: str | None = None
-    stop_reason: str | None = None  # end_turn | max_turns | model_error | cancelled
+    stop_reason: str | None = None  # end_turn | max_turns | model_error | cancelled | internal_error
     version: int = 0
     event_seq: int = 0
     lease_owner: str | None = None
     lease_until: int = 0
+    redrives: int = 0  # times the sweeper sent a message for it again (bounded: sweeper.MAX_REDRIVES)
     created_at: int = Field(default_factory=now_ms)
     updated_at: int = Field(default_factory=now_ms)
     # A child run of a workflow step: its subagent, its tools, and the step to settle when it ends.

@@ -146,30 +146,53 @@ def to_openai_messages(messages: list[dict], system: str | None) -> list[dict]:
 
 
 def from_openai_response(reply: dict) -> ModelResponse:
+    """The turn in a chat-completions reply. A reply without the fields the protocol promises (a
+    null message, a call with no function) is a ModelError, never a crash of the caller."""
     choices = reply.get("choices") if isinstance(reply, dict) else None
-    if not choices:
-        raise ModelError(f"openai: response has no choices: {json.dumps(reply)[:ERROR_BODY_CHARS]}")
-    message = choices[0].get("message") or {}
-    calls = [_tool_call(i, c) for i, c in enumerate(message.get("tool_calls") or [])]
-    usage = reply.get("usage") or {}
+    if not choices or not isinstance(choices, list):
+        raise ModelError(f"openai: response has no choices: {_snippet(reply)}")
+    message = choices[0].get("message") if isinstance(choices[0], dict) else None
+    if not isinstance(message, dict):
+        raise ModelError(f"openai: the response's first choice has no message: {_snippet(reply)}")
+    raw_calls = message.get("tool_calls") or []
+    if not isinstance(raw_calls, list):
+        raise ModelError(f"openai: tool_calls is not a list: {_snippet(raw_calls)}")
+    calls = [_tool_call(i, c) for i, c in enumerate(raw_calls)]
+    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
     return ModelResponse(
-        text=message.get("content") or "",
+        text=_content(message.get("content")),
         tool_calls=calls,
-        usage=Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0),
+        usage=Usage(_tokens(usage.get("prompt_tokens")), _tokens(usage.get("completion_tokens"))),
         stop_reason="tool_use" if calls else "end_turn",
     )
 
 
-def _tool_call(index: int, call: dict) -> ToolCall:
-    fn = call.get("function") or {}
-    name = fn.get("name") or ""
+def _content(content: Any) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    raise ModelError(f"openai: message content is not text: {_snippet(content)}")
+
+
+def _tokens(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _snippet(value: Any) -> str:
+    return json.dumps(value, default=str)[:ERROR_BODY_CHARS]
+
+
+def _tool_call(index: int, call: Any) -> ToolCall:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise ModelError(f"openai: tool call {index} has no function name: {_snippet(call)}")
+    name = fn["name"]
     raw = fn.get("arguments")
     if isinstance(raw, dict):  # some servers send an object rather than a JSON string
         arguments: Any = raw
     else:
         try:
             arguments = json.loads(raw) if raw else {}
-        except ValueError as e:
+        except (TypeError, ValueError) as e:
             raise ModelError(f"openai: invalid JSON arguments for tool {name!r}: {e}") from None
     if not isinstance(arguments, dict):
         raise ModelError(f"openai: arguments for tool {name!r} must be a JSON object")

@@ -155,10 +155,14 @@ def minimal_instance(schema: Any, root: Any = None, _depth: int = 0) -> Any:
     for key in ("anyOf", "oneOf"):
         if key in rest:
             branches = rest.pop(key)
+            if not branches:
+                raise SchemaError(f"'{key}: []' accepts nothing")
             return again(_merge(rest, branches[0]))
     if "const" in rest:
         return rest["const"]
     if "enum" in rest:
+        if not rest["enum"]:
+            raise SchemaError("'enum: []' accepts nothing")
         return rest["enum"][0]
 
     kind = rest.get("type")

@@ -39,6 +39,10 @@ class Store(Protocol):
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]: ...
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         """(tenant, run_id) of queued/running runs not touched since `before`: a message was lost."""
+    def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
+        """One more re-drive of a run still queued/running and not touched since `before`: the new
+        count (one per caller, however many race), or None if the run has moved on. The run counts
+        as touched at `now`, so the next re-drive waits as long again."""
 
     def create_task(self, task: Task) -> bool:
         """False if a task with this id exists already (a replayed turn)."""
@@ -186,6 +190,14 @@ class MemoryStore:
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         return [(r.tenant, r.run_id) for r in self._runs.values()
                 if r.status in ("queued", "running") and r.updated_at < before][:limit]
+
+    def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
+        with self._lock:
+            r = self._runs.get((tenant, run_id))
+            if r is None or r.status not in ("queued", "running") or r.updated_at >= before:
+                return None
+            r.redrives, r.updated_at = r.redrives + 1, now
+            return r.redrives
 
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
         return [e for e in self._events.get((tenant, run_id), []) if e.seq > after][:limit]

@@ -18,7 +18,7 @@ from .lanes import LANES
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
-_RUN_STATE = ("status", "version", "lease_owner", "lease_until")
+_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives")
 
 
 def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
@@ -297,6 +297,18 @@ class DynamoStore:
         items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
                             ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE", ":b": f"{before:015d}"}))
         return [(i["tenant"], i["run_id"]) for i in items]
+
+    def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
+        # No version bump: a driver that takes the run over afterwards must not conflict on it.
+        out = self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)),
+            UpdateExpression="SET redrives = if_not_exists(redrives, :zero) + :one, gsi1sk = :since",
+            ConditionExpression="#s IN (:queued, :running) AND gsi1sk < :before",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":zero": 0, ":one": 1, ":queued": "queued", ":running": "running",
+                                               ":before": f"{before:015d}", ":since": f"{now:015d}#{tenant}#{run_id}"}),
+            ReturnValues="UPDATED_NEW")
+        return int(out["Attributes"]["redrives"]["N"]) if out else None
 
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
         items = self._query(limit=limit, KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",

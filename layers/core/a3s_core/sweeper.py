@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from . import lane_metrics
+from .containment import fail_run
 from .queues import advance_message
 from .runtime import Runtime
 
 STALE_GRACE_MS = 60_000
+# Lost messages are rare: a run that stalls again and again is failing, not unlucky. After this
+# many re-drives in its life (each one lease plus grace after the last) it is failed instead of
+# re-driven every minute for ever.
+MAX_REDRIVES = 3
 
 
 def sweep(rt: Runtime, limit: int = 500) -> dict[str, int]:
@@ -16,9 +21,17 @@ def sweep(rt: Runtime, limit: int = 500) -> dict[str, int]:
             lane_metrics.record_task_end(rt.store, task, "timed_out", now)
             expired += 1
             rt.wake(task.tenant, task.run_id)
-    redriven = 0
+    redriven = failed = 0
     # A live lease lasts lease_seconds; a run untouched for longer than that has lost its message.
-    for tenant, run_id in rt.store.stale_runs(now - rt.settings.lease_seconds * 1000 - STALE_GRACE_MS, limit):
-        rt.queues.send_run(advance_message(tenant, run_id))
-        redriven += 1
-    return {"expired_tasks": expired, "redriven_runs": redriven}
+    before = now - rt.settings.lease_seconds * 1000 - STALE_GRACE_MS
+    for tenant, run_id in rt.store.stale_runs(before, limit):
+        count = rt.store.count_redrive(tenant, run_id, before, now)
+        if count is None:
+            continue  # it moved on since it was listed
+        if count <= MAX_REDRIVES:
+            rt.queues.send_run(advance_message(tenant, run_id))
+            redriven += 1
+        elif fail_run(rt, tenant, run_id, f"internal error: the run stalled and was re-driven {MAX_REDRIVES} "
+                                          "times without finishing", only_stuck=True):
+            failed += 1
+    return {"expired_tasks": expired, "redriven_runs": redriven, "failed_runs": failed}

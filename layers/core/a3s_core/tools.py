@@ -102,10 +102,14 @@ def run_tool(name: str, arguments: dict, workspace: Workspace) -> dict:
         raise ToolError(f"invalid arguments for {name}: {f'{where}: ' if where else ''}{error.message}")
     try:
         return run(arguments, workspace)
+    except ToolError:
+        raise
     except WorkspaceError as e:
         raise ToolError(str(e)) from None
     except OSError as e:
         raise ToolError(f"{name} failed: {e.strerror or e}") from None
+    except Exception as e:  # anything else is still the tool's failure, for the model to see
+        raise ToolError(f"{name} failed: {type(e).__name__}: {e}") from None
 
 
 def _read(args: dict, ws: Workspace) -> dict:

@@ -6,12 +6,34 @@ and may never leave it. Every failure a caller should report is a WorkspaceError
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Protocol
 
 
 class WorkspaceError(Exception):
     """A path escapes the workspace, does not exist, or is the wrong kind of entry."""
+
+
+def check_path(path: str) -> str:
+    """No filesystem or S3 key takes a NUL byte; say so rather than fail deep in the OS."""
+    if "\x00" in path:
+        raise WorkspaceError(f"path {path!r} contains a NUL byte")
+    return path
+
+
+def utf8(content: str, path: str) -> bytes:
+    """The content as UTF-8; a lone surrogate (half of a broken UTF-16 pair) has no encoding."""
+    try:
+        return content.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise WorkspaceError(f"content for '{path}' is not valid Unicode text: {e.reason} "
+                             f"(character {e.start}, {content[e.start]!r})") from None
+
+
+def globstar(pattern: str) -> str:
+    """`**` that is not a whole segment means `*`, as in shells with globstar (pathlib refuses it)."""
+    return "/".join(p if p == "**" else re.sub(r"\*{2,}", "*", p) for p in pattern.split("/"))
 
 
 class Workspace(Protocol):
@@ -56,7 +78,7 @@ class LocalWorkspace:
     def resolve(self, path: str) -> Path:
         """Relative paths are relative to the root; `..` and symlinks are resolved before the
         containment check, so neither can be used to escape."""
-        candidate = Path(path)
+        candidate = Path(check_path(path))
         if not candidate.is_absolute():
             candidate = self._root / candidate
         resolved = candidate.resolve()
@@ -82,9 +104,9 @@ class LocalWorkspace:
         target = self.resolve(path)
         if target.is_dir():
             raise WorkspaceError(f"'{path}' is a directory")
+        data = utf8(content, path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "w", encoding="utf-8", newline="") as f:  # newline="": write content as given
-            f.write(content)
+        target.write_bytes(data)  # the content as given: no newline translation
 
     def exists(self, path: str) -> bool:
         return self.resolve(path).exists()
@@ -101,10 +123,10 @@ class LocalWorkspace:
         return sorted(p.name + "/" if p.is_dir() else p.name for p in target.iterdir())
 
     def glob(self, pattern: str) -> list[str]:
-        if not pattern or Path(pattern).is_absolute():
+        if not pattern or Path(check_path(pattern)).is_absolute():
             raise WorkspaceError(f"glob pattern must be relative to the workspace, got {pattern!r}")
         found = set()
-        for match in self._root.glob(pattern):
+        for match in self._root.glob(globstar(pattern)):
             resolved = match.resolve()
             # A match through `..` or a symlink may point outside; such files are not ours to list.
             if resolved.is_relative_to(self._root) and resolved.is_file():

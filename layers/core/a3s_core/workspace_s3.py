@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 from botocore.exceptions import ClientError
 
-from .workspace import WorkspaceError
+from .workspace import WorkspaceError, check_path, utf8
 
 CONTENT_TYPE = "text/plain; charset=utf-8"
 _MISSING = {"NoSuchKey", "404", "NotFound"}
@@ -54,7 +54,7 @@ class S3Workspace:
     # -- paths ------------------------------------------------------------------------------
 
     def relative(self, path: str) -> str:
-        rel = posixpath.normpath(path.lstrip("/") or ".")
+        rel = posixpath.normpath(check_path(path).lstrip("/") or ".")
         if rel == ".." or rel.startswith("../"):
             raise WorkspaceError(f"path '{path}' is outside the workspace")
         return rel
@@ -114,6 +114,7 @@ class S3Workspace:
 
     def write_text(self, path: str, content: str) -> None:
         rel = self.relative(path)
+        data = utf8(content, path)
         if self._dir_exists(rel):
             raise WorkspaceError(f"'{path}' is a directory")
         # A file cannot also be a directory: refuse to write beneath an existing file.
@@ -123,7 +124,7 @@ class S3Workspace:
                 raise WorkspaceError(f"'{parent}' is not a directory")
             parent = posixpath.dirname(parent)
         self._client.put_object(
-            Bucket=self._bucket, Key=self._key(rel), Body=content.encode("utf-8"), ContentType=CONTENT_TYPE
+            Bucket=self._bucket, Key=self._key(rel), Body=data, ContentType=CONTENT_TYPE
         )
 
     def exists(self, path: str) -> bool:
@@ -153,7 +154,7 @@ class S3Workspace:
         return sorted(entries)
 
     def glob(self, pattern: str) -> list[str]:
-        if not pattern or pattern.startswith("/"):
+        if not pattern or check_path(pattern).startswith("/"):
             raise WorkspaceError(f"glob pattern must be relative to the workspace, got {pattern!r}")
         if pattern.endswith("/"):  # only directories match; glob lists files
             return []

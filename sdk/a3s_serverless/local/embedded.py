@@ -125,6 +125,20 @@ def threadsafe_powertools() -> None:
         "a3s_threadsafe": True})
 
 
+def function_only_environment(functions: dict[str, Any]) -> dict[str, str]:
+    """The variables functions declare beyond the environment all of them share (e.g. the run
+    driver's A3S_MAX_RECEIVE_COUNT). Lambda gives each function an environment of its own; here the
+    handlers share one process, so these are exported to it, and two functions must agree on one."""
+    envs = [f.environment for f in functions.values()]
+    shared = {k for k, v in envs[0].items() if all(e.get(k) == v for e in envs)} if envs else set()
+    extra: dict[str, str] = {}
+    for f in functions.values():
+        for k, v in f.environment.items():
+            if k not in shared and extra.setdefault(k, v) != v:
+                raise ValueError(f"functions set {k} to different values; the embedded stack has one environment")
+    return extra
+
+
 def kit_root() -> Path:
     """The checkout holding template.yaml (the SDK is installed from it in editable mode)."""
     env = os.environ.get("A3S_KIT_ROOT")
@@ -274,6 +288,7 @@ class EmbeddedStack:
         self.functions: dict[str, Function] = {}
         self.model: StackModel | None = None
         self._mock: Any = None
+        self._environ_before: dict[str, str | None] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "EmbeddedStack":
@@ -301,6 +316,9 @@ class EmbeddedStack:
         # subprocess with a scrubbed environment (a3s_core.isolation), as it is for `make dev`.
         env.pop("A3S_SANDBOX_FUNCTION", None)
         self.env = env
+        for key, value in function_only_environment(model.functions).items():
+            self._environ_before[key] = os.environ.get(key)
+            os.environ[key] = value
         self.runtime = Runtime.from_env(env, session=self.boto)
         set_runtime(self.runtime)
         self.add_api_key(LOCAL_API_KEY, LOCAL_TENANT)
@@ -323,6 +341,12 @@ class EmbeddedStack:
         for pump in self.pumps:
             pump.join()
         set_runtime(None)
+        for key, value in self._environ_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._environ_before = {}
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
