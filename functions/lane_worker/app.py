@@ -28,23 +28,25 @@ def handler(event: dict, context: Any) -> dict:
     rt = get_runtime()
 
     def record(record: SQSRecord) -> None:
-        task = json.loads(record.body)
-        tenant, sid, tid = task["tenant"], task["session_id"], task["task_id"]
-        lease_ms = context.get_remaining_time_in_millis()
-        if not rt.store.claim_task(tenant, sid, tid, context.aws_request_id, rt.clock(), lease_ms):
+        message = json.loads(record.body)
+        tenant, sid, tid = message["tenant"], message["session_id"], message["task_id"]
+        now, lease_ms = rt.clock(), context.get_remaining_time_in_millis()
+        if not rt.store.claim_task(tenant, sid, tid, context.aws_request_id, now, lease_ms):
             current = rt.store.get_task(tenant, sid, tid)
-            if current is not None and current.status == "pending":
+            if current is not None and current.status == "pending" and current.deadline > now:
                 raise RuntimeError(f"task {tid} is leased by another worker; deliver again later")
             return  # finished, timed out or cancelled: nothing left to do
+        task = rt.store.get_task(tenant, sid, tid)  # what was stored, not what the message says
+        if task is None or task.deadline <= now:
+            return  # past its deadline: its timer tells the model, and nothing runs late
         service = Service(rt, tenant)
         session = service.session(sid)
-        claimed = rt.store.get_task(tenant, sid, tid)
-        if not session.permissive and not (claimed and claimed.approved):
+        if not session.permissive and not task.approved:
             # Outside permissive mode the kit runs nothing nobody approved (the driver asks first).
             outcome = {"success": False, "error": "refused: the session is not permissive and no one approved this task"}
         else:
-            sandbox = rt.tool_sandbox()
-            outcome = execute_task(task, workspace_for(rt, tenant, session.workspace), sandbox, tenant)
+            outcome = execute_task(task.public(), workspace_for(rt, tenant, session.workspace), rt.tool_sandbox(),
+                                   tenant, time_left_ms=task.deadline - now)
         service.complete_task(sid, tid, CompleteTaskBody(**outcome))
 
     return process_partial_response(event=event, record_handler=record, processor=processor, context=context)

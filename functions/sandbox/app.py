@@ -1,14 +1,22 @@
 """The tool sandbox: one tool call on a workspace handed over as presigned URLs.
 
-Its role may write logs and nothing else, and Lambda's per-tenant isolation gives each tenant
-execution environments of its own (callers invoke it with TenantId). See a3s_core.sandbox.
+Its role may write its own logs and nothing else, and Lambda's per-tenant isolation gives each
+tenant execution environments of its own (callers invoke it with TenantId). See a3s_core.sandbox.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from a3s_core import isolation
 from a3s_core.sandbox import serve
 
 
 def handler(event: dict, context: Any) -> dict:
-    return serve(event)
+    # This process holds the function's credentials: commands may not read its environment, and
+    # anything a command leaves behind (even by killing its runner) comes back here to be ended.
+    isolation.not_dumpable()
+    isolation.become_reaper()
+    try:
+        return serve(event)
+    finally:
+        isolation.reap_all()

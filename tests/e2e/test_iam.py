@@ -126,6 +126,12 @@ def test_given_a_broad_flow_then_every_call_of_every_function_is_allowed_by_its_
                                 "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}]})
     handle.wait(timeout=30)
     stack.functions["SweeperFunction"].invoke({"source": "aws.events"})
+    # The runs DLQ's consumer on a dead-lettered message of a run that has ended since.
+    dead = json.dumps({"kind": "advance", "tenant": "local", "run_id": handle.run_id})
+    stack.functions["RunsDLQFunction"].invoke({"Records": [{
+        "messageId": "d1", "receiptHandle": "r", "body": dead, "attributes": {}, "messageAttributes": {},
+        "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:dlq",
+        "awsRegion": "us-east-1"}]})
     # Workflows: a parallel one, and a resumable one run again after a failed step.
     session.parallel([{"task_id": "p1", "agent": "general", "prompt": "one"},
                       {"task_id": "p2", "agent": "general", "prompt": "two"}])

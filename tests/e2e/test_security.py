@@ -36,9 +36,14 @@ def test_given_two_tenants_with_the_same_workspace_name_when_one_writes_a_secret
     a = alpha.session("proj", permissive=True)
     a.send('save\n/tool write {"file_path": "secrets.env", "content": "TOKEN=alpha"}')
     b = beta.session("proj", permissive=True)
-    text = b.send('steal\n/tool read {"file_path": "secrets.env"}').text
-    assert "file not found" in text
-    text = b.send('steal\n/tool bash {"command": "cat secrets.env ../*/proj/secrets.env 2>&1 | tr \\"\\\\n\\" \\" \\""}').text
+    for steal in ('/tool read {"file_path": "secrets.env"}', '/tool grep {"pattern": "TOKEN"}',
+                  '/tool glob {"pattern": "../../*/proj/*"}'):
+        text = b.send("steal\n" + steal).text
+        assert "TOKEN=alpha" not in text
+    # The same name is another directory: beta's own bash finds nothing there either. (Commands on
+    # the embedded stack are not confined to their workspace; on AWS they run in the sandbox,
+    # which holds nothing but the tenant's own workspace.)
+    text = b.send('steal\n/tool bash {"command": "cat secrets.env 2>&1"}').text
     assert "TOKEN=alpha" not in text and "No such file" in text
 
 

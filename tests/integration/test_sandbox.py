@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -73,22 +77,29 @@ def s3_http():
         server.shutdown()
 
 
+HANDLER = Path(__file__).parents[2] / "functions" / "sandbox" / "app.py"
+INVOKE = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("sandbox_app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps(module.handler(json.loads(sys.stdin.read()), None)))
+"""
+
+
 class FakeLambda:
-    """Invokes the sandbox function's handler in this process, as Lambda would with the payload."""
+    """Invokes the sandbox function's handler in a process of its own, as Lambda would."""
 
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
     def invoke(self, **kwargs: Any) -> dict:
-        from importlib import util
-        from pathlib import Path
-
         self.calls.append(kwargs)
-        spec = util.spec_from_file_location("sandbox_app", Path(__file__).parents[2] / "functions/sandbox/app.py")
-        module = util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        out = module.handler(json.loads(kwargs["Payload"]), None)
-        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(out).encode())}
+        done = subprocess.run([sys.executable, "-c", INVOKE, str(HANDLER)], input=kwargs["Payload"],
+                              capture_output=True, timeout=60)
+        if done.returncode:
+            return {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": io.BytesIO(done.stderr[-2000:])}
+        return {"StatusCode": 200, "Payload": io.BytesIO(done.stdout)}
 
 
 def test_given_a_tenants_s3_workspace_when_bash_runs_in_the_sandbox_then_it_sees_only_that_prefix_and_changes_come_back(
@@ -140,3 +151,36 @@ def test_given_a_sandbox_that_crashes_when_invoked_then_the_caller_gets_a_tool_e
     with pytest.raises(ToolError, match="the sandbox failed: .*out of memory"):
         sandbox.LambdaSandbox(Crashing(), "fn", S3(), "b").run_tool("acme", "bash", {"command": "true"},
                                                                    S3Workspace(S3(), "b", "workspaces/acme/p"))
+
+
+def _alive(marker: str) -> list[str]:
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmd:
+                out.append(cmd)
+    return out
+
+
+def test_given_a_workspace_that_plants_a_fake_runner_when_bash_runs_then_the_real_runner_runs_it(s3_http):
+    presigner, s3, bucket, _ = s3_http
+    fake = 'import sys; sys.stdout.write(\'{"output": "HIJACKED", "exit_code": 0, "timed_out": false, "dropped": 0}\')'
+    for key, body in {"a3s_core/__init__.py": "", "a3s_core/isolation.py": fake, "isolation.py": fake}.items():
+        s3.put_object(Bucket=bucket, Key=f"workspaces/acme/p/{key}", Body=body.encode())
+    out = sandbox.LambdaSandbox(FakeLambda(), "fn", presigner, bucket).run_tool(
+        "acme", "bash", {"command": "echo real"}, S3Workspace(presigner, bucket, "workspaces/acme/p"))
+    assert out["output"] == "real\n"
+
+
+def test_given_a_command_that_kills_its_runner_when_the_sandbox_returns_then_nothing_it_started_survives(s3_http):
+    presigner, _, bucket, _ = s3_http
+    marker = "53.1137"
+    box = sandbox.LambdaSandbox(FakeLambda(), "fn", presigner, bucket)
+    with pytest.raises(ToolError):
+        box.run_tool("acme", "bash", {"command": f"setsid sleep {marker} & kill -9 $PPID"},
+                     S3Workspace(presigner, bucket, "workspaces/acme/k"))
+    assert _alive(f"sleep {marker}") == []

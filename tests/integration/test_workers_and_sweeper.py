@@ -52,3 +52,26 @@ def test_given_a_task_whose_timer_was_lost_when_the_sweeper_runs_after_its_deadl
     assert stored is not None and stored.status == "timed_out"
     text = handle.wait(timeout=30).text
     assert "timed out" in text and session.complete_external_task(task["task_id"], result={"output": "x"}) is False
+
+
+def test_given_a_non_permissive_sessions_task_nobody_approved_when_the_lane_worker_gets_it_then_it_refuses(
+        agent, workspace, stack):
+    worker = Function("LaneWorkerFunction", ROOT / "functions" / "lane_worker", "app.handler", 60, 512)
+    session = agent.session(str(workspace))  # not permissive; the stack's driver does not ask (no lane worker)
+    session.set_lane_handler("execute", "external", 60000)
+    handle = session.send_async('w\n/tool write {"file_path": "o.txt", "content": "hi"}')
+    next(e for e in handle.events() if e["type"] == "external_task_pending")
+    [task] = session.pending_external_tasks()
+    assert worker.invoke(record({"tenant": "local", **task})) == {"batchItemFailures": []}
+    assert "refused: the session is not permissive and no one approved this task" in handle.wait(timeout=30).text
+    assert not (workspace / "o.txt").exists()
+
+
+def test_given_a_message_that_names_another_command_when_the_lane_worker_runs_then_it_runs_the_stored_one(
+        agent, workspace, stack):
+    worker = Function("LaneWorkerFunction", ROOT / "functions" / "lane_worker", "app.handler", 60, 512)
+    session, handle, task = pending_task(agent, workspace, 'w\n/tool write {"file_path": "o.txt", "content": "hi"}')
+    forged = {"tenant": "local", **task, "command_type": "bash", "payload": {"command": "touch forged"}}
+    assert worker.invoke(record(forged)) == {"batchItemFailures": []}
+    assert handle.wait(timeout=30).text == "echo: w\nwrite -> wrote 2 bytes to o.txt"
+    assert not (workspace / "forged").exists()

@@ -70,3 +70,10 @@ def test_given_a_command_that_writes_to_its_home_and_tmp_when_it_ends_then_they_
 def test_given_a_command_that_closes_its_output_early_when_it_goes_on_then_its_exit_code_is_kept(tmp_path):
     out = isolation.run("echo early; exec >&-; sleep 0.2; exit 3", tmp_path, 10_000)
     assert out == {"output": "early\n", "exit_code": 3, "timed_out": False, "dropped": 0}
+
+
+def test_given_workspace_relative_names_then_only_plain_ones_are_safe_for_the_sandbox() -> None:
+    from a3s_core.sandbox import _safe
+
+    assert all(_safe(p) for p in ("a.txt", "src/x.py", "..hidden", "a/..b/c"))
+    assert not any(_safe(p) for p in ("", ".", "..", "../x", "/etc/passwd", "a/../b", "a//b", "./a", "a\x00b"))

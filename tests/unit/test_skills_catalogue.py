@@ -23,3 +23,8 @@ def test_given_no_builtins_then_only_the_deployments_and_sessions_skills() -> No
 def test_given_an_unknown_name_when_loaded_then_a_tool_error_naming_the_choices() -> None:
     out = skills.use({"a": {"description": "x", "content": "y"}}, {"name": "b"})
     assert out.is_error and out.content == "unknown skill 'b': expected one of a"
+
+
+def test_given_a_malformed_deployment_catalogue_then_it_adds_nothing_and_breaks_nothing() -> None:
+    for raw in ("{not json", "[1, 2]", json.dumps({"a": "not an object"})):
+        assert skills.catalogue(False, raw, {}) == {}

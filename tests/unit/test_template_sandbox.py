@@ -31,10 +31,21 @@ def test_given_the_sandbox_function_then_it_is_isolated_per_tenant_and_untraced(
     assert "TracingConfig" not in fn  # tracing would need X-Ray write permissions
 
 
-def test_given_the_sandbox_role_then_it_may_write_logs_and_nothing_else(resources) -> None:
-    role = resources["SandboxFunctionRole"]["Properties"]
-    assert role.get("Policies", []) == []
-    assert role["ManagedPolicyArns"] == ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+def test_given_the_sandbox_role_then_it_may_write_its_own_logs_and_nothing_else(resources) -> None:
+    fn = resources["SandboxFunction"]["Properties"]
+    assert fn["Role"] == {"Fn::GetAtt": ["SandboxRole", "Arn"]}
+    assert fn["LoggingConfig"] == {"LogGroup": {"Ref": "SandboxLogGroup"}}
+    role = resources["SandboxRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role  # not the basic execution role: it writes to any log group
+    [policy] = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [{
+        "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": {"Fn::GetAtt": ["SandboxLogGroup", "Arn"]}}]
+
+
+def test_given_the_sandbox_then_none_of_the_kits_settings_reach_it(model) -> None:
+    env = model.functions["SandboxFunction"].environment
+    assert env and all(v == "" for k, v in env.items() if k.startswith(("A3S_", "OPENAI_")))
 
 
 @pytest.mark.parametrize("function", ["RunDriverFunction", "LaneWorkerFunction"])

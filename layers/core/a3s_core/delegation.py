@@ -113,7 +113,7 @@ def workspace_refusal(turns: Any, call: PendingCall) -> str | None:
     """A child may work in another workspace of this tenant's, never outside them."""
     tasks = call.arguments.get("tasks") if call.name == "parallel_task" else [call.arguments]
     for args in tasks or []:
-        if isinstance(args, dict) and isinstance(args.get("workspace"), str):
+        if isinstance(args, dict) and args.get("workspace") is not None:
             refused = tenant_workspace.refusal(turns.rt, turns.run.tenant, args["workspace"])
             if refused:
                 return refused

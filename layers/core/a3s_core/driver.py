@@ -458,9 +458,11 @@ class _Turns:
 
     def within_deadline(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A command may not outlive this invocation: a driver killed mid-tool would run it again."""
-        budget = max(1_000, self.remaining_ms() - self.margin_ms())
+        budget = max(1_000, self.remaining_ms() - 2 * self.margin_ms())  # and time to move the workspace
         asked = arguments.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS)
-        return {**arguments, "timeout_ms": min(asked, budget)} if isinstance(asked, int) else arguments
+        if isinstance(asked, bool) or not isinstance(asked, (int, float)):
+            return arguments  # the tool's own check refuses it
+        return {**arguments, "timeout_ms": int(min(asked, budget))}
 
     def dispatch(self, call: PendingCall, lane: str, command_type: str, payload: dict, timeout_ms: int,
                  key: str | None = None) -> str:

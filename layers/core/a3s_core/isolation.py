@@ -25,6 +25,7 @@ from typing import Any
 OUTPUT_CHARS = 30_000   # what the model sees; the rest is counted and dropped as it is read
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 _EXIT_GRACE_S = 10      # the child's own bookkeeping beyond the command's timeout
 
 
@@ -37,10 +38,12 @@ def scrubbed_env(home: str) -> dict[str, str]:
 def run(command: str, cwd: str | Path, timeout_ms: int) -> dict[str, Any]:
     """Run `command` isolated: {"output", "exit_code", "timed_out", "dropped"} (output capped)."""
     request = json.dumps({"command": command, "cwd": str(cwd), "timeout_ms": timeout_ms}).encode()
-    core_dir = str(Path(__file__).resolve().parents[1])  # the folder holding a3s_core
-    env = {**scrubbed_env(tempfile.gettempdir()), "PYTHONPATH": core_dir, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen([sys.executable, "-S", "-m", "a3s_core.isolation"], cwd=str(cwd), env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # The runner is this file, run by path in isolated mode (-I: no PYTHON* variables, no script or
+    # working directory on sys.path) from a neutral directory: nothing in the workspace can stand
+    # in for it. It needs the standard library only.
+    env = {**scrubbed_env(tempfile.gettempdir()), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(Path(__file__).resolve())], cwd=tempfile.gettempdir(),
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
         out, err = proc.communicate(request, timeout=timeout_ms / 1000 + _EXIT_GRACE_S)
@@ -81,7 +84,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _reap_all() -> None:
+def become_reaper() -> None:
+    """Make this process a child subreaper: whatever its descendants orphan comes back to it (a
+    command that kills its own runner included), for reap_all() to end. Only for a process that
+    has no other children of its own, such as the sandbox function's."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def not_dumpable() -> None:
+    """Commands run as the same user cannot read this process's /proc/<pid>/environ or attach to it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reap_all() -> None:
     """Kill and reap everything below this process until nothing is left."""
     for _ in range(50):
         pids = _descendants(os.getpid())
@@ -155,15 +176,13 @@ def _execute(command: str, cwd: str, timeout_ms: int, home: str) -> dict[str, An
 
 def main() -> int:
     request = json.loads(sys.stdin.buffer.read())
-    try:  # orphans (setsid, double forks) come back to us instead of init, so we can end them
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    become_reaper()  # orphans (setsid, double forks) come back to us instead of init, so we can end them
+    not_dumpable()
     home = tempfile.mkdtemp(prefix="a3s-tool-")
     try:
         result = _execute(request["command"], request["cwd"], int(request["timeout_ms"]), home)
     finally:
-        _reap_all()
+        reap_all()
         shutil.rmtree(home, ignore_errors=True)
     sys.stdout.write(json.dumps(result))
     return 0

@@ -9,18 +9,25 @@ from pathlib import Path
 from typing import Any
 
 from .sandbox import CODE_TOOLS, LocalSandbox, Sandbox
-from .tools import ToolError
+from .tools import BASH_DEFAULT_TIMEOUT_MS, ToolError
 from .workspace import LocalWorkspace, Workspace
 
 
 def execute_task(task: dict[str, Any], workspace: str | Path | Workspace, sandbox: Sandbox | None = None,
-                 tenant: str = "") -> dict[str, Any]:
-    """A completion body ({success, result?, error?}) for the task, never an exception."""
+                 tenant: str = "", time_left_ms: int | None = None) -> dict[str, Any]:
+    """A completion body ({success, result?, error?}) for the task, never an exception. A command
+    gets at most `time_left_ms`: a result after the task's deadline would be refused anyway."""
     ws = LocalWorkspace(workspace) if isinstance(workspace, (str, Path)) else workspace
     name = task["command_type"]
     runner = sandbox if sandbox is not None and name in CODE_TOOLS else LocalSandbox()
+    arguments = dict(task.get("payload") or {})
+    asked = arguments.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS)
+    if name in CODE_TOOLS and time_left_ms is not None and isinstance(asked, (int, float)) and not isinstance(asked, bool):
+        arguments["timeout_ms"] = max(1, int(min(asked, time_left_ms)))
     try:
-        result = runner.run_tool(tenant, name, task.get("payload") or {}, ws)
+        result = runner.run_tool(tenant, name, arguments, ws)
     except ToolError as err:
         return {"success": False, "error": str(err)}
+    except Exception as err:  # the sandbox or the workspace failed around the tool: still this task's failure
+        return {"success": False, "error": f"{name} failed: {type(err).__name__}: {err}"}
     return {"success": True, "result": result}

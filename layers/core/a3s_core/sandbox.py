@@ -29,7 +29,8 @@ from .workspace import LocalWorkspace, Workspace
 from .workspace_s3 import S3Workspace
 
 CODE_TOOLS = frozenset({"bash"})   # tools that run what the model wrote
-URL_EXPIRY_S = 900                 # the sandbox's longest run (its timeout)
+URL_EXPIRY_S = 1_200               # the sandbox's longest run (its 900 s timeout), and some
+MAX_CHANGES_BYTES = 100 * 1024 * 1024  # a bigger tarball of changes is refused, not read into memory
 HTTP_TIMEOUT_S = 60
 
 
@@ -90,6 +91,11 @@ class LambdaSandbox:
         """Write back what the sandbox says it changed, from the tarball it uploaded."""
         changed, deleted = set(out.get("changed") or []), out.get("deleted") or []
         if changed:
+            size = self._s3.head_object(Bucket=self.bucket, Key=staging)["ContentLength"]
+            if size > MAX_CHANGES_BYTES:
+                self._s3.delete_object(Bucket=self.bucket, Key=staging)
+                raise ToolError(f"the command changed {size} bytes of files, more than {MAX_CHANGES_BYTES}; "
+                                "nothing was written back")
             blob = self._s3.get_object(Bucket=self.bucket, Key=staging)["Body"].read()
             with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
                 for member in tar.getmembers():
@@ -107,8 +113,10 @@ class LambdaSandbox:
 
 
 def _safe(rel: str) -> bool:
+    """A plain workspace-relative file path: not absolute, not ".", nothing that climbs out."""
     norm = posixpath.normpath(rel)
-    return bool(rel) and not rel.startswith("/") and norm == rel and not norm.startswith("..")
+    return (bool(rel) and not rel.startswith("/") and norm == rel and norm != "."
+            and norm != ".." and not norm.startswith("../") and "\x00" not in rel)
 
 
 def serve(request: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +132,11 @@ def serve(request: dict[str, Any]) -> dict[str, Any]:
                 continue
             with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310 (presigned https)
                 body = resp.read()
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_bytes(body)
+            try:
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                (root / rel).write_bytes(body)
+            except OSError:
+                continue  # a key no filesystem can hold (both "x" and "x/y", too long a name): left out
             before[rel] = hashlib.sha256(body).hexdigest()
         try:
             result, error = run_tool(request["tool"], request.get("arguments") or {}, LocalWorkspace(root)), None

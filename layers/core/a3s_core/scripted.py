@@ -1,4 +1,4 @@
-"""The offline, deterministic `scripted` model (DESIGN.md section 6).
+"""The offline, deterministic `scripted` model (docs/design.md, section 9).
 
 It reads directives from the newest user message; other lines are ignored:
 ``/tool NAME {json}``, ``/json {json}``, ``/fail MESSAGE``, ``/sleep MS``.

@@ -39,10 +39,19 @@ def catalogue(builtin_skills: bool, deployment_json: str, session_skills: dict[s
               ) -> dict[str, dict[str, str]]:
     """Every skill a run of this session may load (empty: no `skill` tool)."""
     out: dict[str, dict[str, str]] = dict(builtin()) if builtin_skills else {}
-    for source in (json.loads(deployment_json) if deployment_json else {}, session_skills):
+    for source in (_deployment(deployment_json), session_skills):
         out.update({name: {"description": str(s.get("description", "")), "content": str(s.get("content", ""))}
-                    for name, s in source.items()})
+                    for name, s in source.items() if isinstance(s, dict)})
     return out
+
+
+def _deployment(raw: str) -> dict[str, Any]:
+    """SkillsJson; a value that is not a JSON object adds nothing (it must never break a run)."""
+    try:
+        parsed = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def schema(skills: dict[str, dict[str, str]]) -> dict[str, Any]:

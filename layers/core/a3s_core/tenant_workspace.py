@@ -2,6 +2,7 @@
 stack's own (the embedded stack, `make dev`), the prefix workspaces/<tenant>/ on AWS."""
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 
 from .errors import BadRequest
@@ -21,15 +22,25 @@ def workspace_for(rt: Runtime, tenant: str, workspace: str) -> Workspace:
             if isinstance(err, BadRequest):
                 raise
             raise BadRequest(f"workspace {workspace!r} cannot be used: {getattr(err, 'strerror', None) or err}") from None
+    tenant_dir(Path("/"), tenant)
     return S3Workspace(rt.s3, rt.settings.bucket, f"workspaces/{tenant}/{check_workspace_name(workspace)}")
 
 
-def check_workspace_name(workspace: str) -> str:
-    """A workspace name as a tenant-relative path: no '..', no NUL (BadRequest otherwise)."""
-    name = workspace.strip("/")
-    if "\x00" in workspace or ".." in Path(name).parts:
+def check_workspace_name(workspace: object) -> str:
+    """A workspace name as a normalised tenant-relative path ("" for the tenant's root): no '..',
+    no NUL (BadRequest otherwise)."""
+    if not isinstance(workspace, str):
+        raise BadRequest(f"workspace must be a string, got {type(workspace).__name__}")
+    if "\x00" in workspace or ".." in workspace.split("/"):
         raise BadRequest(f"workspace {workspace!r} may not contain '..' or NUL")
-    return name
+    name = posixpath.normpath(workspace.strip("/") or ".")
+    return "" if name == "." else name
+
+
+def tenant_dir(root: Path, tenant: str) -> Path:
+    if tenant in ("", ".", "..") or "/" in tenant or "\x00" in tenant:
+        raise BadRequest(f"tenant {tenant!r} cannot name a directory")
+    return root / tenant
 
 
 def workspace_dir(rt: Runtime, tenant: str, workspace: str) -> Path:
@@ -37,7 +48,7 @@ def workspace_dir(rt: Runtime, tenant: str, workspace: str) -> Path:
     embedded stack's default one: a user's Agent.local() on their own repository) may name a
     directory elsewhere; for every other tenant an absolute path outside its root is refused."""
     root = Path(rt.settings.workspace_root or "/tmp/a3s-workspaces").resolve()
-    tenant_root = root / tenant.replace("/", "_")
+    tenant_root = tenant_dir(root, tenant)
     path = Path(workspace)
     if path.is_absolute():
         resolved = path.resolve()

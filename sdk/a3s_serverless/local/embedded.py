@@ -129,12 +129,13 @@ def function_only_environment(functions: dict[str, Any]) -> dict[str, str]:
     """The variables functions declare beyond the environment all of them share (e.g. the run
     driver's A3S_MAX_RECEIVE_COUNT). Lambda gives each function an environment of its own; here the
     handlers share one process, so these are exported to it, and two functions must agree on one."""
+    # A blank value is a function opting out of a shared variable (the sandbox blanks them all).
     envs = [f.environment for f in functions.values()]
-    shared = {k for k, v in envs[0].items() if all(e.get(k) == v for e in envs)} if envs else set()
+    shared = {k for k, v in envs[0].items() if all(e.get(k) in (v, "") for e in envs)} if envs else set()
     extra: dict[str, str] = {}
-    for f in functions.values():
-        for k, v in f.environment.items():
-            if k not in shared and extra.setdefault(k, v) != v:
+    for env in envs:
+        for k, v in env.items():
+            if v != "" and k not in shared and extra.setdefault(k, v) != v:
                 raise ValueError(f"functions set {k} to different values; the embedded stack has one environment")
     return extra
 
@@ -310,7 +311,9 @@ class EmbeddedStack:
         # Every function shares one runtime here, so it gets what any of them is given (on AWS
         # only the run driver sees the model key's secret ARN). The default tenant is the user on
         # their own machine: it may name their directories.
-        env = {k: v for spec in model.functions.values() for k, v in spec.environment.items()}
+        env: dict[str, str] = {}
+        for spec in model.functions.values():  # a value one function blanks (the sandbox) is not the stack's
+            env.update({k: v for k, v in spec.environment.items() if v != "" or k not in env})
         env.update({"A3S_WORKSPACE_ROOT": self.workspace_root, "A3S_HOST_TENANT": LOCAL_TENANT})
         # moto cannot run a Lambda without Docker: the sandbox is the same tool code, isolated in a
         # subprocess with a scrubbed environment (a3s_core.isolation), as it is for `make dev`.

@@ -288,6 +288,7 @@ class _Resolver:
             "AWS::S3::Bucket": f"arn:{p}:s3:::{n}",
             "AWS::Lambda::Function": f"arn:{p}:lambda:{r}:{a}:function:{n}",
             "AWS::IAM::Role": f"arn:{p}:iam::{a}:role/{n}",
+            "AWS::Logs::LogGroup": f"arn:{p}:logs:{r}:{a}:log-group:{n}:*",
         }
         if attr == "Arn" and rtype in arns:
             return arns[rtype]
