@@ -1,22 +1,28 @@
 """HTTP API: parse, call the core service, return. Errors take one JSON shape, never a trace."""
 from __future__ import annotations
 
+import functools
 import json
-from typing import Annotated, Any
+from http import HTTPStatus
+from typing import Annotated, Any, Callable
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from a3s_core.bodies import BODY_METHODS, JSON_MEDIA_TYPE, check_body
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
-from a3s_core.schemas import (AgentBody, ClaimBody, CompleteTaskBody, CreateSessionBody, LaneHandlerBody, SkillBody,
-                              StartRunBody, StartWorkflowBody, ControlBody)
+from a3s_core.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, InjectBody,
+                              LaneHandlerBody, SkillBody, StartRunBody, StartWorkflowBody)
 from a3s_core.service import Service, session_view
-from a3s_core.schemas import ClaimTaskBody
+from a3s_core.views import (AgentsView, ClaimView, CompletedView, ControlView, ErrorBody, EventsView, GatewayError,
+                            Health, QueueView, RunsView, RunView, SessionView, SkillsView, TasksView, WorkflowCancelled,
+                            WorkflowStarted, WorkflowView)
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
 PUBLIC_PATHS = ("/health", "/openapi.json")
@@ -85,117 +91,217 @@ def _service() -> Service:
     return Service(get_runtime(), _tenant(app.current_event.raw_event) or "")
 
 
-@app.get("/health")
+# -- the document --------------------------------------------------------------------------------
+# The routes document themselves through `responses=` rather than through return annotations: a
+# pydantic return type would have Powertools validate and re-serialize every answer at run time,
+# and turn a mismatch into a 422 (the caller's fault) where it is the kit's. The e2e suite checks
+# the real answers against the document instead (tests/openapi_contract.py).
+BEARER = "bearerAuth"
+app.configure_openapi(
+    title="a3s-serverless", version="0.1.0",
+    description="Agent sessions, runs, external tasks and workflows on AWS Lambda, SQS and DynamoDB.",
+    security_schemes={BEARER: HTTPBearer(description="Authorization: Bearer <API key>; the key names the tenant")})
+
+
+def _json(model: Any) -> dict[str, Any]:
+    return {"application/json": {"model": model}}
+
+
+ERRORS: dict[int, OpenAPIResponse] = {
+    400: {"description": "Malformed JSON (bad_json) or a request the kit refuses (bad_request, model_not_allowed)",
+          "content": _json(ErrorBody)},
+    # API Gateway refuses a request without a key before the function runs, in its own shape; the
+    # function answers in the kit's if it is ever reached without the authorizer's tenant.
+    401: {"description": "No API key: API Gateway's {message}, or the kit's unauthorized",
+          "content": _json(GatewayError | ErrorBody)},
+    403: {"description": "Unknown API key: API Gateway's own answer", "content": _json(GatewayError)},
+    404: {"description": "Unknown id (not_found)", "content": _json(ErrorBody)},
+    409: {"description": "The state does not allow it (conflict): the run has ended, or the item kept changing",
+          "content": _json(ErrorBody)},
+    413: {"description": f"Body over {MAX_BODY_BYTES} bytes (payload_too_large), or a write that would make a "
+                         "stored item outgrow DynamoDB's 400 KB (item_too_large); nothing is changed",
+          "content": _json(ErrorBody)},
+    415: {"description": f"Content-Type other than {JSON_MEDIA_TYPE} (unsupported_media_type)",
+          "content": _json(ErrorBody)},
+    422: {"description": "A parameter or body field fails validation (validation_error; `detail` lists each)",
+          "content": _json(ErrorBody)},
+    500: {"description": "The kit's own failure (internal_error), with the request id; the trace is logged only",
+          "content": _json(ErrorBody)},
+}
+AUTHORIZED_ERRORS = (401, 403, 422, 500)
+BODY_ERRORS = (400, 413, 415)  # every POST and PUT: the body is checked before any route runs
+
+
+def _route(method: str, rule: str, model: Any, *errors: int, status: int = 200, public: bool = False) -> Callable:
+    """Register the handler for `method rule` and document it: the success `status` (which is
+    also what the handler's dict is sent with), its body `model`, and the errors it can answer
+    (`errors` plus those of every authorized route and of every route with a body)."""
+    codes = {500, *errors, *(() if public else AUTHORIZED_ERRORS), *(BODY_ERRORS if method in BODY_METHODS else ())}
+    responses = {status: {"description": HTTPStatus(status).phrase, "content": _json(model)},
+                 **{code: ERRORS[code] for code in sorted(codes)}}
+
+    def register(handler: Callable) -> Callable:
+        return app.route(rule, method, operation_id=handler.__name__, description=handler.__doc__,
+                         status_code=status, responses=responses,
+                         security=None if public else [{BEARER: []}])(handler)
+
+    return register
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    doc = json.loads(app.get_openapi_json_schema())
+    # Powertools documents a 422 of its own shape on every route. The kit's routes replace it with
+    # ErrorBody (what _invalid sends); the public ones take no input and cannot answer 422 at all.
+    for operation in (op for path in doc["paths"].values() for op in path.values()):
+        if "HTTPValidationError" in json.dumps(operation["responses"].get("422", {})):
+            del operation["responses"]["422"]
+        operation["responses"] = dict(sorted(operation["responses"].items()))
+    for name in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        doc["components"]["schemas"].pop(name, None)
+    doc["paths"] = dict(sorted(doc["paths"].items()))
+    return doc
+
+
+# -- routes --------------------------------------------------------------------------------------
+@_route("GET", "/health", Health, public=True)
 def health() -> dict:
     return {"ok": True}
 
 
-@app.get("/openapi.json")
+@_route("GET", "/openapi.json", dict[str, Any], public=True)
 def openapi() -> dict:
-    return json.loads(app.get_openapi_json_schema(title="a3s-serverless", version="0.1.0"))
+    """This document."""
+    return _document()
 
 
-@app.post("/sessions")
-def create_session(body: CreateSessionBody) -> tuple[dict, int]:
-    return _service().create_session(body), 201
+@_route("POST", "/sessions", SessionView, 409, status=201)
+def create_session(body: CreateSessionBody) -> dict:
+    return _service().create_session(body)
 
 
-@app.get("/sessions/<session_id>")
+@_route("GET", "/sessions/<session_id>", SessionView, 404)
 def get_session(session_id: Id) -> dict:
     return session_view(_service().session(session_id))
 
 
-@app.delete("/sessions/<session_id>")
+@_route("DELETE", "/sessions/<session_id>", SessionView, 404, 409)
 def close_session(session_id: Id) -> dict:
     return _service().close_session(session_id)
 
 
-@app.put("/sessions/<session_id>/lanes/<lane>")
+@_route("PUT", "/sessions/<session_id>/lanes/<lane>", SessionView, 404, 409)
 def set_lane(session_id: Id, lane: Id, body: LaneHandlerBody) -> dict:
     return _service().set_lane(session_id, lane, body)
 
 
-@app.put("/sessions/<session_id>/agents/<name>")
+@_route("PUT", "/sessions/<session_id>/agents/<name>", AgentsView, 404, 409)
 def register_agent(session_id: Id, name: Id, body: AgentBody) -> dict:
     return _service().register_agent(session_id, name, body)
 
 
-@app.put("/sessions/<session_id>/skills/<name>")
+@_route("PUT", "/sessions/<session_id>/skills/<name>", SkillsView, 404, 409)
 def register_skill(session_id: str, name: str, body: SkillBody) -> dict:
     return _service().register_skill(session_id, name, body)
 
 
-@app.get("/sessions/<session_id>/queue")
-def queue(session_id: Id) -> dict:
+@_route("GET", "/sessions/<session_id>/queue", QueueView, 404)
+def get_queue(session_id: Id) -> dict:
     return _service().queue(session_id)
 
 
-@app.get("/sessions/<session_id>/external-tasks")
-def pending_tasks(session_id: Id) -> dict:
+@_route("GET", "/sessions/<session_id>/external-tasks", TasksView, 404)
+def list_pending_tasks(session_id: Id) -> dict:
     return {"tasks": _service().pending_tasks(session_id)}
 
 
-@app.post("/sessions/<session_id>/external-tasks/claim")
+@_route("POST", "/sessions/<session_id>/external-tasks/claim", TasksView, 404)
 def claim_session_tasks(session_id: Id, body: ClaimBody,
                         lane: Annotated[str | None, Query(max_length=32)] = None) -> dict:
     return {"tasks": _service().claim(body, session_id=session_id, lane=lane)}
 
 
-@app.post("/sessions/<session_id>/external-tasks/<task_id>/complete")
+@_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/complete", CompletedView, 404)
 def complete_task(session_id: Id, task_id: Id, body: CompleteTaskBody) -> dict:
     return {"completed": _service().complete_task(session_id, task_id, body)}
 
 
-@app.post("/sessions/<session_id>/external-tasks/<task_id>/claim")
+@_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/claim", ClaimView, 404)
 def claim_task(session_id: str, task_id: str, body: ClaimTaskBody) -> dict:
     return _service().claim_task(session_id, task_id, body)
 
 
-@app.post("/lanes/<lane>/claim")
+@_route("POST", "/lanes/<lane>/claim", TasksView)
 def claim_lane_tasks(lane: Id, body: ClaimBody) -> dict:
     return {"tasks": _service().claim(body, lane=lane)}
 
 
-@app.post("/sessions/<session_id>/runs")
-def start_run(session_id: Id, body: StartRunBody) -> tuple[dict, int]:
-    return _service().start_run(session_id, body), 202
+@_route("POST", "/sessions/<session_id>/runs", RunView, 404, status=202)
+def start_run(session_id: Id, body: StartRunBody) -> dict:
+    return _service().start_run(session_id, body)
 
 
-@app.get("/runs/<run_id>")
+@_route("GET", "/runs/<run_id>", RunView, 404)
 def get_run(run_id: Id) -> dict:
     return _service().get_run(run_id)
 
 
-@app.get("/runs/<run_id>/events")
-def run_events(run_id: Id, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-               wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0) -> dict:
+@_route("GET", "/runs/<run_id>/events", EventsView, 404)
+def list_run_events(run_id: Id, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+                    wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0) -> dict:
     return _service().events(run_id, after, wait_ms)
 
 
-@app.post("/sessions/<session_id>/workflows")
-def start_workflow(session_id: Id, body: StartWorkflowBody) -> tuple[dict, int]:
-    return _service().start_workflow(session_id, body), 202
+@_route("POST", "/runs/<run_id>/pause", ControlView, 404, 409)
+def pause_run(run_id: Id) -> dict:
+    """Pause at the next turn boundary; a run waiting on tasks is paused at once."""
+    return _service().control(run_id, "pause", None)
 
 
-@app.get("/workflows/<workflow_id>")
+@_route("POST", "/runs/<run_id>/resume", ControlView, 404, 409)
+def resume_run(run_id: Id) -> dict:
+    """Resume a paused run from its checkpoint (400 if it is not paused)."""
+    return _service().control(run_id, "resume", None)
+
+
+@_route("POST", "/runs/<run_id>/cancel", ControlView, 404, 409)
+def cancel_run(run_id: Id) -> dict:
+    """Cancel the run, its child runs and its pending external tasks."""
+    return _service().control(run_id, "cancel", None)
+
+
+@_route("POST", "/runs/<run_id>/inject", ControlView, 404, 409)
+def inject_prompt(run_id: Id, body: InjectBody) -> dict:
+    """Add a user message the model sees on its next turn."""
+    return _service().control(run_id, "inject", body.prompt)
+
+
+@app.post("/runs/<run_id>/<action>", include_in_schema=False)
+def unknown_run_action(run_id: Id, action: Id) -> dict:
+    # Registered after the four actions, so only an unknown one gets here: control refuses it (400)
+    # with the list of actions, whatever the run, as it did when the action was a path parameter.
+    return _service().control(run_id, action, None)
+
+
+@_route("GET", "/runs", RunsView)
+def list_runs(session_id: Annotated[str | None, Query(max_length=64)] = None) -> dict:
+    return {"runs": _service().list_runs(session_id)}
+
+
+@_route("POST", "/sessions/<session_id>/workflows", WorkflowStarted, 404, status=202)
+def start_workflow(session_id: Id, body: StartWorkflowBody) -> dict:
+    return _service().start_workflow(session_id, body)
+
+
+@_route("GET", "/workflows/<workflow_id>", WorkflowView, 404)
 def get_workflow(workflow_id: Id, wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0,
                  after_finished: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1) -> dict:
     return _service().workflow(workflow_id, wait_ms, after_finished)
 
 
-@app.post("/workflows/<workflow_id>/cancel")
+@_route("POST", "/workflows/<workflow_id>/cancel", WorkflowCancelled, 404)
 def cancel_workflow(workflow_id: Id) -> dict:
     return _service().cancel_workflow(workflow_id)
-
-
-@app.post("/runs/<run_id>/<action>")
-def control_run(run_id: Id, action: Id, body: ControlBody | None = None) -> dict:
-    return _service().control(run_id, action, body.prompt if body else None)
-
-
-@app.get("/runs")
-def list_runs(session_id: Annotated[str | None, Query(max_length=64)] = None) -> dict:
-    return {"runs": _service().list_runs(session_id)}
 
 
 def _raw_error(status: int, code: str, message: str) -> dict:

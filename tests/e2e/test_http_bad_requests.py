@@ -120,6 +120,18 @@ def test_given_an_id_longer_than_any_key_then_it_is_refused(session, api, path):
     assert_refused(status, out)
 
 
+@pytest.mark.parametrize("name", ["0" * 256, "a/" + "0" * 300 + "/b", "\u00e9" * 128])
+def test_given_a_workspace_name_longer_than_a_filesystem_takes_then_422(session, api, name):
+    # found by Schemathesis: the directory's OSError was a 500
+    status, body = api.call("POST", "/sessions", {"workspace": name})
+    assert assert_refused(status, body, 422)["code"] == "validation_error"
+    spec = {"task_id": "a", "agent": "general", "prompt": "p", "workspace": name}
+    status, body = api.call("POST", f"/sessions/{session.session_id}/workflows", {"kind": "parallel", "specs": [spec]})
+    assert assert_refused(status, body, 422)["code"] == "validation_error"
+    status, body = api.call("POST", "/sessions", {"workspace": "a/" + "0" * 255})
+    assert status == 201, body
+
+
 # -- run control ----------------------------------------------------------------------------------
 def test_given_an_unknown_action_then_400_whatever_the_run(agent, workspace, api, waiting):
     _, waiting_handle, _ = waiting

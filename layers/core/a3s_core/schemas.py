@@ -3,11 +3,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .lanes import LaneHandler
 
 MAX_PROMPT_CHARS = 100_000
+MAX_NAME_BYTES = 255  # of one name in a path: what a filesystem takes (NAME_MAX)
+
+
+def _names_fit(workspace: str) -> str:
+    # A workspace becomes a directory where the stack has a disk of its own: a longer name there
+    # was the filesystem's OSError, a 500, rather than the caller's 422.
+    if any(len(name.encode()) > MAX_NAME_BYTES for name in workspace.split("/")):
+        raise ValueError(f"each name in a workspace path must be at most {MAX_NAME_BYTES} bytes")
+    return workspace
+
+
+Workspace = Annotated[str, AfterValidator(_names_fit)]
 
 
 class _Strict(BaseModel):
@@ -28,7 +40,7 @@ class QueueConfigBody(_Strict):
 
 
 class CreateSessionBody(_Strict):
-    workspace: str = Field(".", min_length=1, max_length=1024)
+    workspace: Workspace = Field(".", min_length=1, max_length=1024)
     model: str | None = Field(None, max_length=256)
     permissive: bool = False
     builtin_skills: bool = False
@@ -60,7 +72,7 @@ class StepSpecBody(_Strict):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     max_steps: int | None = Field(None, ge=1, le=1000)
     output_schema: dict[str, Any] | None = None
-    workspace: str | None = Field(None, max_length=1024)
+    workspace: Workspace | None = Field(None, max_length=1024)
 
 
 class StartWorkflowBody(_Strict):
@@ -72,8 +84,10 @@ class StartWorkflowBody(_Strict):
     budget_tokens: int | None = Field(None, ge=1, le=10**15)
 
 
-class ControlBody(_Strict):
-    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)  # for inject
+class InjectBody(_Strict):
+    """A user message the run's model sees on its next turn."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
 class SkillBody(_Strict):
