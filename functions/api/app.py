@@ -201,7 +201,7 @@ def register_agent(session_id: Id, name: Id, body: AgentBody) -> dict:
 
 
 @_route("PUT", "/sessions/<session_id>/skills/<name>", SkillsView, 404, 409)
-def register_skill(session_id: str, name: str, body: SkillBody) -> dict:
+def register_skill(session_id: Id, name: Id, body: SkillBody) -> dict:
     return _service().register_skill(session_id, name, body)
 
 
@@ -227,7 +227,7 @@ def complete_task(session_id: Id, task_id: Id, body: CompleteTaskBody) -> dict:
 
 
 @_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/claim", ClaimView, 404)
-def claim_task(session_id: str, task_id: str, body: ClaimTaskBody) -> dict:
+def claim_task(session_id: Id, task_id: Id, body: ClaimTaskBody) -> dict:
     return _service().claim_task(session_id, task_id, body)
 
 
