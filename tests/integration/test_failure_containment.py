@@ -79,7 +79,7 @@ class Tenant:
     """A tenant of its own and one permissive session; run-queue messages are recorded."""
 
     def __init__(self, rt, workspace: Path) -> None:
-        self.rt, self.tenant = rt, f"contain-{secrets.token_hex(4)}"
+        self.rt, self.tenant = rt, workspace.parent.name  # its workspace lies under its own root
         self.svc = Service(rt, self.tenant)
         self.sid = self.svc.create_session(CreateSessionBody(workspace=str(workspace), permissive=True))["session_id"]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from a3s_core import driver
 from a3s_core.driver import Busy, handle_message
 from a3s_core.model import MODEL_FACTORIES
 from a3s_core.sandbox import LocalSandbox
