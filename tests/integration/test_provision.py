@@ -91,6 +91,9 @@ def test_given_function_environments_then_queue_urls_match_what_moto_returns(
     }
 
     for fn in model.functions.values():
+        if fn.logical_id == "SandboxFunction":
+            assert all(fn.environment[var] == "" for var in expected)  # it gets none of the kit's settings
+            continue
         for var, queue_id in expected.items():
             assert fn.environment[var] == sqs.get_queue_url(QueueName=model.queues[queue_id].name)["QueueUrl"]
         assert fn.environment["A3S_TABLE"] == model.tables["Table"].name
