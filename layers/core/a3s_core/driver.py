@@ -23,8 +23,8 @@ from . import delegation, lane_metrics, skills, workflows
 from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
-from .sandbox import CODE_TOOLS
-from .tools import BASH_DEFAULT_TIMEOUT_MS, TOOL_SCHEMAS, ToolError, run_tool
+from .sandbox import CODE_TOOLS, within
+from .tools import TOOL_SCHEMAS, ToolError, run_tool
 from .tenant_workspace import workspace_for
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
@@ -458,11 +458,7 @@ class _Turns:
 
     def within_deadline(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """A command may not outlive this invocation: a driver killed mid-tool would run it again."""
-        budget = max(1_000, self.remaining_ms() - 2 * self.margin_ms())  # and time to move the workspace
-        asked = arguments.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS)
-        if isinstance(asked, bool) or not isinstance(asked, (int, float)):
-            return arguments  # the tool's own check refuses it
-        return {**arguments, "timeout_ms": int(min(asked, budget))}
+        return within(arguments, max(1_000, self.remaining_ms() - 2 * self.margin_ms()))  # and time to move files
 
     def dispatch(self, call: PendingCall, lane: str, command_type: str, payload: dict, timeout_ms: int,
                  key: str | None = None) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .sandbox import CODE_TOOLS, LocalSandbox, Sandbox
-from .tools import BASH_DEFAULT_TIMEOUT_MS, ToolError
+from .sandbox import CODE_TOOLS, LocalSandbox, Sandbox, within
+from .tools import ToolError
 from .workspace import LocalWorkspace, Workspace
 
 
@@ -21,9 +21,8 @@ def execute_task(task: dict[str, Any], workspace: str | Path | Workspace, sandbo
     name = task["command_type"]
     runner = sandbox if sandbox is not None and name in CODE_TOOLS else LocalSandbox()
     arguments = dict(task.get("payload") or {})
-    asked = arguments.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS)
-    if name in CODE_TOOLS and time_left_ms is not None and isinstance(asked, (int, float)) and not isinstance(asked, bool):
-        arguments["timeout_ms"] = max(1, int(min(asked, time_left_ms)))
+    if name in CODE_TOOLS and time_left_ms is not None:
+        arguments = within(arguments, time_left_ms)
     try:
         result = runner.run_tool(tenant, name, arguments, ws)
     except ToolError as err:

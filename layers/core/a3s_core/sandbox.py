@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
-from .tools import ToolError, run_tool
+from .tools import BASH_DEFAULT_TIMEOUT_MS, ToolError, run_tool
 from .workspace import LocalWorkspace, Workspace
 from .workspace_s3 import S3Workspace
 
@@ -32,6 +32,15 @@ CODE_TOOLS = frozenset({"bash"})   # tools that run what the model wrote
 URL_EXPIRY_S = 1_200               # the sandbox's longest run (its 900 s timeout), and some
 MAX_CHANGES_BYTES = 100 * 1024 * 1024  # a bigger tarball of changes is refused, not read into memory
 HTTP_TIMEOUT_S = 60
+
+
+def within(arguments: dict[str, Any], limit_ms: int) -> dict[str, Any]:
+    """A command's arguments with its timeout cut to `limit_ms` (a command must not outlive
+    whatever waits for it); arguments the tool will refuse anyway are left as they are."""
+    asked = arguments.get("timeout_ms", BASH_DEFAULT_TIMEOUT_MS)
+    if isinstance(asked, bool) or not isinstance(asked, (int, float)):
+        return arguments
+    return {**arguments, "timeout_ms": max(1, int(min(asked, limit_ms)))}
 
 
 class Sandbox(Protocol):
