@@ -113,3 +113,12 @@ def test_given_a_confirm_task_when_approved_is_not_a_boolean_then_422_and_the_to
     assert session.complete_external_task(confirm["task_id"], success=True, result={"approved": False})
     assert "permission denied for bash" in handle.wait(timeout=30).text
     assert not (workspace / "ran").exists()
+
+
+def test_given_a_running_embedded_stack_when_asked_for_other_parameters_then_value_error_naming_them(stack):
+    with pytest.raises(ValueError, match="EnableLaneWorker.*needs a process of its own"):
+        Agent.local(parameters={"EnableLaneWorker": "true"})
+    with pytest.raises(ValueError, match="tenant"):
+        Agent.local(tenant="..")
+    same = {k: stack.parameters[k] for k in ("DriverTimeout",)}
+    assert Agent.local(parameters=same) is not None  # the same parameters: the same stack

@@ -364,7 +364,7 @@ class EmbeddedStack:
         """An API key for `tenant` on this stack (made on first use): try multi-tenant set-ups locally."""
         if tenant == LOCAL_TENANT:
             return LOCAL_API_KEY
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", tenant):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", tenant) or tenant in (".", ".."):
             raise ValueError(f"tenant must be 1-64 letters, digits, '.', '_' or '-', got {tenant!r}")
         key = f"{LOCAL_API_KEY}-{tenant}"
         self.add_api_key(key, tenant)
