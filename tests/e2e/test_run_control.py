@@ -96,3 +96,23 @@ def test_given_a_run_that_is_not_paused_when_resumed_then_it_is_refused(external
         handle.resume()
     assert err.value.status == 400 and "not paused" in err.value.message
     handle.cancel()
+
+
+def test_given_a_resume_that_lands_while_the_driver_is_pausing_then_the_run_is_not_left_paused(
+        agent, workspace, monkeypatch):
+    from a3s_core import control, driver
+    from a3s_core.runtime import get_runtime
+
+    session = agent.session(str(workspace), permissive=True)
+    real_release, raced = driver._Turns.release, []
+
+    def release(self, status):
+        if status == "paused" and not raced:  # the resume arrives after the driver read "pause"
+            raced.append(control.apply(get_runtime(), self.run.tenant, self.run.run_id, "resume"))
+        return real_release(self, status)
+
+    monkeypatch.setattr(driver._Turns, "release", release)
+    handle = session.send_async("slow\n/sleep 300\n/tool ls {}")
+    handle.pause()
+    assert handle.wait(timeout=30).text.startswith("echo: slow")
+    assert raced  # the race happened, and the run still finished

@@ -198,7 +198,12 @@ class _Turns:
                 return self.cancel()
             if control.pause:
                 self.emit("control_signal_applied", signal="pause")
-                return self.release("paused")
+                self.release("paused")
+                # A resume or cancel that landed before we were `paused` could not wake us: look once more.
+                again = self.rt.store.get_control(run.tenant, run.run_id)
+                if again.cancel or not again.pause:
+                    self.rt.wake(run.tenant, run.run_id, from_status="paused")
+                return
             delegation.report_background(self)
             if run.pending:
                 if self.resolve_pending():
