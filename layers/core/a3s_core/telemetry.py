@@ -18,6 +18,27 @@ import time
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
+# Every metric: its unit and dimensions (besides `service`, which Powertools adds: the stack name).
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "RunsStarted": ("Count", ()),
+    "RunsEnded": ("Count", ("StopReason",)),
+    "RunErrors": ("Count", ()),             # ended with model_error or internal_error
+    "RunsRedriven": ("Count", ()),          # the sweeper queued a run again (its message was lost)
+    "Turns": ("Count", ("Model",)),
+    "PromptTokens": ("Count", ("Model",)),
+    "CompletionTokens": ("Count", ("Model",)),
+    "ModelLatency": ("Milliseconds", ("Model",)),
+    "ToolCalls": ("Count", ("Tool", "Lane")),
+    "ToolErrors": ("Count", ("Tool", "Lane")),
+    "ToolLatency": ("Milliseconds", ("Tool", "Lane")),
+    "TaskWaitTime": ("Milliseconds", ("Lane",)),  # an external task, from created to claimed
+    "TasksEnded": ("Count", ("Lane", "Status")),  # completed, failed, timed_out, cancelled
+    "StepsLaunched": ("Count", ()),
+    "StepsSettled": ("Count", ("Status",)),
+    "WorkflowsEnded": ("Count", ("Status",)),
+    "MessagesGivenUp": ("Count", ()),
+    "InternalErrors": ("Count", ()),        # HTTP requests answered 500
+}
 ERROR_STOP_REASONS = frozenset({"model_error", "internal_error"})  # the kit's failures, not the agent's
 _OTHER_TOOL = "other"
 
@@ -133,7 +154,10 @@ def _root(header: str | None) -> str | None:
 
 
 # -- metrics --------------------------------------------------------------------------------------
-def metric(name: str, unit: str, value: float, **dimensions: str) -> None:
+def metric(name: str, value: float, **dimensions: str) -> None:
+    unit, names = METRICS[name]
+    if set(dimensions) != set(names):
+        raise ValueError(f"metric {name} takes dimensions {names}, got {sorted(dimensions)}")
     sets = _metrics.get()
     if sets is None:
         return
@@ -176,7 +200,7 @@ def run_queued(run: Any) -> None:
 
 def run_started(run: Any) -> None:
     _info("run_started", "run started", **_run_ids(run), model=run.model, agent=run.agent)
-    metric("RunsStarted", "Count", 1)
+    metric("RunsStarted", 1)
 
 
 def run_resumed(tenant: str, run_id: str, from_status: str) -> None:
@@ -199,12 +223,12 @@ def run_ended(run: Any) -> None:
               "tool_calls": run.tool_calls_count, "duration_ms": max(0, run.updated_at - run.created_at)}
     if run.stop_reason in ERROR_STOP_REASONS:
         logger().error("run ended", extra={"transition": "run_ended", **fields, "error": run.error})
-        metric("RunErrors", "Count", 1)
+        metric("RunErrors", 1)
     elif run.status == "failed":
         logger().warning("run ended", extra={"transition": "run_ended", **fields, "error": run.error})
     else:
         _info("run_ended", "run ended", **fields)
-    metric("RunsEnded", "Count", 1, StopReason=run.stop_reason or "none")
+    metric("RunsEnded", 1, StopReason=run.stop_reason or "none")
 
 
 # -- model and tool calls ------------------------------------------------------------------------
@@ -219,15 +243,15 @@ def model_call(run: Any) -> Iterator[None]:
         try:
             yield
         finally:
-            metric("ModelLatency", "Milliseconds", (time.monotonic() - started) * 1000, Model=run.model)
+            metric("ModelLatency", (time.monotonic() - started) * 1000, Model=run.model)
 
 
 def model_answered(run: Any, prompt_tokens: int, completion_tokens: int, tool_calls: int) -> None:
     logger().debug("model answered", extra={**_run_ids(run), "turn": run.turn, "prompt_tokens": prompt_tokens,
                                             "completion_tokens": completion_tokens, "tool_calls": tool_calls})
-    metric("Turns", "Count", 1, Model=run.model)
-    metric("PromptTokens", "Count", prompt_tokens, Model=run.model)
-    metric("CompletionTokens", "Count", completion_tokens, Model=run.model)
+    metric("Turns", 1, Model=run.model)
+    metric("PromptTokens", prompt_tokens, Model=run.model)
+    metric("CompletionTokens", completion_tokens, Model=run.model)
 
 
 def model_failed(run: Any, err: BaseException) -> None:
@@ -246,10 +270,10 @@ def tool_call(tenant: str, run_id: str, tool: str, lane: str) -> Iterator[None]:
 
 def tool_ended(tool: str, lane: str, elapsed_ms: float, is_error: bool) -> None:
     dims = {"Tool": tool_dimension(tool), "Lane": lane}
-    metric("ToolCalls", "Count", 1, **dims)
-    metric("ToolLatency", "Milliseconds", elapsed_ms, **dims)
+    metric("ToolCalls", 1, **dims)
+    metric("ToolLatency", elapsed_ms, **dims)
     if is_error:
-        metric("ToolErrors", "Count", 1, **dims)
+        metric("ToolErrors", 1, **dims)
 
 
 # -- external tasks ------------------------------------------------------------------------------
@@ -265,7 +289,7 @@ def task_created(task: Any) -> None:
 def task_claimed(task: Any, worker: str, now: int) -> None:
     waited = max(0, now - task.created_at)
     _info("task_claimed", "task claimed", **_task_ids(task), worker=worker, waited_ms=waited)
-    metric("TaskWaitTime", "Milliseconds", waited, Lane=task.lane)
+    metric("TaskWaitTime", waited, Lane=task.lane)
 
 
 def task_ended(task: Any, status: str, now: int) -> None:
@@ -277,7 +301,7 @@ def task_ended(task: Any, status: str, now: int) -> None:
                                                    "timeout_ms": task.timeout_ms})
     else:
         _info(f"task_{status}", f"task {status}", **fields)
-    metric("TasksEnded", "Count", 1, Lane=task.lane, Status=status)
+    metric("TasksEnded", 1, Lane=task.lane, Status=status)
     if status in ("completed", "failed") and task.command_type != "confirm":  # a tool call done outside
         tool_ended(task.command_type, task.lane, elapsed, status == "failed")
 
@@ -285,7 +309,7 @@ def task_ended(task: Any, status: str, now: int) -> None:
 def task_cancelled(run: Any, task_id: str, lane: str) -> None:
     """A run that ended (cancelled or failed) took its pending task with it."""
     _info("task_cancelled", "task cancelled", **_run_ids(run), task_id=task_id, lane=lane)
-    metric("TasksEnded", "Count", 1, Lane=lane, Status="cancelled")
+    metric("TasksEnded", 1, Lane=lane, Status="cancelled")
 
 
 # -- workflows -----------------------------------------------------------------------------------
@@ -298,18 +322,18 @@ def workflow_started(wf: Any) -> None:
 def step_launched(wf: Any, step: Any, run_id: str) -> None:
     _info("step_launched", "step launched", tenant=wf.tenant, session_id=wf.session_id,
           workflow_id=wf.workflow_id, step=step.key, stage=step.stage, run_id=run_id, agent=step.spec.get("agent"))
-    metric("StepsLaunched", "Count", 1)
+    metric("StepsLaunched", 1)
 
 
 def step_settled(wf: Any, step: Any, status: str, outcome: dict[str, Any]) -> None:
     _info("step_settled", "step settled", tenant=wf.tenant, session_id=wf.session_id, workflow_id=wf.workflow_id,
           step=step.key, status=status, run_id=outcome.get("run_id"), error=outcome.get("error"))
-    metric("StepsSettled", "Count", 1, Status=status)
+    metric("StepsSettled", 1, Status=status)
 
 
 def workflow_ended(tenant: str, workflow_id: str, status: str) -> None:
     _info("workflow_ended", "workflow ended", tenant=tenant, workflow_id=workflow_id, status=status)
-    metric("WorkflowsEnded", "Count", 1, Status=status)
+    metric("WorkflowsEnded", 1, Status=status)
 
 
 # -- failures -------------------------------------------------------------------------------------
@@ -317,17 +341,17 @@ def message_given_up(source: str, given_up: dict[str, Any], body: str) -> None:
     """A runs-queue message whose work was given up (its run or workflow failed, or it was dropped)."""
     logger().error(f"{source} message given up", extra={"transition": "message_given_up", "source": source,
                                                         **given_up, "body": body[:1000]})
-    metric("MessagesGivenUp", "Count", 1)
+    metric("MessagesGivenUp", 1)
 
 
 def run_redriven(tenant: str, run_id: str, count: int) -> None:
     """The sweeper found a run nobody drives (its message was lost) and queued it again."""
     logger().warning("run re-driven by the sweeper", extra={"transition": "run_redriven", "tenant": tenant,
                                                           "run_id": run_id, "redrives": count})
-    metric("RunsRedriven", "Count", 1)
+    metric("RunsRedriven", 1)
 
 
 def internal_error(where: str) -> None:
     """An unexpected exception answered as a 500: logged with its trace, counted for the alarm."""
     logger().exception(f"internal error in {where}")
-    metric("InternalErrors", "Count", 1)
+    metric("InternalErrors", 1)
