@@ -199,3 +199,21 @@ def test_given_telemetry_left_as_the_embedded_stack_sets_it_then_info_lines_and_
 
     assert logging.getLogger(SERVICE).getEffectiveLevel() == logging.WARNING
     assert '"_aws"' not in capsys.readouterr().out
+
+
+def test_given_a_request_that_breaks_inside_the_kit_then_the_500_is_logged_with_its_trace_and_counted(
+        api, telemetry, monkeypatch):
+    from a3s_core.service import Service
+
+    def broken(self, run_id):
+        raise RuntimeError("the store fell over")
+
+    monkeypatch.setattr(Service, "get_run", broken)
+    status, body = api.call("GET", "/runs/run-obs-500")
+
+    assert (status, body["error"]["code"]) == (500, "internal_error")
+    assert "fell over" not in json.dumps(body)  # the trace is for the log only
+    [line] = telemetry.logs(message="internal error in api")
+    assert (line["level"], line["tenant"], line["run_id"]) == ("ERROR", "local", "run-obs-500")
+    assert "the store fell over" in line["exception"]
+    assert telemetry.total("InternalErrors") == 1
