@@ -35,6 +35,7 @@ LOCAL_PARAMETERS = {"DriverTimeout": "30", "RunsVisibilityTimeout": "35", "LaneV
 
 
 _MOTO_LOCK = threading.RLock()
+MAX_LOCAL_CONCURRENCY = 16  # invocations at once per event source, whatever the template allows
 
 
 def atomic_dynamodb() -> None:
@@ -213,6 +214,7 @@ class Pump:
         self.stack, self.function, self.url, self.arn = stack, function, queue_url, queue_arn
         self.batch_size, self.report_failures = batch_size, report_failures
         self.inflight = 0
+        self.peak = 0  # most invocations in flight at once
         self.invocations = 0
         self._slots = threading.BoundedSemaphore(concurrency)
         self._count = threading.Lock()
@@ -241,6 +243,7 @@ class Pump:
                 continue
             with self._count:
                 self.inflight += 1
+                self.peak = max(self.peak, self.inflight)
             threading.Thread(target=self._run, args=(msgs,), daemon=True).start()
 
     def _run(self, msgs: list[dict]) -> None:
@@ -331,8 +334,12 @@ class EmbeddedStack:
             q = model.queues[src.queue_id]
             url = self.sqs.get_queue_url(QueueName=q.name)["QueueUrl"]
             arn = f"arn:aws:sqs:{model.region}:{model.account}:{q.name}"
+            # A source the template caps (ScalingConfig) scales to its cap, as Lambda would, up to
+            # what one machine's threads sensibly run; any other gets pump_concurrency.
+            concurrency = min(src.max_concurrency, MAX_LOCAL_CONCURRENCY) if src.max_concurrency \
+                else self.pump_concurrency
             self.pumps.append(Pump(self, self.functions[src.function_id], url, arn, src.batch_size,
-                                   src.report_batch_item_failures, self.pump_concurrency))
+                                   src.report_batch_item_failures, concurrency))
         for pump in self.pumps:
             pump.start()
         return self
