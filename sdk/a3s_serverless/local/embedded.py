@@ -112,6 +112,7 @@ class Function:
         self._idle: list[Callable[[dict, Any], Any]] = []
         self._lock = threading.Lock()
         self.containers = 0
+        self.invocations = 0
         self._idle.append(self._cold_start())  # fail fast on a broken handler
 
     def _cold_start(self) -> Callable[[dict, Any], Any]:
@@ -128,6 +129,7 @@ class Function:
     def invoke(self, event: dict) -> Any:
         with self._lock:
             handler = self._idle.pop() if self._idle else None
+            self.invocations += 1
         handler = handler or self._cold_start()
         try:
             return handler(event, LambdaContext(self.logical_id, self.timeout, self.memory))
@@ -226,6 +228,8 @@ class EmbeddedStack:
         self.model: StackModel | None = None
         self._mock: Any = None
         self._environ_before: dict[str, str | None] = {}
+        self._auth_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # identity -> (expiry, answer)
+        self._auth_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "EmbeddedStack":
@@ -296,6 +300,8 @@ class EmbeddedStack:
 
     def add_api_key(self, key: str, tenant: str) -> None:
         self.runtime.store.put_api_key(hashlib.sha256(key.encode()).hexdigest(), tenant)
+        with self._auth_lock:  # a key minted here works at once, even if it was tried before
+            self._auth_cache.pop(f"Bearer {key}", None)
 
     def transport(self, api_key: str = LOCAL_API_KEY) -> "LocalTransport":
         return LocalTransport(self, api_key)
@@ -342,6 +348,23 @@ class EmbeddedStack:
         matches.sort(key=lambda x: (x[0], x[1]))  # exact before greedy, a method before ANY
         return matches[0][2], matches[0][3]
 
+    def _authorize(self, identity: str, event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+        """The authorizer's answer, cached per identity for the template's TTL as API Gateway does
+        (so a key stays valid, or refused, that long after it changes, here as on AWS)."""
+        assert self.model is not None and self.model.authorizer_function_id
+        now = time.monotonic()
+        with self._auth_lock:
+            cached = self._auth_cache.get(identity)
+        if cached and cached[0] > now:
+            return cached[1]
+        auth = self.functions[self.model.authorizer_function_id].invoke(
+            {**event, "type": "REQUEST", "identitySource": [identity],
+             "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{method}{path}"})
+        if self.model.authorizer_ttl:
+            with self._auth_lock:
+                self._auth_cache[identity] = (now + self.model.authorizer_ttl, auth)
+        return auth
+
     def invoke_http(self, method: str, path: str, body: str | None = None, query: dict | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, str]:
         """One request through API Gateway's steps: route, authorize, invoke with a v2 event."""
@@ -365,9 +388,7 @@ class EmbeddedStack:
         if route.authorized and self.model and self.model.authorizer_function_id:
             if "authorization" not in headers:
                 return 401, json.dumps({"message": "Unauthorized"})
-            auth = self.functions[self.model.authorizer_function_id].invoke(
-                {**event, "type": "REQUEST", "identitySource": [headers["authorization"]],
-                 "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{method}{path}"})
+            auth = self._authorize(headers["authorization"], event, method, path)
             if not auth.get("isAuthorized"):
                 return 403, json.dumps({"message": "Forbidden"})
             ctx["authorizer"] = {"lambda": auth.get("context", {})}
