@@ -96,7 +96,8 @@ def test_given_a_finished_workflow_when_its_steps_are_read_then_each_in_input_or
 
     assert status == 200 and (body["workflow_id"], body["status"]) == (wid, "failed")
     steps = body["steps"]
-    assert [(st["index"], st["status"]) for st in steps] == [(0, "succeeded"), (1, "failed"), (2, "succeeded")]
+    assert [(st["index"], st["task_id"], st["status"]) for st in steps] == [
+        (0, "ok", "succeeded"), (1, "bad", "failed"), (2, "ok2", "succeeded")]
     for st in steps:
         assert st["run_id"] and st["agent"] == "general" and st["attempt"] == 1
         assert st["started_at"] <= st["finished_at"]

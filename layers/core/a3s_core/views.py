@@ -299,6 +299,7 @@ class WorkflowsView(_View):
 
 class StepView(_View):
     key: str
+    task_id: str | None = Field(description="the spec's task_id: the step's name for the caller")
     index: int = Field(description="position in the caller's input")
     attempt: int
     status: StepStatus
