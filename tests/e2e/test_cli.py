@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from a3s_serverless import Agent
 from a3s_serverless.cli import main
 from a3s_serverless.local.server import make_server
 
@@ -207,8 +209,7 @@ def test_given_a_finished_parallel_workflow_when_shown_then_one_timeline_row_per
 
     as_json = a3s("workflows", "show", wf, "--json").json()
     assert as_json["workflow"]["status"] == "failed" and as_json["workflow"]["done"] is True
-    assert [(s["key"], s["status"]) for s in as_json["steps"]] == [
-        ("alpha", "succeeded"), ("beta", "succeeded"), ("gamma", "failed")]
+    assert [(s["index"], s["status"]) for s in as_json["steps"]] == [(0, "succeeded"), (1, "succeeded"), (2, "failed")]
     assert as_json["steps"] == api.call("GET", f"/workflows/{wf}/steps")[1]["steps"]
 
     listed = a3s("workflows", "list", "--session", session.session_id)
@@ -322,14 +323,21 @@ def test_given_a_task_that_is_not_an_approval_when_approved_then_usage_error_and
 
 # -- sessions ------------------------------------------------------------------------------------
 def test_given_sessions_when_listed_then_the_newest_first_of_this_tenant_only(a3s, agent, workspace, api, stack):
-    first, second = agent.session(str(workspace)), agent.session(str(workspace), permissive=True)
-    other = agent.__class__(stack.transport(stack.tenant_key("cli-other")), local=True).session(str(workspace))
+    key = f"cli-key-{secrets.token_hex(4)}"
+    stack.add_api_key(key, f"cli-tenant-{secrets.token_hex(4)}")  # a fresh tenant: its listing is exact
+    mine = Agent(stack.transport(key))
+    first, second = mine.session("ws"), mine.session("ws", permissive=True)
+    other = agent.session(str(workspace))  # the default tenant's
 
-    ids = [line.split()[0] for line in a3s("sessions", "list").out.splitlines()[1:]]
-    assert ids.index(second.session_id) < ids.index(first.session_id) and other.session_id not in ids
-    body = a3s("sessions", "list", "--json", "--limit", "2").json()
-    assert body == api.call("GET", "/sessions", query={"limit": 2})[1]
-    assert [s["session_id"] for s in body["sessions"]] == [second.session_id, first.session_id]
+    listed = a3s("sessions", "list", key=key)
+    assert [line.split()[:4] for line in listed.out.splitlines()] == [
+        ["SESSION", "MODEL", "PERMISSIVE", "CLOSED"],
+        [second.session_id, "scripted", "yes", "no"], [first.session_id, "scripted", "no", "no"]]
+    assert other.session_id not in listed.out
+    body = a3s("sessions", "list", "--json", "--limit", "1", key=key).json()
+    assert body == api.call("GET", "/sessions", query={"limit": 1}, key=key)[1]
+    assert [s["session_id"] for s in body["sessions"]] == [second.session_id]
+    other.close()
 
 
 # -- configuration and errors --------------------------------------------------------------------

@@ -17,9 +17,9 @@ def list_workflows(api: Any, args: Any) -> None:
     body = api.request("GET", "/workflows", query=query)
     if args.json:
         return emit_json(body)
-    table(["WORKFLOW", "SESSION", "KIND", "STATUS", "STEPS", "ATTEMPT", "CREATED", "UPDATED"],
+    table(["WORKFLOW", "SESSION", "KIND", "STATUS", "STEPS", "ATTEMPT", "CREATED"],
           ([w["workflow_id"], w["session_id"], w["kind"], w["status"], f"{w['finished']}/{w['total']}",
-            w["attempt"], when(w["created_at"]), when(w["updated_at"])] for w in body["workflows"]),
+            w["attempt"], when(w["created_at"])] for w in body["workflows"]),
           "no workflows")
 
 
@@ -46,10 +46,13 @@ def show(api: Any, args: Any) -> None:
            ("steps", f"{view['finished']}/{view['total']} finished"), ("attempt", view["attempt"]),
            ("tokens", view.get("used_tokens"))])
     out()
+    # A step's key is the workflow's own; its outcome names it as the caller did (the spec's task_id).
+    names = {i: o["task_id"] for i, o in enumerate(view.get("outcomes") or []) if o and o.get("task_id")}
+    rows = [{**s, "key": names.get(s["index"], s["key"])} for s in steps["steps"]]
     width = max(10, min(60, shutil.get_terminal_size((100, 24)).columns - 60))
-    for line in timeline.render(steps["steps"], int(time.time() * 1000), width, timeline.glyphs()):
+    for line in timeline.render(rows, int(time.time() * 1000), width, timeline.glyphs()):
         out(line)
-    failed = [s for s in steps["steps"] if s["status"] == "failed"]
+    failed = [s for s in rows if s["status"] == "failed"]
     if failed:
         out()
         for step in failed:
