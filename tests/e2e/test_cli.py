@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -366,6 +367,29 @@ def test_given_nothing_listening_then_exit_3(a3s):
         port = s.getsockname()[1]
     out = a3s("runs", "list", url=f"http://127.0.0.1:{port}")
     assert out.code == 3 and "cannot reach" in out.err and "Traceback" not in out.err
+
+
+def test_given_a_failing_service_then_exit_3_with_its_error(a3s):
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"error": {"code": "internal_error", "message": "internal error (request r-1)"}}).encode()
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = a3s("runs", "list", url=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.code == 3 and out.err.strip() == \
+        "a3s: the service failed (HTTP 500 internal_error): internal error (request r-1)"
 
 
 def test_given_flag_env_and_config_then_the_flag_wins_then_the_environment_then_the_config(
