@@ -221,12 +221,13 @@ def test_given_a_finished_parallel_workflow_when_shown_then_one_timeline_row_per
 
 
 def test_given_a_running_workflow_when_watched_then_a_progress_bar_runs_until_it_ends_then_the_timeline(
-        endpoint, external):
+        endpoint, external, api):
     """Its steps wait on external tasks, so it is running when `show` starts and ends only when we say."""
     specs = [{"task_id": key, "agent": "general", "prompt": f'{key}\n/tool bash {{"command": "make {key}"}}'}
              for key in ("one", "two")]
-    started = external._t.request("POST", f"/sessions/{external.session_id}/workflows",
-                                  {"kind": "parallel", "specs": specs})
+    status, started = api.call("POST", f"/sessions/{external.session_id}/workflows",
+                               {"kind": "parallel", "specs": specs})
+    assert status == 202, started
     watch = subprocess.Popen([A3S, "workflows", "show", started["workflow_id"]], env=env_for(endpoint),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -248,10 +249,10 @@ def test_given_a_running_workflow_when_watched_then_a_progress_bar_runs_until_it
     assert [r[:2] for r in rows] == [["one", "succeeded"], ["two", "succeeded"]]
 
 
-def test_given_a_running_workflow_when_cancelled_then_it_is_and_a_second_cancel_is_refused(a3s, external):
+def test_given_a_running_workflow_when_cancelled_then_it_is_and_a_second_cancel_is_refused(a3s, external, api):
     spec = {"task_id": "wait", "agent": "general", "prompt": 'w\n/tool bash {"command": "make"}'}
-    wf = external._t.request("POST", f"/sessions/{external.session_id}/workflows",
-                             {"kind": "parallel", "specs": [spec]})["workflow_id"]
+    wf = api.call("POST", f"/sessions/{external.session_id}/workflows", {"kind": "parallel", "specs": [spec]})[1][
+        "workflow_id"]
 
     cancelled = a3s("workflows", "cancel", wf)
     assert cancelled.code == 0 and cancelled.out.strip() == f"workflow {wf} cancelled"

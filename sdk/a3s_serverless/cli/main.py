@@ -12,7 +12,7 @@ import sys
 from typing import Any, Callable
 
 from ..errors import A3SClientError
-from . import admin, runs, settings, tasks, workflows
+from . import admin, runs, sessions, settings, tasks, workflows
 from .output import INTERRUPTED, REFUSED, UNAVAILABLE, Fail
 
 EPILOG = """endpoint and key: --endpoint/--api-key, else A3S_ENDPOINT/A3S_API_KEY, else the config file (--config).
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="denied by the operator", help="what the model is told")
 
     s = group("sessions", "the tenant's sessions")
-    p = command(s, "list", tasks.list_sessions, "list sessions (newest first)")
+    p = command(s, "list", sessions.list_sessions, "list sessions (newest first)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (1-200, default 50)")
 
     k = group("keys", "API keys of a deployment (needs AWS credentials and boto3)")

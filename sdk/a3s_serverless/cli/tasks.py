@@ -1,4 +1,4 @@
-"""`a3s tasks ...` and `a3s sessions list`: pending external tasks, their answers, approvals."""
+"""`a3s tasks ...`: pending external tasks, their answers, approvals."""
 from __future__ import annotations
 
 import json
@@ -7,15 +7,6 @@ from typing import Any
 from .output import REFUSED, USAGE, Fail, clip, duration, emit_json, out, table, when
 
 SESSIONS_LIMIT = 200  # the API's largest page of sessions
-
-
-def list_sessions(api: Any, args: Any) -> None:
-    body = api.request("GET", "/sessions", query={"limit": args.limit})
-    if args.json:
-        return emit_json(body)
-    table(["SESSION", "MODEL", "PERMISSIVE", "CLOSED", "WORKSPACE", "CREATED"],
-          ([s["session_id"], s["model"], "yes" if s["permissive"] else "no", "yes" if s["closed"] else "no",
-            s["workspace"], when(s["created_at"])] for s in body["sessions"]), "no sessions")
 
 
 def _payload(task: dict) -> str:
