@@ -62,6 +62,10 @@ class SecretSpec:
     value: str
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 @dataclass
 class EventSource:
     function_id: str
@@ -69,6 +73,7 @@ class EventSource:
     batch_size: int
     report_batch_item_failures: bool
     batching_window: int
+    max_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency: invocations at once
 
 
 @dataclass
@@ -482,6 +487,7 @@ def load_stack(
                 report_batch_item_failures="ReportBatchItemFailures"
                 in r.resolve(props.get("FunctionResponseTypes", [])),
                 batching_window=int(r.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
+                max_concurrency=_int_or_none(r.resolve((props.get("ScalingConfig") or {}).get("MaximumConcurrency"))),
             )
         )
 
