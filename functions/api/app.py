@@ -185,10 +185,9 @@ def openapi() -> dict:
 
 # The web console: a page and its assets, not part of the API (so not in its document). Like
 # /health, they need no key; the page asks for one and sends it with each API call it makes.
-def _console_file(name: str) -> Response:
-    found = console_files.load(name)
+def _console_file(name: str, found: console_files.ConsoleFile | None) -> Response:
     if found is None:
-        return _error(404, "not_found", f"the console has no file {name!r}")
+        return _error(404, "not_found", f"the console has no file {name[:100]!r}")
     if found.etag in (app.current_event.headers or {}).get("if-none-match", ""):
         return Response(status_code=304, headers=found.headers)
     return Response(status_code=200, content_type=found.headers["Content-Type"], body=found.text,
@@ -197,12 +196,12 @@ def _console_file(name: str) -> Response:
 
 @app.get("/console", include_in_schema=False)
 def console_page() -> Response:
-    return _console_file(console_files.PAGE)
+    return _console_file(console_files.PAGE, console_files.page())
 
 
 @app.get("/console/<name>", include_in_schema=False)
 def console_asset(name: str) -> Response:
-    return _console_file(name)
+    return _console_file(name, console_files.asset(name))
 
 
 @_route("POST", "/sessions", SessionView, 409, status=201)

@@ -27,11 +27,17 @@ class ConsoleFile(NamedTuple):
     headers: dict[str, str]
 
 
+def page() -> ConsoleFile:
+    return _load(PAGE)
+
+
+def asset(name: str) -> ConsoleFile | None:
+    """The asset `name`, or None for any other name (the page included: its links are relative to /console)."""
+    return _load(name) if name in ASSETS else None
+
+
 @functools.cache
-def load(name: str) -> ConsoleFile | None:
-    """The file `name` (index.html or an asset), or None for any other name."""
-    if name != PAGE and name not in ASSETS:
-        return None
+def _load(name: str) -> ConsoleFile:
     text = (Path(__file__).parent / "console" / name).read_text(encoding="utf-8")
     etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
     headers = {
