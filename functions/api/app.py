@@ -22,8 +22,8 @@ from a3s_core.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskB
                               LaneHandlerBody, SkillBody, StartRunBody, StartWorkflowBody)
 from a3s_core.service import Service, session_view
 from a3s_core.views import (AgentsView, ClaimView, CompletedView, ControlView, ErrorBody, EventsView, GatewayError,
-                            Health, QueueView, RunsView, RunView, SessionView, SkillsView, TasksView, WorkflowCancelled,
-                            WorkflowStarted, WorkflowView)
+                            Health, QueueView, RunsView, RunView, SessionsView, SessionView, SkillsView, StepsView,
+                            TasksView, WorkflowCancelled, WorkflowStarted, WorkflowsView, WorkflowView)
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
 PUBLIC_PATHS = ("/health", "/openapi.json", "/console")
@@ -209,6 +209,11 @@ def create_session(body: CreateSessionBody) -> dict:
     return _service().create_session(body)
 
 
+@_route("GET", "/sessions", SessionsView)
+def list_sessions(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    return {"sessions": _service().list_sessions(limit)}
+
+
 @_route("GET", "/sessions/<session_id>", SessionView, 404)
 def get_session(session_id: Id) -> dict:
     return session_view(_service().session(session_id))
@@ -326,6 +331,17 @@ def start_workflow(session_id: Id, body: StartWorkflowBody) -> dict:
 def get_workflow(workflow_id: Id, wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0,
                  after_finished: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1) -> dict:
     return _service().workflow(workflow_id, wait_ms, after_finished)
+
+
+@_route("GET", "/workflows", WorkflowsView)
+def list_workflows(session_id: Annotated[str | None, Query(max_length=64)] = None,
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    return {"workflows": _service().list_workflows(session_id, limit)}
+
+
+@_route("GET", "/workflows/<workflow_id>/steps", StepsView, 404)
+def workflow_steps(workflow_id: Id) -> dict:
+    return _service().workflow_steps(workflow_id)
 
 
 @_route("POST", "/workflows/<workflow_id>/cancel", WorkflowCancelled, 404)

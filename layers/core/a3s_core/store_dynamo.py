@@ -160,8 +160,29 @@ class DynamoStore:
     def create_session(self, session: Session) -> None:
         item = {**_session_key(session.tenant, session.session_id), "version": session.version,
                 "doc": session.model_dump_json()}
-        if self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is None:
-            raise Conflict(f"session {session.session_id} exists")
+        # With an index item per tenant, newest last, so sessions can be listed without a scan.
+        index = {"pk": f"T#{session.tenant}#SESSIONS", "sk": f"{session.created_at:015d}#{session.session_id}",
+                 "session_id": session.session_id}
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": _to_ddb(item),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self._table, "Item": _to_ddb(index)}}])
+        except ClientError as err:
+            if _failed_condition(err):
+                raise Conflict(f"session {session.session_id} exists") from err
+            raise
+
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        index = self._query(KeyConditionExpression="pk = :pk", ScanIndexForward=False, limit=limit,
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#SESSIONS"}))
+        found = []
+        for i in index:
+            try:
+                found.append(self.get_session(tenant, i["session_id"]))
+            except NotFound:  # deleted since: the index item outlives it
+                continue
+        return found
 
     def get_session(self, tenant: str, session_id: str) -> Session:
         item = self._get(_session_key(tenant, session_id))
@@ -288,10 +309,19 @@ class DynamoStore:
                        injections=list(item.get("injections", [])))
 
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
-        index = self._query(KeyConditionExpression="pk = :pk", ScanIndexForward=False, limit=limit,
-                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#RUNS"}))
-        ids = [i["run_id"] for i in index if session_id in (None, i["session_id"])]
+        index = self._query(limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id))
+        ids = [i["run_id"] for i in index]
         return [self.get_run(tenant, rid) for rid in reversed(ids)]
+
+    @staticmethod
+    def _index_query(pk: str, session_id: str | None) -> dict[str, Any]:
+        """Newest first; one session's only, if given (filtered as read, so the limit counts matches)."""
+        values: dict[str, Any] = {":pk": pk}
+        args: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ScanIndexForward": False}
+        if session_id is not None:
+            values[":s"] = session_id
+            args["FilterExpression"] = "session_id = :s"
+        return {**args, "ExpressionAttributeValues": _to_ddb(values)}
 
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
@@ -436,8 +466,26 @@ class DynamoStore:
                 if _failed_condition(err):
                     raise Conflict(f"workflow {wf.workflow_id} exists") from err
                 raise
-        if self._conditional(Item=_to_ddb(self._wf_item(wf)), ConditionExpression="attribute_not_exists(pk)") is None:
-            raise Conflict(f"workflow {wf.workflow_id} exists")
+        index = {"pk": f"T#{wf.tenant}#WFS", "sk": f"{wf.created_at:015d}#{wf.workflow_id}",
+                 "workflow_id": wf.workflow_id, "session_id": wf.session_id, "ttl": _expiry()}
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": _to_ddb(self._wf_item(wf)),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self._table, "Item": _to_ddb(index)}}])
+        except ClientError as err:
+            if _failed_condition(err):
+                raise Conflict(f"workflow {wf.workflow_id} exists") from err
+            raise
+
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        found = []
+        for i in self._query(limit=limit, **self._index_query(f"T#{tenant}#WFS", session_id)):
+            try:
+                found.append(self.get_workflow(tenant, i["workflow_id"]))
+            except NotFound:
+                continue
+        return found
 
     def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
         item = self._get(_wf_key(tenant, workflow_id))

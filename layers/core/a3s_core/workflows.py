@@ -305,6 +305,16 @@ def view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
             "used_tokens": wf.used_tokens, "outcomes": [s.outcome for s in steps], "history": history}
 
 
+def steps_view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
+    """Every step of the current attempt with its timing: what a timeline or Gantt chart draws."""
+    wf = rt.store.get_workflow(tenant, workflow_id)
+    steps = sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)
+    return {"workflow_id": wf.workflow_id, "status": wf.status, "steps": [
+        {"key": s.key, "index": s.index, "attempt": s.attempt, "status": s.status, "run_id": s.run_id,
+         "started_at": s.started_at, "finished_at": s.finished_at, "agent": s.spec.get("agent"),
+         "error": (s.outcome or {}).get("error") if s.status == "failed" else None} for s in steps]}
+
+
 def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled") -> bool:
     """Stop launching steps and cancel the running ones' child runs (which cascade in turn)."""
     wf = rt.store.get_workflow(tenant, workflow_id)
