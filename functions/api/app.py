@@ -195,12 +195,12 @@ def _console_file(name: str, found: console_files.ConsoleFile | None) -> Respons
 
 
 @app.get("/console", include_in_schema=False)
-def console_page() -> Response:
+def console_page():  # no return annotation: Powertools would make a schema of it
     return _console_file(console_files.PAGE, console_files.page())
 
 
 @app.get("/console/<name>", include_in_schema=False)
-def console_asset(name: str) -> Response:
+def console_asset(name: Id):
     return _console_file(name, console_files.asset(name))
 
 

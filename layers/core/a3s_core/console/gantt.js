@@ -19,7 +19,14 @@ function niceStep(span) {
   return [1, 2, 5, 10].map((m) => m * unit).find((s) => s >= raw) || raw;
 }
 
-export function chart(steps, now) {
+// A step's name: the caller's task_id once the workflow is done (its outcomes carry it), its
+// position until then.
+function names(view) {
+  return (view.outcomes || []).map((o) => o && o.task_id);
+}
+
+export function chart(steps, now, named = []) {
+  const label = (s) => named[s.index] || `step ${s.index + 1}`;
   const started = steps.filter((s) => s.started_at);
   if (!started.length) return el("p", { class: "muted" }, "No step has been launched yet.");
   const t0 = Math.min(...started.map((s) => s.started_at));
@@ -38,14 +45,14 @@ export function chart(steps, now) {
   root.append(axis);
   steps.forEach((s, i) => {
     const y = AXIS + i * ROW;
-    const row = svg("g", { class: "step", "data-key": s.key, "data-status": s.status });
-    row.append(svg("text", { class: "label", x: 4, y: y + ROW / 2 + 4 }, s.key,
+    const row = svg("g", { class: "step", "data-index": s.index, "data-status": s.status });
+    row.append(svg("text", { class: "label", x: 4, y: y + ROW / 2 + 4 }, label(s),
                    s.attempt > 1 ? svg("tspan", { class: "sub" }, `  attempt ${s.attempt}`) : null));
     if (s.started_at) {
       const end = s.finished_at || now;
       const bar = svg("rect", { class: `bar ${s.status}`, x: x(s.started_at), y: y + 5, rx: 3, height: ROW - 10,
                                 width: Math.max(2, x(end) - x(s.started_at)) });
-      const title = [`${s.key}: ${s.status}`, s.attempt > 1 ? `attempt ${s.attempt}` : "",
+      const title = [`${label(s)}: ${s.status}`, s.attempt > 1 ? `attempt ${s.attempt}` : "",
                      `launched ${clock(s.started_at)}`, s.finished_at ? `settled ${clock(s.finished_at)}` : "running",
                      s.finished_at ? `took ${seconds(s.finished_at - s.started_at)}` : "",
                      s.error ? `error: ${s.error}` : ""].filter(Boolean).join("\n");
@@ -59,14 +66,15 @@ export function chart(steps, now) {
     root.append(row);
   });
   return el("div", { class: "gantt" }, root,
-            el("div", { class: "legend" }, "| launch", "━ running", "● settled", "red: failed"));
+            el("div", { class: "legend" }, ...["| launched", "━ running", "● settled", "red: failed",
+                                                "click a bar for its run"].map((t) => el("span", null, t))));
 }
 
-function table(steps) {
+function table(steps, named) {
   return el("table", { id: "steps" },
     el("thead", null, el("tr", null, ...["step", "status", "attempt", "run", "took"].map((h) => el("th", null, h)))),
-    el("tbody", null, ...steps.map((s) => el("tr", { "data-key": s.key, "data-status": s.status },
-      el("td", null, s.key, s.agent ? el("span", { class: "muted" }, ` ${s.agent}`) : null),
+    el("tbody", null, ...steps.map((s) => el("tr", { "data-index": s.index, "data-status": s.status },
+      el("td", null, named[s.index] || `step ${s.index + 1}`, s.agent ? el("span", { class: "muted" }, ` ${s.agent}`) : null),
       el("td", null, badge(s.status)),
       el("td", null, String(s.attempt)),
       el("td", null, s.run_id ? link("run", s.run_id, s.run_id) : "—"),
@@ -84,9 +92,10 @@ export function showWorkflow(container, workflowId) {
                `${view.kind} · ${view.finished} of ${view.total} steps settled`,
                view.attempt > 1 ? ` · attempt ${view.attempt}` : ""));
     const failed = steps.steps.filter((s) => s.status === "failed");
-    replace(body, el("h3", null, "Steps"), chart(steps.steps, Date.now()), table(steps.steps),
+    const named = names(view);
+    replace(body, el("h3", null, "Steps"), chart(steps.steps, Date.now(), named), table(steps.steps, named),
             failed.length ? el("div", null, el("h3", null, "Failures"),
-              ...failed.map((s) => el("div", { class: "task" }, el("strong", null, s.key),
+              ...failed.map((s) => el("div", { class: "task" }, el("strong", null, named[s.index] || `step ${s.index + 1}`),
                                       ` attempt ${s.attempt}`, el("pre", { class: "error" }, s.error || "failed"))))
               : null);
     if (view.done) poller.stop();
