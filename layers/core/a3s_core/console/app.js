@@ -143,6 +143,7 @@ function route() {
   const id = raw ? decodeURIComponent(raw) : "";
   const detail = $("detail");
   selected = kind === "session" ? id : selected;
+  listPoller?.run(); // a session just opened by link may be newer than the list
   document.querySelectorAll("#sessions a").forEach((a) => a.classList.toggle("selected", a.dataset.session === selected));
   if (kind === "session" && id) detailPoller = showSession(detail, id);
   else if (kind === "run" && id) detailPoller = showRun(detail, id);
