@@ -186,7 +186,7 @@ def test_given_a_running_workflow_when_shown_then_its_steps_progress_to_done_on_
     browser = signed_in
     session = connect.new_session(permissive=True)
     specs = [{"task_id": "fetch", "agent": "general", "prompt": "fetch\n/sleep 1500"},
-             {"task_id": "build", "agent": "general", "prompt": "build\n/sleep 2500"},
+             {"task_id": "build", "agent": "general", "prompt": "build\n/sleep 5000"},
              {"task_id": "lint", "agent": "general", "prompt": "/fail lint found 3 problems"}]
     started = connect.transport.request("POST", f"/sessions/{session.session_id}/workflows",
                                 {"kind": "parallel", "specs": specs})
@@ -195,7 +195,8 @@ def test_given_a_running_workflow_when_shown_then_its_steps_progress_to_done_on_
     browser.find_element(By.CSS_SELECTOR, f'#workflows [data-workflow="{started["workflow_id"]}"] a').click()
 
     # While it runs: the slow step (the second) is seen running, as a bar that has not settled.
-    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, 'svg g.step[data-index="1"][data-status="running"] rect.bar'))
+    running = 'svg g.step[data-index="1"][data-status="running"] rect.bar'
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, running))
     wait(browser, lambda d: d.execute_script(
         "return [...document.querySelectorAll('#steps tbody tr')].map((r) => r.dataset.status)")
         == ["succeeded", "succeeded", "failed"])
