@@ -120,11 +120,12 @@ def test_given_enable_lane_worker_when_loading_then_the_worker_and_its_source_fo
     assert model.queues["ExecuteLaneQueue"].visibility_timeout == (900 if present else 300)
 
 
-def test_given_routes_then_only_health_and_openapi_skip_the_authorizer() -> None:
+def test_given_routes_then_only_health_openapi_and_the_console_skip_the_authorizer() -> None:
     routes = {(r.method, r.path): r for r in load_stack(TEMPLATE).routes}
+    public = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/console"), ("GET", "/console/{name}")}
 
-    assert set(routes) == {("ANY", "/{proxy+}"), ("GET", "/health"), ("GET", "/openapi.json")}
-    assert {k for k, r in routes.items() if not r.authorized} == {("GET", "/health"), ("GET", "/openapi.json")}
+    assert set(routes) == {("ANY", "/{proxy+}"), *public}
+    assert {k for k, r in routes.items() if not r.authorized} == public
     assert {r.function_id for r in routes.values()} == {"ApiFunction"}
 
 

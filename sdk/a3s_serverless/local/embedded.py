@@ -368,10 +368,17 @@ class EmbeddedStack:
     def invoke_http(self, method: str, path: str, body: str | None = None, query: dict | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, str]:
         """One request through API Gateway's steps: route, authorize, invoke with a v2 event."""
+        status, _, text = self.invoke_http_full(method, path, body, query, headers)
+        return status, text
+
+    def invoke_http_full(self, method: str, path: str, body: str | None = None, query: dict | None = None,
+                         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        """invoke_http, with the response's headers (what `make dev` sends on)."""
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         found = self._route(method, path)
+        json_type = {"Content-Type": "application/json"}
         if found is None:
-            return 404, json.dumps({"message": "Not Found"})
+            return 404, json_type, json.dumps({"message": "Not Found"})
         route, params = found
         qs = urllib.parse.urlencode(query or {})
         now = int(time.time() * 1000)
@@ -387,13 +394,16 @@ class EmbeddedStack:
             "pathParameters": params or None, "requestContext": ctx, "body": body, "isBase64Encoded": False}
         if route.authorized and self.model and self.model.authorizer_function_id:
             if "authorization" not in headers:
-                return 401, json.dumps({"message": "Unauthorized"})
+                return 401, json_type, json.dumps({"message": "Unauthorized"})
             auth = self._authorize(headers["authorization"], event, method, path)
             if not auth.get("isAuthorized"):
-                return 403, json.dumps({"message": "Forbidden"})
+                return 403, json_type, json.dumps({"message": "Forbidden"})
             ctx["authorizer"] = {"lambda": auth.get("context", {})}
         out = self.functions[route.function_id].invoke(event)
-        return int(out.get("statusCode", 200)), out.get("body") or ""
+        sent = dict(out.get("headers") or {})
+        if not any(k.lower() == "content-type" for k in sent):
+            sent.update(json_type)
+        return int(out.get("statusCode", 200)), sent, out.get("body") or ""
 
 
 class LocalTransport:
