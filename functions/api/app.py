@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from a3s_core import telemetry
+from a3s_core import console_files, telemetry
 from a3s_core.bodies import BODY_METHODS, JSON_MEDIA_TYPE, check_body
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
@@ -22,11 +22,12 @@ from a3s_core.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskB
                               LaneHandlerBody, SkillBody, StartRunBody, StartWorkflowBody)
 from a3s_core.service import Service, session_view
 from a3s_core.views import (AgentsView, ClaimView, CompletedView, ControlView, ErrorBody, EventsView, GatewayError,
-                            Health, QueueView, RunsView, RunView, SessionView, SkillsView, TasksView, WorkflowCancelled,
-                            WorkflowStarted, WorkflowView)
+                            Health, QueueView, RunsView, RunView, SessionsView, SessionView, SkillsView, StepsView,
+                            TasksView, WorkflowCancelled, WorkflowStarted, WorkflowsView, WorkflowView)
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
-PUBLIC_PATHS = ("/health", "/openapi.json")
+PUBLIC_PATHS = ("/health", "/openapi.json", "/console")
+CONSOLE_PREFIX = "/console/"  # the console's assets: public too (the page asks for the key itself)
 # Ids end up in DynamoDB keys (at most 1024 bytes for a sort key): longer ones are refused up front.
 Id = Annotated[str, Path(max_length=200)]
 MAX_SEQ = 10**9  # event sequence numbers and step counts: far beyond any run, within every key format
@@ -86,6 +87,12 @@ def _not_found(_: NotFoundError) -> Response:
 def _request_id(event: Any) -> str:
     """The id API Gateway gave the request: in the log line of the failure and in the answer."""
     return str((event.get("requestContext") or {}).get("requestId") or "unknown")
+
+
+def _public(path: str) -> bool:
+    """A route that needs no key: the public paths, and one segment under /console/."""
+    name = path.removeprefix(CONSOLE_PREFIX)
+    return path in PUBLIC_PATHS or (name != path and "/" not in name)
 
 
 def _tenant(event: dict) -> str | None:
@@ -180,9 +187,35 @@ def openapi() -> dict:
     return _document()
 
 
+# The web console: a page and its assets, not part of the API (so not in its document). Like
+# /health, they need no key; the page asks for one and sends it with each API call it makes.
+def _console_file(name: str, found: console_files.ConsoleFile | None) -> Response:
+    if found is None:
+        return _error(404, "not_found", f"the console has no file {name[:100]!r}")
+    if found.etag in (app.current_event.headers or {}).get("if-none-match", ""):
+        return Response(status_code=304, headers=found.headers)
+    return Response(status_code=200, content_type=found.headers["Content-Type"], body=found.text,
+                    headers=found.headers)
+
+
+@app.get("/console", include_in_schema=False)
+def console_page():  # no return annotation: Powertools would make a schema of it
+    return _console_file(console_files.PAGE, console_files.page())
+
+
+@app.get("/console/<name>", include_in_schema=False)
+def console_asset(name: Id):
+    return _console_file(name, console_files.asset(name))
+
+
 @_route("POST", "/sessions", SessionView, 409, status=201)
 def create_session(body: CreateSessionBody) -> dict:
     return _service().create_session(body)
+
+
+@_route("GET", "/sessions", SessionsView)
+def list_sessions(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    return {"sessions": _service().list_sessions(limit)}
 
 
 @_route("GET", "/sessions/<session_id>", SessionView, 404)
@@ -304,6 +337,17 @@ def get_workflow(workflow_id: Id, wait_ms: Annotated[int, Query(ge=0, le=20000)]
     return _service().workflow(workflow_id, wait_ms, after_finished)
 
 
+@_route("GET", "/workflows", WorkflowsView)
+def list_workflows(session_id: Annotated[str | None, Query(max_length=64)] = None,
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+    return {"workflows": _service().list_workflows(session_id, limit)}
+
+
+@_route("GET", "/workflows/<workflow_id>/steps", StepsView, 404)
+def workflow_steps(workflow_id: Id) -> dict:
+    return _service().workflow_steps(workflow_id)
+
+
 @_route("POST", "/workflows/<workflow_id>/cancel", WorkflowCancelled, 404)
 def cancel_workflow(workflow_id: Id) -> dict:
     return _service().cancel_workflow(workflow_id)
@@ -342,7 +386,7 @@ def handler(event: dict, context: Any) -> dict:
         if size > MAX_BODY_BYTES:
             return _raw_error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
         # The authorizer vouches for the tenant; only the public routes may come without one.
-        if not _tenant(event) and event.get("rawPath") not in PUBLIC_PATHS:
+        if not _tenant(event) and not _public(str(event.get("rawPath") or "")):
             return _raw_error(401, "unauthorized", "missing or unknown API key")
         try:
             event = _json_body(event)

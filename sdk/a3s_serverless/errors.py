@@ -38,6 +38,9 @@ def error_for(status: int, body: object) -> A3SClientError:
     err = body.get("error", {}) if isinstance(body, dict) else {}
     code = err.get("code", "error") if isinstance(err, dict) else "error"
     message = err.get("message", str(body)) if isinstance(err, dict) else str(body)
+    if isinstance(body, dict) and "error" not in body and isinstance(body.get("message"), str):
+        # API Gateway's own refusal ({"message": "Forbidden"}): no kit error code, so name the status's
+        code, message = {401: "unauthorized", 403: "forbidden"}.get(status, code), body["message"]
     if status in (401, 403):
         return AuthError(status, code, message)
     if status == 404:

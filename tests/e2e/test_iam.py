@@ -141,6 +141,9 @@ def test_given_a_broad_flow_then_every_call_of_every_function_is_allowed_by_its_
     session.parallel_resumable(specs, workflow_id)
     session.parallel_resumable(specs, workflow_id)
     assert api.call("GET", "/runs", query={"session_id": session.session_id})[0] == 200
+    fresh = f"key-{secrets.token_hex(6)}"  # a key the gateway has not cached: the authorizer runs
+    stack.add_api_key(fresh, "local")
+    assert api.call("GET", "/runs", key=fresh)[0] == 200
     session.close()
 
     model = load_stack(ROOT / "template.yaml", {**stack.parameters, "EnableLaneWorker": "true"})

@@ -308,3 +308,16 @@ def test_given_a_progress_callable_when_parallel_runs_on_the_stack_then_it_count
     assert [o["success"] for o in outcomes] == [True] * 3
     assert updates[-1] == (3, 3) and [f for f, _ in updates] == sorted(f for f, _ in updates)
     assert capsys.readouterr().err == ""  # a callable draws no bar
+
+
+def test_given_steps_launched_together_then_their_runs_are_driven_at_once_not_one_after_another(stack, agent, workspace):
+    # One run per driver invocation: eight steps that each spend 1.5 s in their model call are
+    # all in a driver invocation at the same time (a batch of runs in one invocation would not be).
+    session = agent.session(str(workspace), max_parallel_tasks=8)
+    (pump,) = [p for p in stack.pumps if p.function.logical_id == "RunDriverFunction"]
+    pump.peak = pump.inflight
+
+    outcomes = session.parallel([spec(f"s{i}", f"step {i}\n/sleep 1500") for i in range(8)])
+
+    assert [o["success"] for o in outcomes] == [True] * 8
+    assert pump.peak >= 8

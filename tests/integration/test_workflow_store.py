@@ -288,3 +288,20 @@ def test_given_lane_metric_counters_when_added_concurrently_then_every_add_count
     store.add_lane_metrics(tenant, sid, "query", {"failed": 1})
     store.add_lane_metrics(tenant, "other", "execute", {"completed": 5})
     assert store.lane_metrics(tenant, sid) == {"execute": {"completed": 8, "run_3": 16}, "query": {"failed": 1}}
+
+
+def test_given_workflows_of_two_sessions_and_tenants_when_listed_then_newest_first_and_only_the_asked(store, tenant):
+    made = []
+    for i, session_id in enumerate(["sess-a", "sess-b", "sess-a"]):
+        wf, steps = make(tenant)
+        wf.session_id, wf.created_at = session_id, 1_000 + i
+        store.create_workflow(wf, steps)
+        made.append(wf.workflow_id)
+    other, other_steps = make(f"{tenant}-other")
+    store.create_workflow(other, other_steps)
+
+    assert [w.workflow_id for w in store.list_workflows(tenant)] == made[::-1]
+    assert [w.workflow_id for w in store.list_workflows(tenant, "sess-a")] == [made[2], made[0]]
+    assert [w.workflow_id for w in store.list_workflows(tenant, "sess-b", limit=1)] == [made[1]]
+    assert [w.workflow_id for w in store.list_workflows(tenant, "sess-a", limit=1)] == [made[2]]
+    assert store.list_workflows(tenant, "sess-none") == []

@@ -13,17 +13,17 @@ from a3s_serverless.local.server import make_server
 
 
 class StandInStack:
-    """Answers every request with what it was given; `fail` makes invoke_http raise."""
+    """Answers every request with what it was given; `fail` makes invoke_http_full raise."""
 
     def __init__(self) -> None:
         self.fail = False
         self.seen: list[tuple] = []
 
-    def invoke_http(self, method, path, body=None, query=None, headers=None):
+    def invoke_http_full(self, method, path, body=None, query=None, headers=None):
         if self.fail:
             raise RuntimeError("the stack broke")
         self.seen.append((method, path, body, query))
-        return 200, json.dumps({"ok": True, "body": body})
+        return 200, {"Content-Type": "application/json", "X-Seen": "yes"}, json.dumps({"ok": True, "body": body})
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ def test_given_a_request_then_it_reaches_the_stack(served):
     resp = conn.getresponse()
     assert resp.status == 200 and json.loads(resp.read()) == {"ok": True, "body": '{"k": 1}'}
     assert stack.seen == [("POST", "/x", '{"k": 1}', {"a": "1"})]
+    assert resp.getheader("X-Seen") == "yes"  # the function's own headers go on to the client
 
 
 def test_given_the_stack_raises_then_500_in_the_kit_shape_and_the_connection_answers(served):

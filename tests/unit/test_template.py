@@ -84,12 +84,15 @@ def test_given_the_iam_roles_then_no_statement_grants_wildcard_actions() -> None
     assert [a for a in actions if a == "*" or a.endswith(":*")] == []
 
 
-def test_given_the_run_driver_then_its_runs_queue_source_reports_batch_item_failures() -> None:
+def test_given_the_run_driver_then_it_takes_one_run_per_invocation_up_to_a_parameter_and_reports_failures() -> None:
     model = load_stack(TEMPLATE)
+    capped = load_stack(TEMPLATE, {"RunsMaxConcurrency": "7"})
 
     (source,) = [s for s in model.event_sources if s.function_id == "RunDriverFunction"]
+    (source7,) = [s for s in capped.event_sources if s.function_id == "RunDriverFunction"]
 
-    assert (source.queue_id, source.batch_size, source.batching_window) == ("RunsQueue", 10, 0)
+    assert (source.queue_id, source.batch_size, source.batching_window) == ("RunsQueue", 1, 0)
+    assert (source.max_concurrency, source7.max_concurrency) == (100, 7)
     assert source.report_batch_item_failures
     assert model.functions["RunDriverFunction"].timeout == 120
 
@@ -117,11 +120,12 @@ def test_given_enable_lane_worker_when_loading_then_the_worker_and_its_source_fo
     assert model.queues["ExecuteLaneQueue"].visibility_timeout == (900 if present else 300)
 
 
-def test_given_routes_then_only_health_and_openapi_skip_the_authorizer() -> None:
+def test_given_routes_then_only_health_openapi_and_the_console_skip_the_authorizer() -> None:
     routes = {(r.method, r.path): r for r in load_stack(TEMPLATE).routes}
+    public = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/console"), ("GET", "/console/{name}")}
 
-    assert set(routes) == {("ANY", "/{proxy+}"), ("GET", "/health"), ("GET", "/openapi.json")}
-    assert {k for k, r in routes.items() if not r.authorized} == {("GET", "/health"), ("GET", "/openapi.json")}
+    assert set(routes) == {("ANY", "/{proxy+}"), *public}
+    assert {k for k, r in routes.items() if not r.authorized} == public
     assert {r.function_id for r in routes.values()} == {"ApiFunction"}
 
 

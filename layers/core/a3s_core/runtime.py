@@ -34,6 +34,7 @@ class Settings:
     lane_worker: bool = False  # A3S_LANE_WORKER: the kit's own worker drains the execute lane
     allowed_models: tuple[str, ...] = ()  # names or patterns; empty: the default model only
     openai_key_secret_arn: str = ""  # the run driver's only: the model key in Secrets Manager
+    retention_days: int = 30   # A3S_RETENTION_DAYS: items expire this long after their last write
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -52,6 +53,7 @@ class Settings:
             lane_worker=env.get("A3S_LANE_WORKER", "false") == "true",
             allowed_models=tuple(m.strip() for m in env.get("A3S_ALLOWED_MODELS", "").split(",") if m.strip()),
             openai_key_secret_arn=env.get("OPENAI_API_KEY_SECRET_ARN", ""),
+            retention_days=int(env.get("A3S_RETENTION_DAYS") or 30),
         )
 
     def model_allowed(self, model: str) -> bool:
@@ -129,7 +131,7 @@ class Runtime:
         return cls(
             settings=settings, s3=s3, sandbox=sandbox, session=session,
             store=DynamoStore(session.client("dynamodb", config=config), settings.table, s3=s3,
-                              bucket=settings.bucket),
+                              bucket=settings.bucket, retention_days=settings.retention_days),
             queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
                              settings.lane_queue_urls),
         )

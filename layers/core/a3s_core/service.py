@@ -194,6 +194,9 @@ class Service:
     def get_run(self, run_id: str) -> dict[str, Any]:
         return run_view(self.rt.store.get_run(self.tenant, run_id))
 
+    def list_sessions(self, limit: int) -> list[dict[str, Any]]:
+        return [session_view(s) for s in self.rt.store.list_sessions(self.tenant, limit)]
+
     def list_runs(self, session_id: str | None) -> list[dict[str, Any]]:
         return [run_view(r) for r in self.rt.store.list_runs(self.tenant, session_id)]
 
@@ -256,6 +259,15 @@ class Service:
             return {"workflow_id": wf.workflow_id, "kind": wf.kind, "status": wf.status, "done": False,
                     "finished": wf.finished, "total": wf.n, "attempt": wf.attempt}
         return workflows.view(self.rt, self.tenant, workflow_id)
+
+    def list_workflows(self, session_id: str | None, limit: int) -> list[dict[str, Any]]:
+        return [{"workflow_id": w.workflow_id, "session_id": w.session_id, "kind": w.kind, "status": w.status,
+                 "done": w.status != "running", "finished": w.finished, "total": w.n, "attempt": w.attempt,
+                 "created_at": w.created_at}
+                for w in self.rt.store.list_workflows(self.tenant, session_id, limit)]
+
+    def workflow_steps(self, workflow_id: str) -> dict[str, Any]:
+        return workflows.steps_view(self.rt, self.tenant, workflow_id)
 
     def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
         if not workflows.cancel(self.rt, self.tenant, workflow_id):

@@ -22,6 +22,8 @@ class Store(Protocol):
     def get_session(self, tenant: str, session_id: str) -> Session: ...
     def save_session(self, session: Session) -> None:
         """Write the session if session.version is still current (Conflict if not); bumps it."""
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        """The tenant's sessions, newest first."""
 
     def create_run(self, run: Run, events: list[Event]) -> None: ...
     def get_run(self, tenant: str, run_id: str) -> Run: ...
@@ -128,6 +130,10 @@ class MemoryStore:
                 raise Conflict(f"session {session.session_id} changed underneath")
             session.version += 1
             self._sessions[key] = session.model_copy(deep=True)
+
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        mine = [s for (t, _), s in self._sessions.items() if t == tenant]
+        return [s.model_copy(deep=True) for s in sorted(mine, key=lambda s: s.created_at, reverse=True)[:limit]]
 
     def create_run(self, run: Run, events: list[Event]) -> None:
         with self._lock:
@@ -265,6 +271,10 @@ class MemoryStore:
                 self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
             self._workflows[key] = wf.model_copy(deep=True)
 
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        mine = [w for (t, _), w in self._workflows.items() if t == tenant and session_id in (None, w.session_id)]
+        return [w.model_copy(deep=True) for w in sorted(mine, key=lambda w: w.created_at, reverse=True)[:limit]]
+
     def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
         wf = self._workflows.get((tenant, workflow_id))
         if wf is None:
@@ -328,6 +338,8 @@ class WorkflowStore(Protocol):
 
     def create_workflow(self, wf: Workflow, steps: list[Step]) -> None: ...
     def get_workflow(self, tenant: str, workflow_id: str) -> Workflow: ...
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        """The tenant's workflows (of one session, if given), newest first."""
     def list_steps(self, tenant: str, workflow_id: str) -> list[Step]: ...
     def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
     def put_steps(self, steps: list[Step]) -> None: ...

@@ -41,13 +41,9 @@ def _task_key(tenant: str, session_id: str, task_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"TASK#{task_id}"}
 
 
-# A workflow and its journal are kept this long after they were last written, so a repeated
-# parallel_resumable call returns the record (DynamoDB's TTL deletes them afterwards).
-JOURNAL_RETENTION_S = 30 * 24 * 3600
-
-
-def _expiry() -> int:
-    return int(time.time()) + JOURNAL_RETENTION_S
+# Every item but an API key carries `ttl`: DynamoDB deletes it RetentionDays after its last write
+# (a run's items are written while it runs, so they go within the run's own duration of each other).
+DEFAULT_RETENTION_DAYS = 30
 
 
 def _wf_key(tenant: str, workflow_id: str) -> dict[str, str]:
@@ -113,8 +109,14 @@ OFFLOAD_BYTES = 300_000
 
 
 class DynamoStore:
-    def __init__(self, client: Any, table: str, s3: Any = None, bucket: str = "") -> None:
+    def __init__(self, client: Any, table: str, s3: Any = None, bucket: str = "",
+                 retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self._db, self._table, self._s3, self._bucket = _SizeCheckedClient(client), table, s3, bucket
+        self._retention_s = retention_days * 24 * 3600
+
+    def _expiry(self) -> int:
+        """The `ttl` of an item written now."""
+        return int(time.time()) + self._retention_s
 
     # -- plumbing -------------------------------------------------------------------------
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
@@ -157,11 +159,22 @@ class DynamoStore:
                           Item=_to_ddb({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY", "tenant_id": tenant}))
 
     # -- sessions -------------------------------------------------------------------------
+    def _session_item(self, session: Session) -> dict[str, Any]:
+        # In gsi1 under the tenant, newest last, so sessions are listed without a scan; the entry
+        # keeps its keys for the session's life and expires with it.
+        return {**_session_key(session.tenant, session.session_id), "version": session.version,
+                "gsi1pk": f"T#{session.tenant}#SESSIONS", "gsi1sk": f"{session.created_at:015d}#{session.session_id}",
+                "ttl": self._expiry(), "doc": session.model_dump_json()}
+
     def create_session(self, session: Session) -> None:
-        item = {**_session_key(session.tenant, session.session_id), "version": session.version,
-                "doc": session.model_dump_json()}
-        if self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is None:
+        if self._conditional(Item=_to_ddb(self._session_item(session)),
+                             ConditionExpression="attribute_not_exists(pk)") is None:
             raise Conflict(f"session {session.session_id} exists")
+
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p",
+                            ScanIndexForward=False, ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))
+        return [Session.model_validate_json(i["doc"]) for i in items]
 
     def get_session(self, tenant: str, session_id: str) -> Session:
         item = self._get(_session_key(tenant, session_id))
@@ -172,9 +185,7 @@ class DynamoStore:
     def save_session(self, session: Session) -> None:
         expected = session.version
         session.version += 1
-        item = {**_session_key(session.tenant, session.session_id), "version": session.version,
-                "doc": session.model_dump_json()}
-        if self._conditional(Item=_to_ddb(item), ConditionExpression="version = :v",
+        if self._conditional(Item=_to_ddb(self._session_item(session)), ConditionExpression="version = :v",
                              ExpressionAttributeValues=_to_ddb({":v": expected})) is None:
             session.version = expected
             raise Conflict(f"session {session.session_id} changed underneath")
@@ -184,7 +195,7 @@ class DynamoStore:
         doc = run.model_dump_json(exclude=set(_RUN_STATE))
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
                 "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE},
-                "lease_owner": run.lease_owner or "", "doc": doc}
+                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc}
         if len(doc) > OFFLOAD_BYTES:
             if self._s3 is None:
                 raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
@@ -205,7 +216,8 @@ class DynamoStore:
 
     def _event_put(self, tenant: str, run_id: str, event: Event) -> dict[str, Any]:
         return {"Put": {"TableName": self._table, "Item": _to_ddb(
-            {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{event.seq:010d}", "doc": event.model_dump_json()})}}
+            {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{event.seq:010d}", "ttl": self._expiry(),
+             "doc": event.model_dump_json()})}}
 
     def create_run(self, run: Run, events: list[Event]) -> None:
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
@@ -213,7 +225,7 @@ class DynamoStore:
         # An index item per tenant, newest last, so the orchestrator can list runs without a scan.
         index = {"Put": {"TableName": self._table, "Item": _to_ddb({
             "pk": f"T#{run.tenant}#RUNS", "sk": f"{run.created_at:015d}#{run.run_id}",
-            "run_id": run.run_id, "session_id": run.session_id})}}
+            "run_id": run.run_id, "session_id": run.session_id, "ttl": self._expiry()})}}
         try:
             self._db.transact_write_items(TransactItems=[{"Put": put}, index] + [
                 self._event_put(run.tenant, run.run_id, e) for e in events])
@@ -279,8 +291,11 @@ class DynamoStore:
             sets.append("injections = list_append(if_not_exists(injections, :empty), :i)")
             values.update({":empty": [], ":i": [inject]})
         if sets:
+            sets.append("#ttl = :ttl")
+            values[":ttl"] = self._expiry()
             self._db.update_item(TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}),
-                                 UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeValues=_to_ddb(values))
+                                 UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeNames={"#ttl": "ttl"},
+                                 ExpressionAttributeValues=_to_ddb(values))
 
     def get_control(self, tenant: str, run_id: str) -> Control:
         item = self._get({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}) or {}
@@ -288,10 +303,19 @@ class DynamoStore:
                        injections=list(item.get("injections", [])))
 
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
-        index = self._query(KeyConditionExpression="pk = :pk", ScanIndexForward=False, limit=limit,
-                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#RUNS"}))
-        ids = [i["run_id"] for i in index if session_id in (None, i["session_id"])]
+        index = self._query(limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id))
+        ids = [i["run_id"] for i in index]
         return [self.get_run(tenant, rid) for rid in reversed(ids)]
+
+    @staticmethod
+    def _index_query(pk: str, session_id: str | None) -> dict[str, Any]:
+        """Newest first; one session's only, if given (filtered as read, so the limit counts matches)."""
+        values: dict[str, Any] = {":pk": pk}
+        args: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ScanIndexForward": False}
+        if session_id is not None:
+            values[":s"] = session_id
+            args["FilterExpression"] = "session_id = :s"
+        return {**args, "ExpressionAttributeValues": _to_ddb(values)}
 
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
@@ -332,7 +356,7 @@ class DynamoStore:
                 **{k: getattr(task, k) for k in _TASK_STATE}, "lease_owner": task.lease_owner or "",
                 "gsi1pk": f"PENDING#{task.lane}",
                 "gsi1sk": f"{task.tenant}#{task.created_at:015d}#{task.session_id}#{task.task_id}",
-                "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
+                "ttl": self._expiry(), "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
         return self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is not None
 
     def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None:
@@ -367,12 +391,12 @@ class DynamoStore:
     def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
         cond = {"timed_out": " AND deadline <= :now", "cancelled": ""}.get(status, " AND deadline > :now")
         values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result, ensure_ascii=False),
-                  ":e": error or ""}
+                  ":e": error or "", ":ttl": self._expiry()}
         return self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
-            UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now REMOVE gsi1pk, gsi1sk",
+            UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl REMOVE gsi1pk, gsi1sk",
             ConditionExpression="#s = :pending" + cond,
-            ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error"},
+            ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error", "#ttl": "ttl"},
             ExpressionAttributeValues=_to_ddb(values),
         ) is not None
 
@@ -390,14 +414,15 @@ class DynamoStore:
         names = {f"#c{i}": k for i, k in enumerate(counts)}
         self._db.update_item(
             TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#S#{session_id}", "sk": f"METRICS#{lane}"}),
-            UpdateExpression="ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counts))),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=_to_ddb({f":c{i}": v for i, v in enumerate(counts.values())}))
+            UpdateExpression="SET #ttl = :ttl ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counts))),
+            ExpressionAttributeNames={**names, "#ttl": "ttl"},
+            ExpressionAttributeValues=_to_ddb({":ttl": self._expiry(),
+                                               **{f":c{i}": v for i, v in enumerate(counts.values())}}))
 
     def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
         items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :m)", ConsistentRead=True,
                             ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}", ":m": "METRICS#"}))
-        return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk")} for i in items}
+        return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk", "ttl")} for i in items}
 
     # -- workflows ------------------------------------------------------------------------
     _WF_STATE = ("status", "finished", "attempt", "used_tokens")
@@ -405,10 +430,15 @@ class DynamoStore:
 
     def _wf_item(self, wf: Workflow) -> dict[str, Any]:
         return {**_wf_key(wf.tenant, wf.workflow_id), **{k: getattr(wf, k) for k in self._WF_STATE},
-                "n": wf.n, "ttl": _expiry(), "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
+                "n": wf.n, "ttl": self._expiry(), "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
+
+    def _wf_index_item(self, wf: Workflow) -> dict[str, Any]:
+        """The tenant's list of workflows, newest last: listed without a scan, expiring with the workflow."""
+        return {"pk": f"T#{wf.tenant}#WFS", "sk": f"{wf.created_at:015d}#{wf.workflow_id}",
+                "workflow_id": wf.workflow_id, "session_id": wf.session_id, "ttl": self._expiry()}
 
     def _step_item(self, step: Step) -> dict[str, Any]:
-        item = {**_step_key(step.tenant, step.workflow_id, step.key), "ttl": _expiry(),
+        item = {**_step_key(step.tenant, step.workflow_id, step.key), "ttl": self._expiry(),
                 **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
                 "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
         if step.outcome is not None:
@@ -436,8 +466,24 @@ class DynamoStore:
                 if _failed_condition(err):
                     raise Conflict(f"workflow {wf.workflow_id} exists") from err
                 raise
-        if self._conditional(Item=_to_ddb(self._wf_item(wf)), ConditionExpression="attribute_not_exists(pk)") is None:
-            raise Conflict(f"workflow {wf.workflow_id} exists")
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": _to_ddb(self._wf_item(wf)),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self._table, "Item": _to_ddb(self._wf_index_item(wf))}}])
+        except ClientError as err:
+            if _failed_condition(err):
+                raise Conflict(f"workflow {wf.workflow_id} exists") from err
+            raise
+
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        found = []
+        for i in self._query(limit=limit, **self._index_query(f"T#{tenant}#WFS", session_id)):
+            try:
+                found.append(self.get_workflow(tenant, i["workflow_id"]))
+            except NotFound:
+                continue
+        return found
 
     def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
         item = self._get(_wf_key(tenant, workflow_id))
@@ -509,7 +555,10 @@ class DynamoStore:
             ExpressionAttributeValues=_to_ddb({":st": status, ":running": "running", ":a": attempt})) is not None
 
     def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
-        return self._conditional(
+        reopened = self._conditional(
             Item=_to_ddb(self._wf_item(wf)), ConditionExpression="#s <> :running AND attempt = :a",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":running": "running", ":a": expect_attempt})) is not None
+        if reopened:  # its place in the list lives as long as the workflow now does
+            self._db.put_item(TableName=self._table, Item=_to_ddb(self._wf_index_item(wf)))
+        return reopened

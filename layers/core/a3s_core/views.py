@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from .items import RunStatus, TaskStatus, WorkflowStatus
+from .items import RunStatus, StepStatus, TaskStatus, WorkflowStatus
 from .lanes import Lane, Mode
 
 # A key that is sometimes left out of the response (never sent as null): documented as optional
@@ -89,6 +89,10 @@ class SessionView(_View):
     created_at: int = Field(description="milliseconds since the epoch")
     builtin_skills: bool
     skills: list[str] = Field(description="names of the session's own skills, sorted")
+
+
+class SessionsView(_View):
+    sessions: list[SessionView] = Field(description="newest first")
 
 
 class AgentSpecView(_View):
@@ -275,6 +279,41 @@ class WorkflowView(_View):
     used_tokens: int | Absent = absent("once done")
     outcomes: list[StepOutcome | None] | Absent = absent("once done; null for a step that did not settle")
     history: list[StepHistory] | Absent = absent("once done")
+
+
+class WorkflowSummary(_View):
+    workflow_id: str
+    session_id: str
+    kind: Literal["parallel", "pipeline", "resumable"]
+    status: WorkflowStatus
+    done: bool
+    finished: int
+    total: int
+    attempt: int
+    created_at: int
+
+
+class WorkflowsView(_View):
+    workflows: list[WorkflowSummary] = Field(description="newest first")
+
+
+class StepView(_View):
+    key: str
+    task_id: str | None = Field(description="the spec's task_id: the step's name for the caller")
+    index: int = Field(description="position in the caller's input")
+    attempt: int
+    status: StepStatus
+    run_id: str | None = Field(description="the step's child run, once launched")
+    started_at: int | None
+    finished_at: int | None
+    agent: str | None
+    error: str | None = Field(description="why a failed step failed")
+
+
+class StepsView(_View):
+    workflow_id: str
+    status: WorkflowStatus
+    steps: list[StepView] = Field(description="in input order")
 
 
 class WorkflowCancelled(_View):

@@ -289,7 +289,11 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
     if not store.reopen_workflow(reopened, wf.attempt):
         return {"workflow_id": wid, "status": "running", "attached": True}  # another caller got there first
     index = {s["task_id"]: i for i, s in enumerate(specs)}
-    store.put_steps([_step(tenant, wid, s["task_id"], index[s["task_id"]], p, attempt, s) for p, s in enumerate(todo)])
+    # The journaled successes are written again as they are: each item's retention counts from its
+    # last write, so the journal lives as long as the workflow it belongs to.
+    kept = [journal[i] for i in ids if i in journal and journal[i].status == "succeeded"]
+    store.put_steps([_step(tenant, wid, s["task_id"], index[s["task_id"]], p, attempt, s) for p, s in enumerate(todo)]
+                    + kept)
     telemetry.workflow_started(reopened)
     rt.queues.send_run(workflow_message(tenant, wid))
     return {"workflow_id": wid, "status": "running", "attached": False}
@@ -310,6 +314,16 @@ def view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
             "done": wf.status != "running", "total": len(steps),
             "finished": sum(1 for s in steps if s.status in ("succeeded", "failed")),
             "used_tokens": wf.used_tokens, "outcomes": [s.outcome for s in steps], "history": history}
+
+
+def steps_view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
+    """Every step of the current attempt with its timing: what a timeline or Gantt chart draws."""
+    wf = rt.store.get_workflow(tenant, workflow_id)
+    steps = sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)
+    return {"workflow_id": wf.workflow_id, "status": wf.status, "steps": [
+        {"key": s.key, "task_id": s.spec.get("task_id"), "index": s.index, "attempt": s.attempt, "status": s.status, "run_id": s.run_id,
+         "started_at": s.started_at, "finished_at": s.finished_at, "agent": s.spec.get("agent"),
+         "error": (s.outcome or {}).get("error") if s.status == "failed" else None} for s in steps]}
 
 
 def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled") -> bool:

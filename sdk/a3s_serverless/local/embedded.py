@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from .moto_patches import faithful_dynamodb
 from .template import Route, StackModel, load_stack, provision
 
 log = logging.getLogger("a3s_serverless.local")
@@ -40,74 +41,7 @@ LOCAL_TELEMETRY = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISA
 TEMPLATE_TELEMETRY = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
 
 
-_MOTO_LOCK = threading.RLock()
-
-
-def atomic_dynamodb() -> None:
-    """DynamoDB applies each write, and its condition, atomically; moto's in-memory tables do not
-    under threads (two conditional writes can both pass). The embedded stack runs many handlers
-    at once, so it serialises moto's table operations to be as faithful as the real service.
-
-    moto also deep-copies every table a transaction touches, to roll back a failed one: a cost
-    that grows with the table and made long sessions crawl. Under the lock, copying just the
-    items the transaction writes is an equivalent rollback."""
-    import copy
-
-    import moto.dynamodb.models as models
-    from moto.dynamodb.models import DynamoDBBackend
-    from moto.dynamodb.models.dynamo_type import DynamoType
-
-    if getattr(DynamoDBBackend, "a3s_atomic", False):
-        return
-
-    class TablesUncopied:  # moto's `copy` module, except that a Table is not deep-copied
-        def deepcopy(self, obj: Any, memo: Any = None) -> Any:
-            return obj if isinstance(obj, models.Table) else copy.deepcopy(obj, memo)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(copy, name)
-
-    models.copy = TablesUncopied()  # type: ignore[attr-defined]
-    transact = DynamoDBBackend.transact_write_items
-
-    def touched(backend: Any, entries: list[dict]) -> list[tuple[Any, Any, Any, Any]]:
-        out = []
-        for entry in entries:
-            op = next(iter(entry.values()))
-            table = backend.tables.get(op.get("TableName"))
-            if table is None:
-                continue
-            key = op.get("Key") or op.get("Item") or {}
-            hash_key = DynamoType(key[table.hash_key_attr])
-            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-            holder = table.items[hash_key] if range_key is not None else table.items
-            slot = range_key if range_key is not None else hash_key
-            out.append((holder, slot, copy.deepcopy(holder.get(slot)), table))
-        return out
-
-    def atomic_transact(self: Any, transact_items: list[dict]) -> None:
-        with _MOTO_LOCK:
-            saved = touched(self, transact_items)
-            try:
-                return transact(self, transact_items)
-            except Exception:
-                for holder, slot, item, _table in saved:  # undo what the failed transaction wrote
-                    if item is None:
-                        holder.pop(slot, None)
-                    else:
-                        holder[slot] = item
-                raise
-
-    for name in ("put_item", "update_item", "delete_item", "get_item", "query", "scan"):
-        original = getattr(DynamoDBBackend, name)
-
-        def atomic(self: Any, *args: Any, __original: Callable = original, **kwargs: Any) -> Any:
-            with _MOTO_LOCK:
-                return __original(self, *args, **kwargs)
-
-        setattr(DynamoDBBackend, name, atomic)
-    DynamoDBBackend.transact_write_items = atomic_transact  # type: ignore[method-assign]
-    DynamoDBBackend.a3s_atomic = True  # type: ignore[attr-defined]
+MAX_LOCAL_CONCURRENCY = 16  # invocations at once per event source, whatever the template allows
 
 
 def threadsafe_powertools() -> None:
@@ -184,6 +118,7 @@ class Function:
         self._idle: list[Callable[[dict, Any], Any]] = []
         self._lock = threading.Lock()
         self.containers = 0
+        self.invocations = 0
         self._idle.append(self._cold_start())  # fail fast on a broken handler
 
     def _cold_start(self) -> Callable[[dict, Any], Any]:
@@ -200,6 +135,7 @@ class Function:
     def invoke(self, event: dict) -> Any:
         with self._lock:
             handler = self._idle.pop() if self._idle else None
+            self.invocations += 1
         handler = handler or self._cold_start()
         try:
             return handler(event, LambdaContext(self.logical_id, self.timeout, self.memory))
@@ -219,6 +155,7 @@ class Pump:
         self.stack, self.function, self.url, self.arn = stack, function, queue_url, queue_arn
         self.batch_size, self.report_failures = batch_size, report_failures
         self.inflight = 0
+        self.peak = 0  # most invocations in flight at once
         self.invocations = 0
         self._slots = threading.BoundedSemaphore(concurrency)
         self._count = threading.Lock()
@@ -247,6 +184,7 @@ class Pump:
                 continue
             with self._count:
                 self.inflight += 1
+                self.peak = max(self.peak, self.inflight)
             threading.Thread(target=self._run, args=(msgs,), daemon=True).start()
 
     def _run(self, msgs: list[dict]) -> None:
@@ -296,6 +234,8 @@ class EmbeddedStack:
         self.model: StackModel | None = None
         self._mock: Any = None
         self._environ_before: dict[str, str | None] = {}
+        self._auth_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # identity -> (expiry, answer)
+        self._auth_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> "EmbeddedStack":
@@ -304,7 +244,7 @@ class EmbeddedStack:
 
         from a3s_core.runtime import Runtime, set_runtime
 
-        atomic_dynamodb()
+        faithful_dynamodb()
         threadsafe_powertools()
         self._mock = mock_aws()
         self._mock.start()
@@ -340,8 +280,12 @@ class EmbeddedStack:
             q = model.queues[src.queue_id]
             url = self.sqs.get_queue_url(QueueName=q.name)["QueueUrl"]
             arn = f"arn:aws:sqs:{model.region}:{model.account}:{q.name}"
+            # A source the template caps (ScalingConfig) scales to its cap, as Lambda would, up to
+            # what one machine's threads sensibly run; any other gets pump_concurrency.
+            concurrency = min(src.max_concurrency, MAX_LOCAL_CONCURRENCY) if src.max_concurrency \
+                else self.pump_concurrency
             self.pumps.append(Pump(self, self.functions[src.function_id], url, arn, src.batch_size,
-                                   src.report_batch_item_failures, self.pump_concurrency))
+                                   src.report_batch_item_failures, concurrency))
         for pump in self.pumps:
             pump.start()
         return self
@@ -365,6 +309,8 @@ class EmbeddedStack:
 
     def add_api_key(self, key: str, tenant: str) -> None:
         self.runtime.store.put_api_key(hashlib.sha256(key.encode()).hexdigest(), tenant)
+        with self._auth_lock:  # a key minted here works at once, even if it was tried before
+            self._auth_cache.pop(f"Bearer {key}", None)
 
     def transport(self, api_key: str = LOCAL_API_KEY) -> "LocalTransport":
         return LocalTransport(self, api_key)
@@ -411,13 +357,37 @@ class EmbeddedStack:
         matches.sort(key=lambda x: (x[0], x[1]))  # exact before greedy, a method before ANY
         return matches[0][2], matches[0][3]
 
+    def _authorize(self, identity: str, event: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+        """The authorizer's answer, cached per identity for the template's TTL as API Gateway does
+        (so a key stays valid, or refused, that long after it changes, here as on AWS)."""
+        assert self.model is not None and self.model.authorizer_function_id
+        now = time.monotonic()
+        with self._auth_lock:
+            cached = self._auth_cache.get(identity)
+        if cached and cached[0] > now:
+            return cached[1]
+        auth = self.functions[self.model.authorizer_function_id].invoke(
+            {**event, "type": "REQUEST", "identitySource": [identity],
+             "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{method}{path}"})
+        if self.model.authorizer_ttl:
+            with self._auth_lock:
+                self._auth_cache[identity] = (now + self.model.authorizer_ttl, auth)
+        return auth
+
     def invoke_http(self, method: str, path: str, body: str | None = None, query: dict | None = None,
                     headers: dict[str, str] | None = None) -> tuple[int, str]:
         """One request through API Gateway's steps: route, authorize, invoke with a v2 event."""
+        status, _, text = self.invoke_http_full(method, path, body, query, headers)
+        return status, text
+
+    def invoke_http_full(self, method: str, path: str, body: str | None = None, query: dict | None = None,
+                         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+        """invoke_http, with the response's headers (what `make dev` sends on)."""
         headers = {k.lower(): v for k, v in (headers or {}).items()}
         found = self._route(method, path)
+        json_type = {"Content-Type": "application/json"}
         if found is None:
-            return 404, json.dumps({"message": "Not Found"})
+            return 404, json_type, json.dumps({"message": "Not Found"})
         route, params = found
         qs = urllib.parse.urlencode(query or {})
         now = int(time.time() * 1000)
@@ -433,15 +403,16 @@ class EmbeddedStack:
             "pathParameters": params or None, "requestContext": ctx, "body": body, "isBase64Encoded": False}
         if route.authorized and self.model and self.model.authorizer_function_id:
             if "authorization" not in headers:
-                return 401, json.dumps({"message": "Unauthorized"})
-            auth = self.functions[self.model.authorizer_function_id].invoke(
-                {**event, "type": "REQUEST", "identitySource": [headers["authorization"]],
-                 "routeArn": f"arn:aws:execute-api:us-east-1:123456789012:local/$default/{method}{path}"})
+                return 401, json_type, json.dumps({"message": "Unauthorized"})
+            auth = self._authorize(headers["authorization"], event, method, path)
             if not auth.get("isAuthorized"):
-                return 403, json.dumps({"message": "Forbidden"})
+                return 403, json_type, json.dumps({"message": "Forbidden"})
             ctx["authorizer"] = {"lambda": auth.get("context", {})}
         out = self.functions[route.function_id].invoke(event)
-        return int(out.get("statusCode", 200)), out.get("body") or ""
+        sent = dict(out.get("headers") or {})
+        if not any(k.lower() == "content-type" for k in sent):
+            sent.update(json_type)
+        return int(out.get("statusCode", 200)), sent, out.get("body") or ""
 
 
 class LocalTransport:

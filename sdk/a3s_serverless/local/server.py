@@ -18,6 +18,8 @@ from .embedded import LOCAL_API_KEY, EmbeddedStack
 
 # API Gateway's own limit on a request; the API function refuses bodies over 256 KiB itself.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# The server frames each answer itself: these never come from the function.
+HOP_HEADERS = {"content-length", "connection", "transfer-encoding", "keep-alive"}
 log = logging.getLogger("a3s_serverless.dev")
 
 
@@ -31,10 +33,16 @@ def make_server(stack: EmbeddedStack, port: int = 8787) -> ThreadingHTTPServer:
         timeout = 60  # a client that stops sending mid-request frees its thread
         disable_nagle_algorithm = True  # headers and body leave at once, not 40 ms apart
 
-        def _answer(self, status: int, data: bytes, close: bool = False) -> None:
+        def _answer(self, status: int, data: bytes, close: bool = False, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            headers = headers or {"Content-Type": "application/json"}
+            for name, value in headers.items():
+                if name.lower() not in HOP_HEADERS:
+                    self.send_header(name, value)
+            if status == 304:  # no body, and no length of one
+                data = b""
+            else:
+                self.send_header("Content-Length", str(len(data)))
             if close:  # the body's framing is unknown: what follows on this connection cannot be trusted
                 self.send_header("Connection", "close")
                 self.close_connection = True
@@ -67,12 +75,14 @@ def make_server(stack: EmbeddedStack, port: int = 8787) -> ThreadingHTTPServer:
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             try:
-                status, raw = stack.invoke_http(self.command, url.path, body, query, dict(self.headers.items()))
+                status, headers, raw = stack.invoke_http_full(self.command, url.path, body, query,
+                                                              dict(self.headers.items()))
                 data = raw.encode()
             except Exception:  # what a deployed API Gateway answers too: a 500, never a dropped connection
                 log.exception("%s %s failed", self.command, url.path)
-                status, data = 500, _error_body("internal_error", "internal error; see the dev server's log")
-            self._answer(status, data)
+                status, headers = 500, None
+                data = _error_body("internal_error", "internal error; see the dev server's log")
+            self._answer(status, data, headers=headers)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 

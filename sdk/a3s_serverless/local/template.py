@@ -62,6 +62,10 @@ class SecretSpec:
     value: str
 
 
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 @dataclass
 class EventSource:
     function_id: str
@@ -69,6 +73,7 @@ class EventSource:
     batch_size: int
     report_batch_item_failures: bool
     batching_window: int
+    max_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency: invocations at once
 
 
 @dataclass
@@ -95,6 +100,7 @@ class StackModel:
     conditions: dict[str, bool]
     secrets: dict[str, SecretSpec] = field(default_factory=dict)
     policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # each function's IAM statements
+    authorizer_ttl: int = 0  # seconds API Gateway caches the authorizer's answer per identity
     region: str = "us-east-1"
     account: str = "123456789012"
     transformed: dict[str, Any] = field(default_factory=dict, repr=False)  # the CloudFormation SAM produced
@@ -482,16 +488,20 @@ def load_stack(
                 report_batch_item_failures="ReportBatchItemFailures"
                 in r.resolve(props.get("FunctionResponseTypes", [])),
                 batching_window=int(r.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
+                max_concurrency=_int_or_none(r.resolve((props.get("ScalingConfig") or {}).get("MaximumConcurrency"))),
             )
         )
 
     routes: list[Route] = []
     authorizer: str | None = None
+    authorizer_ttl = 0
     for props in of_type("AWS::ApiGatewayV2::Api").values():
         body = props.get("Body") or {}
         for scheme in body.get("components", {}).get("securitySchemes", {}).values():
-            if "x-amazon-apigateway-authorizer" in scheme:
-                authorizer = authorizer or _uri_function(scheme["x-amazon-apigateway-authorizer"].get("authorizerUri"))
+            if "x-amazon-apigateway-authorizer" in scheme and authorizer is None:
+                spec = scheme["x-amazon-apigateway-authorizer"]
+                authorizer = _uri_function(spec.get("authorizerUri"))
+                authorizer_ttl = int(r.resolve(spec.get("authorizerResultTtlInSeconds", 0)))
         for path, ops in body.get("paths", {}).items():
             for method, op in ops.items():
                 if not isinstance(op, dict):  # path-level "parameters"
@@ -533,6 +543,7 @@ def load_stack(
         event_sources=event_sources,
         routes=routes,
         authorizer_function_id=authorizer,
+        authorizer_ttl=authorizer_ttl,
         schedules=schedules,
         conditions={name: r.condition(name) for name in cfn.get("Conditions", {})},
         region=region,

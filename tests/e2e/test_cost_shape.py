@@ -1,0 +1,53 @@
+"""The cost shape of an external round trip cannot grow unnoticed: scripts/bench_cost.py runs in a
+process of its own (a fresh embedded stack, so no other test's work is counted) and its figures for
+the session's first round trips are bounded by today's measured ones plus ~15% headroom.
+
+Growth across a session's round trips is a known cost (the session item grows with its history);
+it is printed here, not yet bounded."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Measured on the embedded stack: 62-66 AWS calls per round trip over turns 1-5 (the worker's empty
+# claims and the client's long-poll iterations vary with timing), 13 260 bytes of DynamoDB items
+# written by round trip 1.
+MAX_CALLS_PER_ROUND_TRIP = 76
+MAX_ITEM_BYTES_TURN_1 = 15_300
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("cost") / "cost.json"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_cost.py"), "--round-trips", "5",
+                           "--steps", "2", "--wait-s", "4", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_given_an_external_round_trip_then_its_aws_calls_stay_within_todays_figure(figures):
+    first = figures["round_trip"]["first"]
+    print("AWS calls per round trip by turn:", [t["aws_calls"] for t in figures["round_trip"]["per_turn"]])
+    assert first["aws_calls_by_operation"].get("sqs.SendMessage[lane:execute]") == 1  # the task went out
+    assert 0 < first["aws_calls"] <= MAX_CALLS_PER_ROUND_TRIP, first["aws_calls_by_operation"]
+
+
+def test_given_the_first_round_trip_then_the_dynamodb_bytes_it_writes_stay_within_todays_figure(figures):
+    turns = figures["round_trip"]["per_turn"]
+    print("DynamoDB item bytes written by turn:", [t["item_bytes_written"] for t in turns])
+    assert 0 < turns[0]["item_bytes_written"] <= MAX_ITEM_BYTES_TURN_1
+
+
+def test_given_the_figures_then_every_unit_is_priced(figures):
+    units = [figures["round_trip"]["first"], figures["parallel_step"], figures["waiting"]["wait_minute"],
+             figures["waiting"]["idle_worker_minute"]]
+    assert all(u["usd_per_1m"] > 0 for u in units)
+    # a waiting client holds the API function for each long-poll's wait: most of a minute of Lambda time
+    assert figures["waiting"]["wait_minute"]["lambda"]["by_function"]["ApiFunction"]["seconds"] > 30
