@@ -6,7 +6,7 @@ import json
 from http import HTTPStatus
 from typing import Annotated, Any, Callable
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from a3s_core import console_files
+from a3s_core import console_files, telemetry
 from a3s_core.bodies import BODY_METHODS, JSON_MEDIA_TYPE, check_body
 from a3s_core.errors import A3SError
 from a3s_core.runtime import get_runtime
@@ -32,7 +32,11 @@ CONSOLE_PREFIX = "/console/"  # the console's assets: public too (the page asks 
 Id = Annotated[str, Path(max_length=200)]
 MAX_SEQ = 10**9  # event sequence numbers and step counts: far beyond any run, within every key format
 
+# Ids in a path, for the log lines of its request: /sessions/{id}/..., /runs/{id}/... and so on.
+PATH_IDS = {"sessions": "session_id", "runs": "run_id", "workflows": "workflow_id", "external-tasks": "task_id"}
+
 logger = Logger()
+tracer = Tracer()
 app = APIGatewayHttpResolver(enable_validation=True)
 
 
@@ -71,7 +75,7 @@ def _powertools_error(err: ServiceError) -> Response:
 @app.exception_handler(Exception)
 def _unexpected(err: Exception) -> Response:
     # The kit's fault, in the kit's shape; the trace goes to the log, not to the caller.
-    logger.exception("unhandled error")
+    telemetry.internal_error("api")
     return _error(500, "internal_error", f"internal error (request {_request_id(app.current_event or {})})")
 
 
@@ -366,8 +370,16 @@ def _json_body(event: dict) -> dict:
     return event
 
 
+def _path_ids(path: str) -> dict[str, str]:
+    parts = path.strip("/").split("/")
+    return {PATH_IDS[a]: b for a, b in zip(parts, parts[1:]) if a in PATH_IDS and b != "claim"}
+
+
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@telemetry.instrumented
 def handler(event: dict, context: Any) -> dict:
+    telemetry.correlate(tenant=_tenant(event), **_path_ids(str(event.get("rawPath") or "")))
     try:
         body = event.get("body") or ""
         size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
@@ -382,5 +394,5 @@ def handler(event: dict, context: Any) -> dict:
             return _raw_error(err.status, err.code, str(err))
         return app.resolve(event, context)
     except Exception:  # past the resolver's own catch-all: still one shape, never a bare crash
-        logger.exception("unhandled error")
+        telemetry.internal_error("api")
         return _raw_error(500, "internal_error", f"internal error (request {_request_id(event)})")

@@ -4,16 +4,25 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from aws_lambda_powertools import Logger, Tracer
+
 from a3s_core.runtime import get_runtime
+
+logger = Logger()
+tracer = Tracer()
 
 
 def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: Any) -> dict:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     auth = headers.get("authorization", "")
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else auth.strip()
     tenant = get_runtime().store.tenant_for_key(key_hash(key)) if key else None
+    if tenant is None:  # never the key itself: its hash prefix is enough to tell callers apart
+        logger.info("api key refused", extra={"key_hash": key_hash(key)[:12] if key else None})
     return {"isAuthorized": tenant is not None, "context": {"tenant_id": tenant or ""}}

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from a3s_core import telemetry
 from a3s_core.tenant_workspace import workspace_for
 from a3s_core.lane_work import execute_task
 from a3s_core.runtime import get_runtime
@@ -20,15 +21,27 @@ from a3s_core.schemas import CompleteTaskBody
 from a3s_core.service import Service
 
 logger = Logger()
+tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@telemetry.instrumented
 def handler(event: dict, context: Any) -> dict:
     rt = get_runtime()
 
     def record(record: SQSRecord) -> None:
-        message = json.loads(record.body)
+        try:
+            message = json.loads(record.body)
+        except ValueError:
+            message = None
+        with telemetry.sqs_record(record, message):
+            if not isinstance(message, dict):
+                raise ValueError("the lane message is not a JSON object")
+            work(message)
+
+    def work(message: dict) -> None:
         tenant, sid, tid = message["tenant"], message["session_id"], message["task_id"]
         now, lease_ms = rt.clock(), context.get_remaining_time_in_millis()
         if not rt.store.claim_task(tenant, sid, tid, context.aws_request_id, now, lease_ms):
@@ -39,14 +52,16 @@ def handler(event: dict, context: Any) -> dict:
         task = rt.store.get_task(tenant, sid, tid)  # what was stored, not what the message says
         if task is None or task.deadline <= now:
             return  # past its deadline: its timer tells the model, and nothing runs late
+        telemetry.task_claimed(task, context.aws_request_id, now)
         service = Service(rt, tenant)
         session = service.session(sid)
         if not session.permissive and not task.approved:
             # Outside permissive mode the kit runs nothing nobody approved (the driver asks first).
             outcome = {"success": False, "error": "refused: the session is not permissive and no one approved this task"}
         else:
-            outcome = execute_task(task.public(), workspace_for(rt, tenant, session.workspace), rt.tool_sandbox(),
-                                   tenant, time_left_ms=task.deadline - now)
+            with telemetry.tool_call(tenant, task.run_id, task.command_type, task.lane):
+                outcome = execute_task(task.public(), workspace_for(rt, tenant, session.workspace),
+                                       rt.tool_sandbox(), tenant, time_left_ms=task.deadline - now)
         service.complete_task(sid, tid, CompleteTaskBody(**outcome))
 
     return process_partial_response(event=event, record_handler=record, processor=processor, context=context)

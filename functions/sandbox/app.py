@@ -1,16 +1,22 @@
 """The tool sandbox: one tool call on a workspace handed over as presigned URLs.
 
-Its role may write its own logs and nothing else, and Lambda's per-tenant isolation gives each
-tenant execution environments of its own (callers invoke it with TenantId). See a3s_core.sandbox.
+Its role may write its own logs and nothing else (not even X-Ray: no Tracer here), and Lambda's
+per-tenant isolation gives each tenant execution environments of its own (callers invoke it with
+TenantId). See a3s_core.sandbox.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from a3s_core import isolation
 from a3s_core.sandbox import serve
 
+logger = Logger()
 
+
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: Any) -> dict:
     # This process holds the function's credentials: commands may not read its environment, and
     # anything a command leaves behind (even by killing its runner) comes back here to be ended.

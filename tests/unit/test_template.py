@@ -281,3 +281,81 @@ def test_given_the_local_stack_then_it_allows_any_model_while_the_template_defau
 
     assert LOCAL_PARAMETERS["AllowedModels"] == "*"
     assert load_stack(TEMPLATE).parameters["AllowedModels"] == ""
+
+
+# -- observability --------------------------------------------------------------------------------
+def _alarms(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {lid: res for lid, res in resources.items() if res["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+@pytest.mark.parametrize("all_features", ["true", "false"])
+def test_given_the_alarms_then_every_one_notifies_the_alarm_topic(all_features: str) -> None:
+    model = load_stack(TEMPLATE, {"EnableAllFeatures": all_features})
+    resources = model.transformed["Resources"]
+
+    alarms = _alarms(resources)
+    assert alarms and resources["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    for lid, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], lid
+    always = {lid for lid, alarm in alarms.items() if "Condition" not in alarm}
+    assert always == {f"{q}DLQAlarm" for q in ("ControlLane", "QueryLane", "ExecuteLane", "GenerateLane", "Runs")} | \
+        {"RunsAgeAlarm", "RunErrorsAlarm", "MessagesGivenUpAlarm", "InternalErrorsAlarm"}
+    # A lane drained over HTTP keeps its SQS messages unread, so its age alarm is opt-in.
+    assert {lid for lid in alarms if lid not in always} == \
+        {f"{lane}LaneAgeAlarm" for lane in ("Control", "Query", "Execute", "Generate")}
+    assert {alarms[lid]["Condition"] for lid in alarms if lid not in always} == {"AllFeatures"}
+
+
+def test_given_the_engine_alarms_then_they_watch_its_own_metrics_of_this_stack() -> None:
+    from a3s_core.telemetry import METRICS
+
+    resources = load_stack(TEMPLATE).transformed["Resources"]
+    for lid, metric in (("RunErrorsAlarm", "RunErrors"), ("MessagesGivenUpAlarm", "MessagesGivenUp"),
+                        ("InternalErrorsAlarm", "InternalErrors")):
+        props = resources[lid]["Properties"]
+        assert (props["Namespace"], props["MetricName"], props["Statistic"]) == ("A3S", metric, "Sum")
+        assert props["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]
+        assert METRICS[metric][1] == ()  # so `service` is its only dimension, as the alarm says
+
+
+@pytest.mark.parametrize(("email", "subscribed"), [("", False), ("ops@example.com", True)])
+def test_given_alarm_email_then_the_topic_gets_an_email_subscription_only_when_it_is_set(email: str,
+                                                                                        subscribed: bool) -> None:
+    model = load_stack(TEMPLATE, {"AlarmEmail": email})
+
+    assert model.conditions["HasAlarmEmail"] is subscribed
+    sub = model.transformed["Resources"]["AlarmEmailSubscription"]
+    assert sub["Condition"] == "HasAlarmEmail"
+    assert (sub["Properties"]["Protocol"], sub["Properties"]["Endpoint"]) == ("email", {"Ref": "AlarmEmail"})
+
+
+def test_given_the_dashboard_then_it_shows_every_engine_metric_and_every_queue_and_dlq() -> None:
+    from a3s_core.telemetry import METRICS
+
+    props = load_stack(TEMPLATE).transformed["Resources"]["Dashboard"]["Properties"]
+    body = props["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(body.replace("${AWS::StackName}", "stack").replace("${AWS::Region}", "us-east-1"))["widgets"]
+    text = json.dumps(widgets)
+
+    for name, (_unit, dims) in METRICS.items():
+        # A metric with dimensions is found by a SEARCH over exactly its dimension names.
+        schema = ",".join(["A3S", "service", *sorted(dims)])
+        assert f'MetricName=\\"{name}\\"' in text or f'"{name}", "service"' in text, name
+        if dims:
+            assert f"{{{schema}}}" in text and f'MetricName=\\"{name}\\"' in text, name
+    for queue in MAIN_QUEUES:
+        assert f"${{{queue}.QueueName}}" in body
+    for dlq in MAIN_QUEUES.values():
+        assert f"${{{dlq}.QueueName}}" in body
+    assert {w["properties"]["region"] for w in widgets} == {"us-east-1"}
+
+
+def test_given_the_functions_then_logs_and_metrics_name_the_stack_and_only_the_sandbox_is_untraced() -> None:
+    model = load_stack(TEMPLATE, {"EnableLaneWorker": "true"})
+    functions = model.transformed["Resources"]
+
+    for lid in model.functions:
+        env = model.functions[lid].environment
+        assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == ("a3s-local", "A3S"), lid
+        tracing = functions[lid]["Properties"].get("TracingConfig", {}).get("Mode")
+        assert tracing == (None if lid == "SandboxFunction" else "Active"), lid

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from . import workflows
+from . import telemetry, workflows
 from .driver import Busy, handle_message
 from .errors import Conflict, NotFound
 from .items import Event, Run
@@ -106,6 +106,7 @@ def fail_run(rt: Runtime, tenant: str, run_id: str, error: str, only_stuck: bool
         except Conflict:
             continue  # it moved on underneath: look again
         failed = True
+        telemetry.run_ended(run)
         _abandon(rt, run)
         break
     else:
@@ -129,8 +130,8 @@ def _abandon(rt: Runtime, run: Run) -> None:
     now = rt.clock()
     for call in run.pending:
         for task_id in (call.task_id, call.confirm_task_id):
-            if task_id:
-                rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now)
+            if task_id and rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now):
+                telemetry.task_cancelled(run, task_id, call.lane if task_id == call.task_id else "control")
     for workflow_id in run.children:
         try:
             workflows.cancel(rt, run.tenant, workflow_id)

@@ -19,7 +19,7 @@ from .errors import BadRequest, Conflict, NotFound
 from .items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, ToolOutcome, new_id
 from .lanes import LANES, LaneHandler, lane_for
 from .model import ModelError, get_model
-from . import delegation, lane_metrics, skills, workflows
+from . import delegation, lane_metrics, skills, telemetry, workflows
 from .queues import advance_message
 from .runtime import Runtime
 from .store import update_session
@@ -63,6 +63,8 @@ def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], in
         if current.done and current.parent:  # a replay may find its step not yet settled
             workflows.on_child_end(rt, current)
         return  # waiting, paused or finished: this message is a duplicate or stale
+    if run.turn == 0 and not run.pending and run.event_seq == 1:  # nothing done yet: its first pick-up
+        telemetry.run_started(run)
     _Turns(rt, run, remaining_ms).go()
 
 
@@ -79,6 +81,7 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
         return
     if rt.store.finish_task(tenant, session_id, task_id, "timed_out", now):
         lane_metrics.record_task_end(rt.store, task, "timed_out", now)
+        telemetry.task_ended(task, "timed_out", now)
         rt.wake(tenant, task.run_id)
 
 
@@ -177,6 +180,7 @@ class _Turns:
         self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
         self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
         self.release(status)
+        telemetry.run_ended(self.run)
         if self.run.parent:
             workflows.on_child_end(self.rt, self.run)
         elif status == "succeeded":  # the session's next run continues this conversation
@@ -199,6 +203,7 @@ class _Turns:
             if control.pause:
                 self.emit("control_signal_applied", signal="pause")
                 self.release("paused")
+                telemetry.run_suspended(run, "paused")
                 # A resume or cancel that landed before we were `paused` could not wake us: look once more.
                 again = self.rt.store.get_control(run.tenant, run.run_id)
                 if again.cancel or not again.pause:
@@ -215,6 +220,7 @@ class _Turns:
                 self.emit("run_handoff", turn=run.turn)  # a fresh invocation takes over before the deadline
                 self.release("queued")
                 self.rt.queues.send_run(advance_message(run.tenant, run.run_id))
+                telemetry.run_handed_off(run)
                 return
             if not self.model_turn(control.injections):
                 return
@@ -235,8 +241,10 @@ class _Turns:
         system = agent.system_prompt() if agent else SYSTEM_PROMPT
         try:
             model = get_model(run.model)
-            resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
+            with telemetry.model_call(run):
+                resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
         except Exception as err:  # whatever an adapter raises ends this run, not the delivery
+            telemetry.model_failed(run, err)
             detail = str(err) if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"
             self.finish("failed", "model_error", error=f"model error: {detail}")
             return False
@@ -245,6 +253,7 @@ class _Turns:
         run.completion_tokens += resp.usage.completion_tokens
         text = storable(resp.text)
         calls = [c.to_dict() for c in resp.tool_calls]
+        telemetry.model_answered(run, resp.usage.prompt_tokens, resp.usage.completion_tokens, len(calls))
         clean = storable(calls)
         run.messages.append({"role": "assistant", "content": text, "tool_calls": clean})
         if text:
@@ -277,10 +286,11 @@ class _Turns:
         now = self.rt.clock()
         for call in run.pending:
             for task_id, lane in ((call.task_id, call.lane), (call.confirm_task_id, "control")):
-                if task_id and self.rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now) \
-                        and self.session.enable_all_features:
-                    self.rt.store.add_lane_metrics(run.tenant, run.session_id, lane,
-                                                   lane_metrics.counters("cancelled", None, None))
+                if task_id and self.rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now):
+                    telemetry.task_cancelled(run, task_id, lane)
+                    if self.session.enable_all_features:
+                        self.rt.store.add_lane_metrics(run.tenant, run.session_id, lane,
+                                                       lane_metrics.counters("cancelled", None, None))
         for workflow_id in run.children:
             workflows.cancel(self.rt, run.tenant, workflow_id)
         self.emit("control_signal_applied", signal="cancel")
@@ -419,7 +429,8 @@ class _Turns:
 
         def one(call: PendingCall) -> ToolOutcome:
             start = self.rt.clock()
-            outcome = execute(call)
+            with telemetry.tool_call(self.run.tenant, self.run.run_id, call.name, call.lane):
+                outcome = execute(call)
             timings[call.id] = (start - began, self.rt.clock() - start)  # waited for a slot, ran
             return outcome
 
@@ -442,6 +453,8 @@ class _Turns:
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             outcomes = list(pool.map(one, calls))
+        for call, outcome in zip(calls, outcomes):  # counted here: metrics belong to this invocation's context
+            telemetry.tool_ended(call.name, call.lane, timings[call.id][1], outcome.is_error)
         if self.session.enable_all_features:
             counts: dict[str, int] = {}
             for call, outcome in zip(calls, outcomes):
@@ -475,7 +488,8 @@ class _Turns:
                     approved=call.approved or self.session.permissive, metrics=self.session.enable_all_features)
         # On a replay the task exists already; its messages are sent again in case the crash came
         # before they were, and a duplicate is harmless (claims and timeouts are conditional).
-        self.rt.store.create_task(task)
+        if self.rt.store.create_task(task):
+            telemetry.task_created(task)
         self.rt.queues.send_lane(lane, {"tenant": run.tenant, **task.public()})
         self.rt.queues.send_run(timeout_message(task), math.ceil(timeout_ms / 1000))
         self.emit("external_task_pending", task_id=task.task_id, lane=lane, command_type=command_type,
@@ -485,6 +499,7 @@ class _Turns:
     def suspend(self, waiting: list[str]) -> None:
         run = self.run
         self.release("waiting")
+        telemetry.run_suspended(run, "waiting", len(waiting))
         # A completion (or a control request) that landed before we were `waiting` could not
         # wake us: look once more.
         control = self.rt.store.get_control(run.tenant, run.run_id)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from .telemetry import trace_header
+
 MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see driver.expire_task)
 
 
@@ -23,10 +25,17 @@ class SqsQueues:
 
     def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None:
         self._sqs.send_message(QueueUrl=self._runs, MessageBody=json.dumps(body),
-                               DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)))
+                               DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)), **_traced())
 
     def send_lane(self, lane: str, body: dict[str, Any]) -> None:
-        self._sqs.send_message(QueueUrl=self._lanes[lane], MessageBody=json.dumps(body))
+        self._sqs.send_message(QueueUrl=self._lanes[lane], MessageBody=json.dumps(body), **_traced())
+
+
+def _traced() -> dict[str, Any]:
+    """The flow's X-Ray header as the message's AWSTraceHeader: its consumer carries the trace on."""
+    header = trace_header()
+    return {"MessageSystemAttributes": {"AWSTraceHeader": {"StringValue": header, "DataType": "String"}}} \
+        if header else {}
 
 
 class MemoryQueues:

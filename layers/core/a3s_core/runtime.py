@@ -102,6 +102,9 @@ class Runtime:
         """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins."""
         if self.store.wake_run(tenant, run_id, from_status):
             self.queues.send_run(advance_message(tenant, run_id))
+            from . import telemetry
+
+            telemetry.run_resumed(tenant, run_id, from_status)
             return True
         return False
 

@@ -12,7 +12,7 @@ from .lanes import LANES, LaneHandler
 from .runtime import Runtime
 from .store import update_session
 from .tenant_workspace import workspace_for
-from . import control, lane_metrics, workflows
+from . import control, lane_metrics, telemetry, workflows
 from .schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, SkillBody, StartRunBody,
                       StartWorkflowBody, StepSpecBody)
 
@@ -131,6 +131,7 @@ class Service:
         won = store.finish_task(self.tenant, session_id, task_id, status, now, result=body.result, error=body.error)
         if won and task is not None:
             lane_metrics.record_task_end(store, task, status, now)
+            telemetry.task_ended(task, status, now)
         # Wake the run even when this call lost (unknown, already finished: the first call won):
         # a retried completion then also repairs a wake-up that a crashed first call never sent.
         if task is not None and not won and task.status == "pending":
@@ -157,6 +158,7 @@ class Service:
                 break
             if task.deadline > now and store.claim_task(self.tenant, task.session_id, task.task_id,
                                                          body.worker, now, body.lease_ms):
+                telemetry.task_claimed(task, body.worker, now)
                 claimed.append(task)
         return [t.public() for t in claimed]
 
@@ -170,6 +172,7 @@ class Service:
             raise NotFound(f"task {task_id!r} not found")
         if task.status == "pending" and task.deadline > now and \
                 store.claim_task(self.tenant, session_id, task_id, body.worker, now, body.lease_ms):
+            telemetry.task_claimed(task, body.worker, now)
             return {"claimed": True, "task": task.public(), "reason": None}
         task = store.get_task(self.tenant, session_id, task_id) or task
         reason = "finished" if task.status != "pending" else "expired" if task.deadline <= now else "leased"
@@ -183,6 +186,7 @@ class Service:
                   model=s.model, workspace=s.workspace, max_turns=body.max_turns,
                   messages=[*history, {"role": "user", "content": body.prompt}], event_seq=1)
         self.rt.store.create_run(run, [Event(seq=1, type="run_start", data={"session_id": session_id})])
+        telemetry.run_queued(run)
         # If this send is lost, the sweeper finds the run still queued and enqueues it again.
         self.rt.queues.send_run(advance_message(self.tenant, run.run_id))
         return run_view(run)

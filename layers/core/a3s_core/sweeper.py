@@ -1,7 +1,7 @@
 """The backstop for lost messages: expire overdue tasks, and re-drive runs nobody is driving."""
 from __future__ import annotations
 
-from . import lane_metrics
+from . import lane_metrics, telemetry
 from .containment import fail_run
 from .queues import advance_message
 from .runtime import Runtime
@@ -19,6 +19,7 @@ def sweep(rt: Runtime, limit: int = 500) -> dict[str, int]:
     for task in rt.store.overdue_tasks(now, limit):
         if rt.store.finish_task(task.tenant, task.session_id, task.task_id, "timed_out", now):
             lane_metrics.record_task_end(rt.store, task, "timed_out", now)
+            telemetry.task_ended(task, "timed_out", now)
             expired += 1
             rt.wake(task.tenant, task.run_id)
     redriven = failed = 0
@@ -30,6 +31,7 @@ def sweep(rt: Runtime, limit: int = 500) -> dict[str, int]:
             continue  # it moved on since it was listed
         if count <= MAX_REDRIVES:
             rt.queues.send_run(advance_message(tenant, run_id))
+            telemetry.run_redriven(tenant, run_id, count)
             redriven += 1
         elif fail_run(rt, tenant, run_id, f"internal error: the run stalled and was re-driven {MAX_REDRIVES} "
                                           "times without finishing", only_stuck=True):

@@ -17,7 +17,7 @@ from .agents import BUILTIN
 from .errors import BadRequest, Conflict, NotFound
 from .items import Event, Run, Step, StepRef, Workflow, new_id
 from .queues import advance_message
-from . import tenant_workspace
+from . import telemetry, tenant_workspace
 from .runtime import Runtime
 
 OUTPUT_CAP = 100_000  # characters of a child's output kept in its step (the run keeps all of it)
@@ -60,8 +60,8 @@ def kick(rt: Runtime, tenant: str, workflow_id: str) -> None:
     wf = rt.store.get_workflow(tenant, workflow_id)
     for position in range(min(wf.concurrency, wf.n)):
         launch(rt, wf, position)
-    if wf.n == 0:
-        rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "succeeded", when_all_done=True)
+    if wf.n == 0 and rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "succeeded", when_all_done=True):
+        telemetry.workflow_ended(tenant, workflow_id, "succeeded")
 
 
 def launch(rt: Runtime, wf: Workflow, position: int) -> None:
@@ -123,6 +123,8 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
     try:
         rt.store.create_run(run, [Event(seq=1, type="run_start", data={
             "session_id": wf.session_id, "workflow_id": wf.workflow_id, "step": step.key, "agent": agent.name})])
+        telemetry.step_launched(wf, step, run_id)
+        telemetry.run_queued(run)
     except Conflict:
         pass  # a replay: the run exists; enqueueing it again is harmless
     rt.queues.send_run(advance_message(wf.tenant, run_id))
@@ -188,6 +190,7 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> No
     store = rt.store
     status = "succeeded" if outcome["success"] else "failed"
     store.settle_step(step, status, outcome, outcome.get("usage", {}).get("total_tokens", 0), rt.clock())
+    telemetry.step_settled(wf, step, status, outcome)
     current = store.get_workflow(wf.tenant, wf.workflow_id)
     if current.status == "running" and current.attempt == step.attempt and current.finished >= current.n:
         # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
@@ -195,6 +198,7 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> No
                  if s.attempt == current.attempt)
         if store.finish_workflow(wf.tenant, wf.workflow_id, step.attempt, "succeeded" if ok else "failed",
                                  when_all_done=True):
+            telemetry.workflow_ended(wf.tenant, wf.workflow_id, "succeeded" if ok else "failed")
             ended(rt, current)
 
 
@@ -218,6 +222,7 @@ def start(rt: Runtime, tenant: str, session_id: str, kind: str, specs: list[dict
                   parent_run_id=parent_run_id, deadline=rt.clock() + timeout_ms if timeout_ms else None)
     try:
         rt.store.create_workflow(wf, steps)
+        telemetry.workflow_started(wf)
     except Conflict:
         if workflow_id is None:
             raise
@@ -261,6 +266,7 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
             store.create_workflow(new, steps)
         except Conflict:
             return {"workflow_id": wid, "status": "running", "attached": True}
+        telemetry.workflow_started(new)
         rt.queues.send_run(workflow_message(tenant, wid))
         return {"workflow_id": wid, "status": "running", "attached": False}
     if wf.status == "running":  # attach rather than start it twice (and make sure it moves)
@@ -288,6 +294,7 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
     kept = [journal[i] for i in ids if i in journal and journal[i].status == "succeeded"]
     store.put_steps([_step(tenant, wid, s["task_id"], index[s["task_id"]], p, attempt, s) for p, s in enumerate(todo)]
                     + kept)
+    telemetry.workflow_started(reopened)
     rt.queues.send_run(workflow_message(tenant, wid))
     return {"workflow_id": wid, "status": "running", "attached": False}
 
@@ -328,6 +335,7 @@ def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled"
         if step.status == "running" and step.run_id:
             rt.store.request_control(tenant, step.run_id, cancel=True)
             rt.wake(tenant, step.run_id) or rt.wake(tenant, step.run_id, from_status="paused")
+    telemetry.workflow_ended(tenant, workflow_id, status)
     ended(rt, wf)
     return True
 

@@ -33,6 +33,12 @@ LOCAL_TENANT = "local"
 # name any model (the scripted one, a local server); a deployment allows only its DefaultModel.
 LOCAL_PARAMETERS = {"DriverTimeout": "30", "RunsVisibilityTimeout": "35", "LaneVisibilityTimeout": "30",
                     "AllowedModels": "*"}
+# Powertools off AWS: no X-Ray, no EMF lines, and only warnings and errors in the logs, so a script
+# using Agent.local() (or `make dev`) is not buried in JSON. Set any of them in the environment to
+# see more, e.g. POWERTOOLS_LOG_LEVEL=INFO make dev.
+LOCAL_TELEMETRY = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
+                   "POWERTOOLS_LOG_LEVEL": "WARNING"}
+TEMPLATE_TELEMETRY = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
 
 
 MAX_LOCAL_CONCURRENCY = 16  # invocations at once per event source, whatever the template allows
@@ -259,7 +265,10 @@ class EmbeddedStack:
         # subprocess with a scrubbed environment (a3s_core.isolation), as it is for `make dev`.
         env.pop("A3S_SANDBOX_FUNCTION", None)
         self.env = env
-        for key, value in function_only_environment(model.functions).items():
+        exported = {**function_only_environment(model.functions),
+                    **{k: env[k] for k in TEMPLATE_TELEMETRY if env.get(k)},
+                    **{k: v for k, v in LOCAL_TELEMETRY.items() if k not in os.environ}}
+        for key, value in exported.items():  # before any handler module (and its Logger) is loaded
             self._environ_before[key] = os.environ.get(key)
             os.environ[key] = value
         self.runtime = Runtime.from_env(env, session=self.boto)
