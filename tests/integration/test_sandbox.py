@@ -79,11 +79,13 @@ def s3_http():
 
 HANDLER = Path(__file__).parents[2] / "functions" / "sandbox" / "app.py"
 INVOKE = """
-import importlib.util, json, sys
+import importlib.util, json, sys, types
 spec = importlib.util.spec_from_file_location("sandbox_app", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-print(json.dumps(module.handler(json.loads(sys.stdin.read()), None)))
+context = types.SimpleNamespace(function_name="sandbox", memory_limit_in_mb=1024, aws_request_id="req-1",
+                                invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:sandbox")
+print(json.dumps(module.handler(json.loads(sys.stdin.read()), context)))
 """
 
 
