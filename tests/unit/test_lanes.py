@@ -26,13 +26,16 @@ UNKNOWN_TOOLS = ["frobnicate", "Read", "readme", "mcp__github__create_issue", ""
 
 class Tools:
     """Stands in for the tools: records the order calls start in, and how many run at once. A call
-    waits (on a condition, not a timer) until `limit` calls run together or no more can come, so
-    a pool smaller than the limit shows as a lower peak and a bigger one as a higher peak."""
+    waits (on a condition) until `limit` calls run together or no more can come, so a pool smaller
+    than the limit shows as a lower peak. When the first `limit` are in, they stay a moment longer
+    for one more: a pool bigger than the limit shows as a higher peak (correct code never waits
+    on that moment, it only bounds how long a wrong one has to show itself)."""
 
     def __init__(self, total: int, limit: int) -> None:
         self.total, self.limit = total, limit
         self.order: list[str] = []
         self.active = self.done = self.peak = 0
+        self.probed = self.probe_over = False
         self.cond = threading.Condition()
 
     def __call__(self, name: str, arguments: dict, workspace) -> dict:
@@ -43,6 +46,13 @@ class Tools:
             self.cond.notify_all()
             self.cond.wait_for(lambda: self.active >= self.limit or self.done + self.active == self.total,
                                timeout=10)
+            if not self.probed:
+                self.probed = True
+                self.cond.wait_for(lambda: self.active > self.limit, timeout=0.3)
+                self.probe_over = True
+                self.cond.notify_all()
+            else:
+                self.cond.wait_for(lambda: self.probe_over, timeout=10)
             self.active -= 1
             self.done += 1
             self.cond.notify_all()
