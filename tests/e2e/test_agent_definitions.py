@@ -32,7 +32,9 @@ def test_given_bad_agent_definitions_then_they_are_refused_with_a_clear_message(
         session.register_agent("x", tools=["rm_rf"])
     with pytest.raises(ValueError, match="max_steps must be a positive integer, got 0"):
         session.register_agent("x", max_steps=0)
-    assert session._t.request("GET", f"/sessions/{session.session_id}")["agents"] == {}  # none was made
+    # None of them was made: a valid definition's answer lists the session's agents.
+    answer = session._t.request("PUT", f"/sessions/{session.session_id}/agents/ok", {"description": "fine"})
+    assert sorted(answer["agents"]) == ["ok"]
 
 
 def test_given_a_deployment_agent_then_every_session_can_use_it(agent, workspace, stack, monkeypatch):
