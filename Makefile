@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test dev fuzz bench validate clean
+.PHONY: install demo test unit coverage dev fuzz bench validate clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: install                     ## the seed examples end to end on the embedde
 
 test: install                     ## the whole suite: unit, integration (moto), e2e
 	$(BIN)/python -m pytest
+
+unit: install                     ## tests/unit alone, with moto made unimportable: they must not need it
+	$(BIN)/python -c "import sys; sys.modules['moto'] = None; import pytest; sys.exit(pytest.main(['tests/unit']))"
+
+coverage: install                 ## the whole suite with branch coverage of layers/ and sdk/: missing lines, figure per module
+	$(BIN)/python -m pytest --cov=layers --cov=sdk --cov-branch --cov-report=term-missing $(COVERAGE_ARGS)
 
 dev: install                      ## the local stack as an HTTP API on 127.0.0.1:8787
 	$(BIN)/python -m a3s_serverless.local.server --port $${PORT:-8787}
@@ -37,4 +43,4 @@ validate: install                 ## SAM transform + cfn-lint of template.yaml
 	$(BIN)/python -c "from pathlib import Path; from a3s_serverless.local.template import load_stack; load_stack(Path('template.yaml')); print('SAM transform ok')"
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench-results
+	rm -rf $(VENV) .pytest_cache bench-results .coverage

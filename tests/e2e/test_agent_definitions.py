@@ -28,10 +28,13 @@ def test_given_bad_agent_definitions_then_they_are_refused_with_a_clear_message(
     session = agent.session(str(workspace))
     with pytest.raises(RequestError, match="agent name"):
         session.register_agent("no spaces allowed")
-    with pytest.raises(RequestError):
+    with pytest.raises(RequestError, match=r"body\.tools\.0: Input should be 'read', .* or 'bash' \(HTTP 422"):
         session.register_agent("x", tools=["rm_rf"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_steps must be a positive integer, got 0"):
         session.register_agent("x", max_steps=0)
+    # None of them was made: a valid definition's answer lists the session's agents.
+    answer = session._t.request("PUT", f"/sessions/{session.session_id}/agents/ok", {"description": "fine"})
+    assert sorted(answer["agents"]) == ["ok"]
 
 
 def test_given_a_deployment_agent_then_every_session_can_use_it(agent, workspace, stack, monkeypatch):

@@ -8,6 +8,9 @@ import threading
 import pytest
 
 THREADS = 16
+# Deadlines that only a hung run reaches: a slow machine (coverage on two shared cores) takes
+# seconds here, and the stack may still be finishing an earlier test's redeliveries.
+HANG_S = 120
 ROUNDS = 8  # one task per round: a non-atomic conditional write loses some of them, not all
 
 
@@ -27,7 +30,7 @@ def race(calls: list) -> list:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=HANG_S)
     return out
 
 
@@ -39,7 +42,7 @@ def test_given_16_threads_completing_the_same_task_then_exactly_one_wins_and_the
         session, events, stack):
     session.set_lane_handler("execute", "external", 300000)
     handle = session.send_async("race\n" + bash_calls(*(f"echo {n}" for n in range(ROUNDS))))
-    events.wait_for_count(handle.run_id, "external_task_pending", ROUNDS)
+    events.wait_for_count(handle.run_id, "external_task_pending", ROUNDS, timeout=HANG_S)
     tasks = {t["payload"]["command"]: t["task_id"] for t in session.pending_external_tasks()}
     assert len(tasks) == ROUNDS
 
@@ -52,8 +55,8 @@ def test_given_16_threads_completing_the_same_task_then_exactly_one_wins_and_the
         assert [r for r in results if not isinstance(r, bool)] == []
         wins[command] = [i for i, r in enumerate(results) if r is True]
 
-    lines = handle.wait(timeout=30).text.splitlines()
-    stack.wait_idle()
+    lines = handle.wait(timeout=HANG_S).text.splitlines()
+    stack.wait_idle(timeout=HANG_S)
     all_events = events.all(handle.run_id)
     completed = [e["task_id"] for e in all_events if e["type"] == "external_task_completed"]
     assert sorted(completed) == sorted(tasks.values())  # one completion event per task
@@ -73,7 +76,7 @@ def test_given_two_tasks_of_one_run_completed_at_the_same_instant_then_both_coun
     # running, which must neither leave the run waiting forever nor run turn 2 twice.
     session.set_lane_handler("execute", "external", 300000)
     handle = session.send_async("pair\n" + bash_calls("echo a", "echo b"))
-    events.wait_for_count(handle.run_id, "external_task_pending", 2)
+    events.wait_for_count(handle.run_id, "external_task_pending", 2, timeout=HANG_S)
     tasks = {t["payload"]["command"]: t["task_id"] for t in session.pending_external_tasks()}
     assert sorted(tasks) == ["echo a", "echo b"]
 
@@ -81,8 +84,8 @@ def test_given_two_tasks_of_one_run_completed_at_the_same_instant_then_both_coun
                     for c in tasks])
     assert results == [True, True]
 
-    assert handle.wait(timeout=30).text == "echo: pair\nbash -> did echo a\nbash -> did echo b"
-    stack.wait_idle()
+    assert handle.wait(timeout=HANG_S).text == "echo: pair\nbash -> did echo a\nbash -> did echo b"
+    stack.wait_idle(timeout=HANG_S)
     all_events = events.all(handle.run_id)
     assert sorted(e["task_id"] for e in all_events if e["type"] == "external_task_completed") == sorted(tasks.values())
     assert [e["turn"] for e in all_events if e["type"] == "turn_start"] == [1, 2]

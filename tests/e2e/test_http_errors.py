@@ -114,19 +114,18 @@ def test_given_a_non_ascii_body_over_256_kib_of_utf8_then_it_is_refused_with_413
     assert [t["task_id"] for t in session.pending_external_tasks()] == [task_id]
 
 
-def test_given_a_non_ascii_result_within_the_body_limit_then_it_is_never_a_500(waiting, api):
-    # 70,000 "€" are 210,000 bytes on the wire, under the limit: the service must accept the
-    # completion or refuse it as the caller's mistake, never fail with a 500.
+def test_given_a_non_ascii_result_within_the_body_limit_then_it_is_accepted_and_reaches_the_model(waiting, api):
+    # 70,000 "€" are 210,000 bytes on the wire: under the 256 KiB limit, and under DynamoDB's
+    # 400 KB item limit that the body limit leaves room for.
     session, handle, task_id = waiting
     raw = json.dumps({"success": True, "result": {"output": "€" * 70_000}}, ensure_ascii=False)
     assert len(raw.encode()) < MAX_BODY
     status, body = api.call("POST", f"/sessions/{session.session_id}/external-tasks/{task_id}/complete", raw=raw)
-    if status == 200:
-        assert body == {"completed": True}
-        assert handle.wait(timeout=30).text.splitlines()[1].startswith("bash -> €€€")
-    else:
-        assert_refused(status, body, 413)
-        assert [t["task_id"] for t in session.pending_external_tasks()] == [task_id]
+    assert (status, body) == (200, {"completed": True})
+    assert handle.wait(timeout=60).text.splitlines()[1].startswith("bash -> €€€")
+    assert session.pending_external_tasks() == []
+    [end] = [e for e in handle.events() if e["type"] == "tool_end"]
+    assert end["output"] == "€" * 2000  # the event carries its first 2,000 characters
 
 
 def test_given_a_prompt_over_the_body_limit_then_no_run_is_started(session, api, stack):
@@ -137,7 +136,13 @@ def test_given_a_prompt_over_the_body_limit_then_no_run_is_started(session, api,
     status, body = api.call("POST", f"/sessions/{session.session_id}/runs", {"prompt": "hi", "model": "x"})
     assert_refused(status, body, 422)
     stack.wait_idle()
+    assert api.call("GET", "/runs", query={"session_id": session.session_id}) == (200, {"runs": []})
     assert api.session_view(session.session_id)["closed"] is False
+    # ...while a valid prompt does start one, which the listing shows.
+    status, body = api.call("POST", f"/sessions/{session.session_id}/runs", {"prompt": "hi"})
+    assert status == 202
+    runs = api.call("GET", "/runs", query={"session_id": session.session_id})[1]["runs"]
+    assert [r["run_id"] for r in runs] == [body["run_id"]]
 
 
 # -- unknown ids --------------------------------------------------------------------------------
@@ -174,18 +179,28 @@ def test_given_an_unknown_route_then_404_in_the_error_shape(api, method, path):
     assert_refused(status, body, (404, 405))
 
 
-def test_given_no_api_key_then_401_and_a_wrong_key_403_and_nothing_is_created(api, session):
+def table_holds(stack, text: str) -> bool:
+    """Whether any item of the stack's table mentions `text` (a scan of the moto table)."""
+    pages = stack.boto.client("dynamodb").get_paginator("scan").paginate(TableName=stack.env["A3S_TABLE"])
+    return any(text in json.dumps(item) for page in pages for item in page["Items"])
+
+
+def test_given_no_api_key_then_401_and_a_wrong_key_403_and_nothing_is_created(api, session, stack, tmp_path):
     # These answers come from API Gateway's authorizer step (its own {"message"} shape on AWS).
     before = api.session_view(session.session_id)
+    marker = str(tmp_path / "never-made")
     for key, expected in ((None, 401), ("not-a-key", 403)):
         status, body = api.call("PUT", f"/sessions/{session.session_id}/lanes/execute", {"mode": "external"},
                                 key=key)
         text = json.dumps(body)
         assert status == expected, (status, text)
         assert "Traceback" not in text and "local" not in text  # nothing about the tenant either
-        status, body = api.call("POST", "/sessions", {"workspace": "/tmp"}, key=key)
+        status, body = api.call("POST", "/sessions", {"workspace": marker}, key=key)
         assert status == expected
     assert api.session_view(session.session_id) == before
+    assert not table_holds(stack, marker)
+    assert api.call("POST", "/sessions", {"workspace": marker})[0] == 201  # the same request, with the key
+    assert table_holds(stack, marker)
 
 
 def test_given_an_unknown_lane_in_a_claim_then_it_is_refused_even_when_nothing_is_pending(session, api):

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
+from a3s_core.model import MODEL_FACTORIES, ModelResponse, ToolCall, Usage
 from a3s_serverless import RunFailed
 from a3s_serverless.errors import A3SClientError, NotFoundError
 
@@ -116,3 +118,80 @@ def test_given_a_resume_that_lands_while_the_driver_is_pausing_then_the_run_is_n
     handle.pause()
     assert handle.wait(timeout=30).text.startswith("echo: slow")
     assert raced  # the race happened, and the run still finished
+
+
+class HeldModel:
+    """A model whose first answer waits until the test releases it: the test acts while the run is
+    running, inside a model turn. The first answer is `first`; any later one is "done"."""
+
+    def __init__(self, first) -> None:
+        self.first, self.entered, self.release, self.turns = first, threading.Event(), threading.Event(), 0
+
+    def complete(self, messages, tools, system=None, *, output_schema=None):
+        self.turns += 1
+        if self.turns > 1:
+            return ModelResponse("done", usage=Usage(1, 1))
+        self.entered.set()
+        assert self.release.wait(timeout=60), "the test never released the model"
+        return self.first
+
+
+def held(monkeypatch, agent, workspace, first) -> tuple[HeldModel, object, object]:
+    model = HeldModel(first)
+    monkeypatch.setitem(MODEL_FACTORIES, "held", lambda _: model)
+    session = agent.session(str(workspace), model="held/1", permissive=True)
+    handle = session.send_async("go")
+    assert model.entered.wait(timeout=60), "the model was never asked"
+    return model, session, handle
+
+
+def test_given_a_running_run_when_paused_then_it_stops_at_the_next_turn_boundary_and_resumes_from_there(
+        agent, workspace, monkeypatch, events):
+    write = ToolCall("c1", "write", {"file_path": "out.txt", "content": "hi"})
+    model, session, handle = held(monkeypatch, agent, workspace, ModelResponse("", [write], Usage(1, 1), "tool_use"))
+    assert handle.pause()["status"] == "running"  # mid-turn: recorded, applied at the boundary
+    model.release.set()
+    events.wait_for(handle.run_id, lambda e: e["type"] == "control_signal_applied" and e["signal"] == "pause")
+    assert handle.status() == "paused"
+    assert not (workspace / "out.txt").exists()  # the turn's tool call waits for the resume
+    assert model.turns == 1
+    handle.resume()
+    assert handle.wait(timeout=60).text == "done"
+    assert (workspace / "out.txt").read_text() == "hi" and model.turns == 2
+    types = [e["type"] for e in events.all(handle.run_id)]
+    assert types.index("control_signal_applied") < types.index("tool_start")
+
+
+@pytest.mark.parametrize("answer", ["text", "tool call"])
+def test_given_a_run_cancelled_while_the_model_answers_then_the_answer_is_not_used(
+        agent, workspace, monkeypatch, events, answer):
+    write = ToolCall("c1", "write", {"file_path": "out.txt", "content": "hi"})
+    first = (ModelResponse("the secret answer", usage=Usage(1, 1)) if answer == "text"
+             else ModelResponse("", [write], Usage(1, 1), "tool_use"))
+    model, session, handle = held(monkeypatch, agent, workspace, first)
+    assert handle.cancel()["status"] == "running"
+    model.release.set()
+    with pytest.raises(RunFailed) as err:
+        handle.wait(timeout=60)
+    assert (err.value.result.status, err.value.result.text) == ("cancelled", "")
+    assert not (workspace / "out.txt").exists() and model.turns == 1
+    last = events.all(handle.run_id)[-1]
+    assert (last["type"], last["status"], last["stop_reason"]) == ("run_end", "cancelled", "cancelled")
+
+
+def test_given_a_run_waiting_for_approval_when_cancelled_then_the_confirm_task_is_cancelled_and_nothing_runs(
+        agent, workspace, stack):
+    session = agent.session(str(workspace))  # not permissive: the write asks on the control lane first
+    session.set_lane_handler("control", "external", 60000)
+    handle = session.send_async('go\n/tool write {"file_path": "out.txt", "content": "hi"}')
+    wait_for(handle, "external_task_pending")
+    [confirm] = session.pending_external_tasks()
+    assert (confirm["lane"], confirm["command_type"]) == ("control", "confirm")
+    handle.cancel()
+    with pytest.raises(RunFailed) as err:
+        handle.wait(timeout=60)
+    assert err.value.result.status == "cancelled"
+    assert stack.runtime.store.get_task("local", session.session_id, confirm["task_id"]).status == "cancelled"
+    assert session.pending_external_tasks() == []
+    assert session.complete_external_task(confirm["task_id"], result={"approved": True}) is False  # too late
+    assert not (workspace / "out.txt").exists()

@@ -1,7 +1,9 @@
 """Delegation tools: task, parallel_task, run_team; nesting refused; long output cut."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 
 import pytest
 
@@ -59,20 +61,58 @@ def test_given_one_failing_child_then_parallel_task_succeeds_only_if_partial_fai
     assert expected in text and "Task failed" in text and "broken" in text
 
 
-def test_given_a_timeout_then_unfinished_children_are_cancelled_and_marked_failed(agent, workspace, stack):
+def children_of(agent, session) -> dict[str, dict]:
+    """The session's child runs by their step key ("000000" is the first task)."""
+    return {r["parent"]["key"]: r for r in agent.orchestrator().list(session.session_id) if r["parent"]}
+
+
+def test_given_a_timeout_beyond_15_minutes_then_it_is_chained_and_at_its_deadline_unfinished_children_are_cancelled(
+        agent, workspace, stack, api, events):
+    from a3s_core import workflows
+    from a3s_core.queues import MemoryQueues
+
     session = agent.session(str(workspace), permissive=True)
-    # The slow child waits on an external task nobody completes: it can never finish in time,
-    # whatever the machine's speed, while the quick one has the whole timeout to finish.
-    session.set_lane_handler("execute", "external", 600_000)
+    # The slow child waits on an external task nobody completes. The timeout is 20 minutes: its
+    # timer cannot fire during the test, and the test moves a clock of its own to the deadline.
+    session.set_lane_handler("execute", "external", 3_600_000)
     args = {"tasks": [{"agent": "general", "prompt": "quick"},
                       {"agent": "general", "prompt": "slow\n" + tool("bash", {"command": "make"})}],
-            "timeout_ms": 8000}
-    text = tool_output(session, "fan\n" + tool("parallel_task", args))
-    assert "parallel_task failed: 1 of 2 tasks succeeded" in text
-    stack.wait_idle(timeout=30)
-    children = {r["text"].split("\n")[0] or r["error"]: r["status"]
-                for r in agent.orchestrator().list(session.session_id) if r["parent"]}
-    assert children.get("echo: quick") == "succeeded" and "cancelled" in children.values()
+            "timeout_ms": 1_200_000}
+    handle = session.send_async("fan\n" + tool("parallel_task", args))
+    workflow_id = events.wait_for(handle.run_id, "subagent_start")["workflow_id"]
+    deadline = time.monotonic() + 60
+    while not (api.call("GET", f"/workflows/{workflow_id}")[1]["finished"] == 1
+               and session.pending_external_tasks()):
+        assert time.monotonic() < deadline, "the quick child did not finish, or the slow one did not wait"
+        time.sleep(0.05)
+    slow_run = children_of(agent, session)["000001"]["run_id"]
+
+    wf = stack.runtime.store.get_workflow("local", workflow_id)
+    timers = MemoryQueues()
+    # Five minutes before the deadline (the first timer fired after SQS's longest delay, 15 minutes):
+    # nothing is cancelled, another timer is chained for the rest.
+    workflows.expire(dataclasses.replace(stack.runtime, clock=lambda: wf.deadline - 300_000, queues=timers),
+                     "local", workflow_id)
+    assert timers.runs == [({"kind": "workflow_timeout", "tenant": "local", "workflow_id": workflow_id}, 300)]
+    assert api.call("GET", f"/workflows/{workflow_id}")[1]["status"] == "running"
+    assert handle.status() == "waiting"
+
+    workflows.expire(dataclasses.replace(stack.runtime, clock=lambda: wf.deadline), "local", workflow_id)
+    ends = [e for e in handle.events() if e["type"] == "tool_end"]
+    assert handle.wait(timeout=60).status == "succeeded"
+    text = ends[-1]["output"]
+    assert text.startswith("parallel_task failed: 1 of 2 tasks succeeded")
+    assert "--- [1] Task completed" in text and "echo: quick" in text
+    # The slow step counts as failed: unsettled when the parent reads the outcomes, or settled as
+    # cancelled if its child's cancellation got there first.
+    second = text.split("--- [2] ")[1]
+    assert second.startswith("Task failed") and ("did not finish (timed out or cancelled)" in second
+                                                  or second.endswith("\ncancelled by request"))
+    assert events.wait_for(slow_run, "run_end")["status"] == "cancelled"
+    children = children_of(agent, session)
+    assert (children["000000"]["status"], children["000001"]["status"]) == ("succeeded", "cancelled")
+    assert api.call("GET", f"/workflows/{workflow_id}")[1]["status"] == "timed_out"
+    assert session.pending_external_tasks() == []  # the slow child's task was cancelled with it
 
 
 def test_given_a_child_that_tries_to_delegate_then_nesting_is_refused(agent, workspace):
@@ -82,19 +122,36 @@ def test_given_a_child_that_tries_to_delegate_then_nesting_is_refused(agent, wor
     assert "task -> task is not available to subagents (no nesting)" in text
 
 
-def test_given_a_huge_child_output_then_the_tool_result_keeps_head_and_tail_and_names_the_full_text(
-        agent, workspace):
-    from a3s_core.delegation import OUTPUT_HEAD, cut
+class HugeChildModel:
+    """Top level: delegates one task, then records the tool result it is given. The child answers
+    with 58,000 characters: 4,000 "A", 50,000 "M", 4,000 "Z"."""
 
-    text = "A" * OUTPUT_HEAD + "M" * 50_000 + "Z" * OUTPUT_HEAD
-    out = cut(text, "run-abc")
-    assert out.startswith("A" * OUTPUT_HEAD) and out.endswith("Z" * OUTPUT_HEAD) and "M" not in out
-    assert "50000 characters omitted; the full output is run run-abc's text" in out
-    session = agent.session(str(workspace), permissive=True)
-    big = json.dumps({"x": "z" * 20000})
-    result = tool_output(session, "cut\n" + tool("task", {"agent": "general", "prompt": "big\n/json " + big}))
-    run_id = result.split("run_id=")[1].split(")")[0]
-    assert len(session._t.request("GET", f"/runs/{run_id}")["text"]) == len(big)  # kept whole in the child
+    seen: list[str] = []
+
+    def complete(self, messages, tools, system=None, *, output_schema=None):
+        if messages[0]["content"] == "produce":
+            return ModelResponse("A" * 4000 + "M" * 50_000 + "Z" * 4000, usage=Usage(1, 1))
+        if messages[-1]["role"] == "tool":
+            self.seen.append(messages[-1]["content"])
+            return ModelResponse("done", usage=Usage(1, 1))
+        return ModelResponse("", [ToolCall("c1", "task", {"agent": "general", "prompt": "produce"})],
+                             Usage(1, 1), "tool_use")
+
+
+def test_given_a_huge_child_output_then_the_tool_result_keeps_head_and_tail_and_names_the_full_text(
+        agent, workspace, monkeypatch):
+    monkeypatch.setitem(MODEL_FACTORIES, "huge", lambda _: HugeChildModel())
+    monkeypatch.setattr(HugeChildModel, "seen", [])
+    session = agent.session(str(workspace), model="huge/1", permissive=True)
+    assert session.send("delegate").text == "done"
+    [child] = [r for r in agent.orchestrator().list(session.session_id) if r["parent"]]
+    run_id = child["run_id"]
+    assert session._t.request("GET", f"/runs/{run_id}")["text"] == "A" * 4000 + "M" * 50_000 + "Z" * 4000
+    assert HugeChildModel.seen == [
+        f"Task completed (agent=general, task_id=c1, session_id=task-run-c1, run_id={run_id})\n"
+        + "A" * 4000
+        + f"\n[... 50000 characters omitted; the full output is run {run_id}'s text (GET /runs/{run_id})]\n"
+        + "Z" * 4000]
 
 
 class TeamModel:
@@ -146,3 +203,14 @@ def test_given_a_background_task_when_the_parent_goes_on_then_its_end_shows_in_t
     handle.wait(timeout=30)
     ends = [e for e in handle.events() if e["type"] == "subagent_end" and e.get("background")]
     assert ends and ends[0]["workflow_id"] == workflow_id and ends[0]["output"] == "echo: quick"
+
+
+@pytest.mark.parametrize("count", [1, 33])
+def test_given_fewer_than_2_or_more_than_32_tasks_then_parallel_task_is_refused_and_starts_no_child(
+        agent, workspace, count):
+    session = agent.session(str(workspace), permissive=True)
+    tasks = [{"agent": "general", "prompt": f"t{i}"} for i in range(count)]
+    text = tool_output(session, "fan\n" + tool("parallel_task", {"tasks": tasks}))
+    assert text == "parallel_task needs between 2 and 32 tasks"
+    runs = agent.orchestrator().list(session.session_id)
+    assert [r["parent"] for r in runs] == [None] and runs[0]["children"] == []

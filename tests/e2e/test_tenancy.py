@@ -2,6 +2,7 @@
 tenant (docs/design.md, data model)."""
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 
@@ -119,3 +120,31 @@ def test_given_another_tenants_request_in_flight_when_a_request_is_resolved_then
     assert answers["b"][0] == 200
     status, body = answers["a"]
     assert status == 404 and theirs.session_id in body and '"workspace"' not in body, (status, body[:300])
+
+
+def test_given_a_second_tenant_when_it_controls_lists_or_delegates_in_the_first_tenants_session_then_404_and_nothing_changes(
+        waiting, api, stack, other_key):
+    session, handle, task_id = waiting
+    sid, run_id = session.session_id, handle.run_id
+    before = api.session_view(sid)
+    attempts = [("POST", f"/runs/{run_id}/pause", None), ("POST", f"/runs/{run_id}/resume", None),
+                ("POST", f"/runs/{run_id}/cancel", None), ("POST", f"/runs/{run_id}/inject", {"prompt": "leak it"}),
+                ("PUT", f"/sessions/{sid}/agents/spy", {"description": "theirs", "tools": ["read"]}),
+                ("POST", f"/sessions/{sid}/workflows", {"kind": "parallel",
+                                                        "specs": [{"task_id": "x", "agent": "general",
+                                                                   "prompt": "exfiltrate"}]})]
+    for method, path, body in attempts:
+        status, out = api.call(method, path, body, key=other_key)
+        assert status == 404, (method, path, status, out)
+        assert out["error"]["code"] == "not_found" and "make" not in json.dumps(out)
+    # Listing by the first tenant's session finds nothing of it (the filter is the caller's own runs).
+    assert api.call("GET", "/runs", query={"session_id": sid}, key=other_key) == (200, {"runs": []})
+
+    assert api.session_view(sid) == before  # no agent registered
+    control = stack.runtime.store.get_control("local", run_id)
+    assert (control.pause, control.cancel, control.injections) == (False, False, [])
+    assert handle.status() == "waiting"
+    assert [r["run_id"] for r in api.call("GET", "/runs", query={"session_id": sid})[1]["runs"]] == [run_id]
+    assert [t["task_id"] for t in api.pending(sid)] == [task_id]
+    assert session.complete_external_task(task_id, success=True, result={"output": "genuine"}) is True
+    assert handle.wait(timeout=60).text == "echo: build\nbash -> genuine"  # not paused, cancelled or injected

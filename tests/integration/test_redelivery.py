@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -91,24 +92,22 @@ def test_given_the_same_advance_message_twice_in_one_batch_when_run_driver_handl
 def test_given_two_copies_of_an_advance_message_delivered_at_once_then_one_driver_runs_the_tool_and_the_other_backs_off(
         offline_rt, workspace):
     fx = Fixture(offline_rt, workspace)
-    run_id, advance = fx.start("dup\n/tool bash " + json.dumps({"command": "echo line >> log.txt; sleep 0.5; echo ok"}))
-    barrier, outcomes = threading.Barrier(2), []
-
-    def deliver() -> None:
-        barrier.wait()
-        try:
-            handle_message(offline_rt, advance, plenty)
-            outcomes.append("done")
-        except Busy:
-            outcomes.append("busy")  # SQS delivers it again later
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-
-    assert sorted(outcomes) in (["busy", "done"], ["done", "done"])
+    # The tool holds the first driver until the test lets it go: the second copy arrives while the
+    # first one's lease is live, whatever the machine's speed.
+    hold = "echo line >> log.txt; while [ ! -f go ]; do sleep 0.01; done; echo ok"
+    run_id, advance = fx.start("dup\n/tool bash " + json.dumps({"command": hold}))
+    outcomes: list[str] = []
+    first = threading.Thread(target=lambda: (handle_message(offline_rt, advance, plenty), outcomes.append("done")))
+    first.start()
+    deadline = time.monotonic() + 60
+    while not lines(workspace):
+        assert time.monotonic() < deadline, "the first driver never started the tool"
+        time.sleep(0.01)
+    with pytest.raises(Busy, match=run_id):  # SQS delivers this copy again later
+        handle_message(offline_rt, advance, plenty)
+    (workspace / "go").touch()
+    first.join(timeout=60)
+    assert outcomes == ["done"]
     handle_message(offline_rt, advance, plenty)  # the redelivery of the copy that backed off
     assert lines(workspace) == 1
     assert fx.run(run_id).status == "succeeded"

@@ -195,8 +195,8 @@ def test_given_a_tool_turn_when_completing_then_completion_tokens_count_the_call
 
     response = model.complete([user(prompt)], [])
 
-    assert response.usage.completion_tokens == len(json.dumps({"command": "echo hi"})) // 4  # 22 -> 5
-    assert response.usage.prompt_tokens == 8
+    # The arguments as JSON, '{"command": "echo hi"}', are 22 characters: 5 tokens.
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (8, 5)
 
 
 def test_given_an_empty_conversation_when_completing_then_usage_is_at_least_one_token_each(model):

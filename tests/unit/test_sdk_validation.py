@@ -44,7 +44,7 @@ def session(transport) -> Session:
     return Session(transport, view)
 
 
-def refused(transport: RecordingTransport, call, match: str | None = None) -> None:
+def refused(transport: RecordingTransport, call, match: str) -> None:
     transport.calls.clear()
     with pytest.raises(ValueError, match=match):
         call()
@@ -91,7 +91,8 @@ def test_given_an_empty_or_non_string_prompt_then_send_stream_and_send_async_rai
 
 @pytest.mark.parametrize("max_turns", [0, -3, "5"])
 def test_given_a_non_positive_max_turns_then_send_async_raises_before_any_request(transport, session, max_turns):
-    refused(transport, lambda: session.send_async("hi", max_turns=max_turns))
+    refused(transport, lambda: session.send_async("hi", max_turns=max_turns),
+            f"^max_turns must be a positive integer, got {max_turns!r}$")
 
 
 # -- external tasks -------------------------------------------------------------------------------
@@ -105,10 +106,12 @@ def test_given_a_success_that_is_not_a_bool_then_complete_raises_before_any_requ
     refused(transport, lambda: session.complete_external_task("task-1", success=success), "success")
 
 
-@pytest.mark.parametrize("kwargs", [{"task_id": ""}, {"task_id": None}, {"task_id": "t", "error": 5}])
-def test_given_a_bad_task_id_or_error_then_complete_raises_before_any_request(transport, session, kwargs):
+@pytest.mark.parametrize("kwargs,match", [({"task_id": ""}, "^task_id must be a non-empty string, got ''$"),
+                                          ({"task_id": None}, "^task_id must be a non-empty string, got None$"),
+                                          ({"task_id": "t", "error": 5}, "^error must be a string or None, got int$")])
+def test_given_a_bad_task_id_or_error_then_complete_raises_before_any_request(transport, session, kwargs, match):
     task_id = kwargs.pop("task_id")
-    refused(transport, lambda: session.complete_external_task(task_id, success=False, **kwargs))
+    refused(transport, lambda: session.complete_external_task(task_id, success=False, **kwargs), match)
 
 
 @pytest.mark.parametrize("fn", [None, 42, "handler", {"success": True}])
@@ -122,31 +125,39 @@ def test_given_an_unknown_session_option_then_agent_session_raises_before_any_re
     refused(transport, lambda: Agent(transport).session("/w", permisive=True), "permisive")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"options": {"permissive": True}},
-    {"queue_config": {"concurrency": {"execute": 3}}},
-    {"max_parallel_tasks": 0},
-    {"max_parallel_tasks": True},
-    {"max_parallel_tasks": "8"},
-    {"workspace": ""},
-    {"workspace": 7},
-], ids=lambda kw: next(iter(kw)) + "=" + repr(next(iter(kw.values()))))
-def test_given_a_bad_session_option_value_then_agent_session_raises_before_any_request(transport, kwargs):
+SESSION_OPTIONS = [
+    ({"options": {"permissive": True}}, "^options must be a SessionOptions, got dict$"),
+    ({"queue_config": {"concurrency": {"execute": 3}}}, "^queue_config must be a SessionQueueConfig"),
+    ({"max_parallel_tasks": 0}, "^max_parallel_tasks must be a positive integer, got 0$"),
+    ({"max_parallel_tasks": True}, "^max_parallel_tasks must be a positive integer, got True$"),
+    ({"max_parallel_tasks": "8"}, "^max_parallel_tasks must be a positive integer, got '8'$"),
+    ({"workspace": ""}, "^workspace must be a non-empty string, got ''$"),
+    ({"workspace": 7}, "^workspace must be a non-empty string, got 7$"),
+]
+
+
+@pytest.mark.parametrize("kwargs,match", SESSION_OPTIONS,
+                         ids=[next(iter(kw)) + "=" + repr(next(iter(kw.values()))) for kw, _ in SESSION_OPTIONS])
+def test_given_a_bad_session_option_value_then_agent_session_raises_before_any_request(transport, kwargs, match):
     if "workspace" in kwargs:
-        refused(transport, lambda: Agent(transport).session(kwargs["workspace"]))
+        refused(transport, lambda: Agent(transport).session(kwargs["workspace"]), match)
     else:
-        refused(transport, lambda: Agent(transport).session("/w", **kwargs))
+        refused(transport, lambda: Agent(transport).session("/w", **kwargs), match)
 
 
-@pytest.mark.parametrize("qc", [
-    SessionQueueConfig(lane_handlers={"bogus": {"mode": "external"}}),
-    SessionQueueConfig(lane_handlers={"execute": {"mode": "remote"}}),
-    SessionQueueConfig(lane_handlers={"execute": {"mode": "external", "timeout_ms": 0}}),
-    SessionQueueConfig(concurrency={"bogus": 2}),
-    SessionQueueConfig(concurrency={"execute": 0}),
+@pytest.mark.parametrize("qc,match", [
+    (SessionQueueConfig(lane_handlers={"bogus": {"mode": "external"}}),
+     "^unknown lane 'bogus' in lane_handlers: expected one of control, query, execute, generate$"),
+    (SessionQueueConfig(lane_handlers={"execute": {"mode": "remote"}}),
+     "^lane 'execute': mode must be one of internal, external, hybrid$"),
+    (SessionQueueConfig(lane_handlers={"execute": {"mode": "external", "timeout_ms": 0}}),
+     "^lane 'execute': timeout_ms must be a positive integer, got 0$"),
+    (SessionQueueConfig(concurrency={"bogus": 2}),
+     "^unknown lane 'bogus' in concurrency: expected one of control, query, execute, generate$"),
+    (SessionQueueConfig(concurrency={"execute": 0}), "^concurrency of 'execute' must be a positive integer, got 0$"),
 ], ids=["lane", "mode", "timeout", "concurrency-lane", "concurrency-value"])
-def test_given_a_bad_queue_config_then_agent_session_raises_before_any_request(transport, qc):
-    refused(transport, lambda: Agent(transport).session("/w", queue_config=qc))
+def test_given_a_bad_queue_config_then_agent_session_raises_before_any_request(transport, qc, match):
+    refused(transport, lambda: Agent(transport).session("/w", queue_config=qc), match)
 
 
 def test_given_session_options_then_they_are_what_the_request_carries(transport):
@@ -163,7 +174,7 @@ def test_given_session_options_then_they_are_what_the_request_carries(transport)
 # -- Agent.create and its HCL ---------------------------------------------------------------------
 @pytest.mark.parametrize("config", [None, "", "   \n ", 5, b'endpoint = "https://x"'])
 def test_given_no_config_text_then_agent_create_raises_value_error(config):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^Agent.create needs HCL text or the path of a config file$"):
         Agent.create(config)
 
 
