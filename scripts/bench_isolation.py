@@ -36,7 +36,7 @@ def main() -> int:
     args = p.parse_args()
     os.environ["OPENAI_API_KEY"] = "sk-bench-should-not-leak"  # a secret in the stack's environment
 
-    from a3s_core import isolation
+    from a3s_core.tools import isolation
     from a3s_serverless import Agent
 
     agent = Agent.local(tenant="bench")

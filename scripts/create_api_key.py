@@ -10,7 +10,7 @@ import secrets
 
 import boto3
 
-from a3s_core.store_dynamo import DynamoStore
+from a3s_core.store.dynamo import DynamoStore
 
 
 def main() -> int:

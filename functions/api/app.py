@@ -14,14 +14,15 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from a3s_core import console_files, telemetry
-from a3s_core.bodies import BODY_METHODS, JSON_MEDIA_TYPE, check_body
-from a3s_core.errors import A3SError
+from a3s_core.api import console_files
+from a3s_core import telemetry
+from a3s_core.api.bodies import BODY_METHODS, JSON_MEDIA_TYPE, check_body
+from a3s_core.domain.errors import A3SError
 from a3s_core.runtime import get_runtime
-from a3s_core.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, InjectBody,
+from a3s_core.api.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, InjectBody,
                               LaneHandlerBody, SkillBody, StartRunBody, StartWorkflowBody)
-from a3s_core.service import Service, session_view
-from a3s_core.views import (AgentsView, ClaimView, CompletedView, ControlView, ErrorBody, EventsView, GatewayError,
+from a3s_core.api.service import Service, session_view
+from a3s_core.api.views import (AgentsView, ClaimView, CompletedView, ControlView, ErrorBody, EventsView, GatewayError,
                             Health, QueueView, RunsView, RunView, SessionsView, SessionView, SkillsView, StepsView,
                             TasksView, WorkflowCancelled, WorkflowStarted, WorkflowsView, WorkflowView)
 

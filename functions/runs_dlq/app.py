@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from a3s_core import telemetry
-from a3s_core.containment import dead_letter, parse_body
+from a3s_core.engine.containment import dead_letter, parse_body
 from a3s_core.runtime import get_runtime
 
 logger = Logger()

@@ -2,7 +2,7 @@
 
 Its role may write its own logs and nothing else (not even X-Ray: no Tracer here), and Lambda's
 per-tenant isolation gives each tenant execution environments of its own (callers invoke it with
-TenantId). See a3s_core.sandbox.
+TenantId). See a3s_core.tools.sandbox.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from a3s_core import isolation
-from a3s_core.sandbox import serve
+from a3s_core.tools import isolation
+from a3s_core.tools.sandbox import serve
 
 logger = Logger()
 

@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger, Tracer
 
 from a3s_core import telemetry
 from a3s_core.runtime import get_runtime
-from a3s_core.sweeper import sweep
+from a3s_core.engine.sweeper import sweep
 
 logger = Logger()
 tracer = Tracer()

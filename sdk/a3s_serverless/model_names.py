@@ -1,5 +1,5 @@
 """A3S Code's "provider/model" names as the kit names its models (scripted, bedrock/<id>,
-openai/<model>; layers/core/a3s_core/model.py)."""
+openai/<model>; layers/core/a3s_core/llm/base.py)."""
 from __future__ import annotations
 
 import re

@@ -55,7 +55,7 @@ class Worker:
         self.completed = 0
 
     def run_builtin(self, task: dict) -> dict:
-        from a3s_core.lane_work import execute_task  # the tools live in the core package
+        from a3s_core.tools.lane_work import execute_task  # the tools live in the core package
 
         return execute_task(task, self.workspace)
 

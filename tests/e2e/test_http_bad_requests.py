@@ -172,7 +172,7 @@ def test_given_injected_prompts_that_outgrow_the_control_item_then_413(waiting, 
 
 # -- anything else ---------------------------------------------------------------------------------
 def test_given_an_unexpected_exception_in_a_route_then_500_in_the_kit_shape(session, api, monkeypatch):
-    from a3s_core.service import Service
+    from a3s_core.api.service import Service
 
     def broken(self, run_id):
         raise RuntimeError("something the kit did not expect")

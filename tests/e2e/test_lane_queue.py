@@ -169,7 +169,7 @@ def test_given_an_external_lane_when_the_tool_is_called_then_the_run_suspends_un
 # -- hybrid ---------------------------------------------------------------------------------------
 def test_given_a_hybrid_lane_when_the_tool_is_called_then_it_runs_here_with_pending_and_completed_notifications(
         session, workspace, events):
-    from a3s_core.driver import task_id_for
+    from a3s_core.engine.driver import task_id_for
 
     session.set_lane_handler("execute", "hybrid", 300000)
     command = "touch started; while [ ! -f go ]; do sleep 0.02; done; echo ran"

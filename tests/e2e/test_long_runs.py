@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from a3s_core.model import MODEL_FACTORIES, ModelResponse, ToolCall, Usage
+from a3s_core.llm.base import ModelResponse, ToolCall, Usage
+from a3s_core.llm.registry import MODEL_FACTORIES
 from a3s_serverless import RunFailed
 
 

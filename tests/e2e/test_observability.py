@@ -203,7 +203,7 @@ def test_given_telemetry_left_as_the_embedded_stack_sets_it_then_info_lines_and_
 
 def test_given_a_request_that_breaks_inside_the_kit_then_the_500_is_logged_with_its_trace_and_counted(
         api, telemetry, monkeypatch):
-    from a3s_core.service import Service
+    from a3s_core.api.service import Service
 
     def broken(self, run_id):
         raise RuntimeError("the store fell over")

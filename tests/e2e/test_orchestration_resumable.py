@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from a3s_core.model import MODEL_FACTORIES, ModelError
-from a3s_core.scripted import ScriptedModel
+from a3s_core.llm.base import ModelError
+from a3s_core.llm.registry import MODEL_FACTORIES
+from a3s_core.llm.scripted import ScriptedModel
 from a3s_serverless import FileSessionStore, MemorySessionStore, SessionOptions
 
 

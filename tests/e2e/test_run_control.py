@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from a3s_core.model import MODEL_FACTORIES, ModelResponse, ToolCall, Usage
+from a3s_core.llm.base import ModelResponse, ToolCall, Usage
+from a3s_core.llm.registry import MODEL_FACTORIES
 from a3s_serverless import RunFailed
 from a3s_serverless.errors import A3SClientError, NotFoundError
 
@@ -102,7 +103,7 @@ def test_given_a_run_that_is_not_paused_when_resumed_then_it_is_refused(external
 
 def test_given_a_resume_that_lands_while_the_driver_is_pausing_then_the_run_is_not_left_paused(
         agent, workspace, monkeypatch):
-    from a3s_core import control, driver
+    from a3s_core.engine import control, driver
     from a3s_core.runtime import get_runtime
 
     session = agent.session(str(workspace), permissive=True)

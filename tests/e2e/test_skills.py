@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from a3s_core.model import MODEL_FACTORIES, ModelResponse, Usage
+from a3s_core.llm.base import ModelResponse, Usage
+from a3s_core.llm.registry import MODEL_FACTORIES
 
 
 class ToolsSeen:

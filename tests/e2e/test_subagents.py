@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from a3s_core.model import MODEL_FACTORIES, ModelResponse, ToolCall, Usage
+from a3s_core.llm.base import ModelResponse, ToolCall, Usage
+from a3s_core.llm.registry import MODEL_FACTORIES
 
 
 def tool(name: str, args: dict) -> str:
@@ -68,8 +69,8 @@ def children_of(agent, session) -> dict[str, dict]:
 
 def test_given_a_timeout_beyond_15_minutes_then_it_is_chained_and_at_its_deadline_unfinished_children_are_cancelled(
         agent, workspace, stack, api, events):
-    from a3s_core import workflows
-    from a3s_core.queues import MemoryQueues
+    from a3s_core.engine import workflows
+    from a3s_core.engine.queues import MemoryQueues
 
     session = agent.session(str(workspace), permissive=True)
     # The slow child waits on an external task nobody completes. The timeout is 20 minutes: its

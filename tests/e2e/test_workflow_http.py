@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from a3s_core.errors import NotFound
-from a3s_core.workflows import child_run_id
+from a3s_core.domain.errors import NotFound
+from a3s_core.engine.workflows import child_run_id
 
 GOOD = {"task_id": "a", "agent": "general", "prompt": "hello"}
 TEMPLATE = {"agent": "general", "prompt": "do {item}"}

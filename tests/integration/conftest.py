@@ -30,7 +30,7 @@ class Clock:
 @pytest.fixture
 def offline_rt(stack):
     """The stack's DynamoDB store (moto), with recorded queues and a movable clock."""
-    from a3s_core.queues import MemoryQueues
+    from a3s_core.engine.queues import MemoryQueues
 
     return dataclasses.replace(stack.runtime, queues=MemoryQueues(), clock=Clock())
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from a3s_core import sandbox
-from a3s_core.tools import ToolError
-from a3s_core.workspace_s3 import S3Workspace
+from a3s_core.tools import sandbox
+from a3s_core.tools.builtin import ToolError
+from a3s_core.workspace.s3 import S3Workspace
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def _alive(marker: str) -> list[str]:
 def test_given_a_workspace_that_plants_a_fake_runner_when_bash_runs_then_the_real_runner_runs_it(s3_http):
     presigner, s3, bucket, _ = s3_http
     fake = 'import sys; sys.stdout.write(\'{"output": "HIJACKED", "exit_code": 0, "timed_out": false, "dropped": 0}\')'
-    for key, body in {"a3s_core/__init__.py": "", "a3s_core/isolation.py": fake, "isolation.py": fake}.items():
+    for key, body in {"a3s_core/__init__.py": "", "a3s_core/tools/isolation.py": fake, "tools/isolation.py": fake}.items():
         s3.put_object(Bucket=bucket, Key=f"workspaces/acme/p/{key}", Body=body.encode())
     out = sandbox.LambdaSandbox(FakeLambda(), "fn", presigner, bucket).run_tool(
         "acme", "bash", {"command": "echo real"}, S3Workspace(presigner, bucket, "workspaces/acme/p"))

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from a3s_core.errors import Conflict, NotFound
-from a3s_core.items import Run, Session, Task, now_ms
-from a3s_core.store import MemoryStore
+from a3s_core.domain.errors import Conflict, NotFound
+from a3s_core.domain.items import Run, Session, Task, now_ms
+from a3s_core.store.memory import MemoryStore
 
 T0 = 1_700_000_000_000  # a fixed "now" for tasks, so deadlines are exact
 

@@ -5,7 +5,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from a3s_core.sweeper import sweep
+from a3s_core.engine.sweeper import sweep
 from a3s_serverless.local.embedded import Function
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_given_a_task_whose_timer_was_lost_when_the_sweeper_runs_after_its_deadl
 
 def test_given_a_run_whose_advance_message_was_lost_when_the_sweeper_runs_once_it_is_stale_then_it_is_redriven_and_finishes(
         agent, workspace, stack, monkeypatch):
-    from a3s_core.sweeper import STALE_GRACE_MS
+    from a3s_core.engine.sweeper import STALE_GRACE_MS
 
     session = agent.session(str(workspace), permissive=True)
     store = stack.runtime.store

@@ -1,4 +1,4 @@
-"""The workflow engine under at-least-once delivery and crashes (workflows.py: "every part is
+"""The workflow engine under at-least-once delivery and crashes (engine/workflows.py: "every part is
 idempotent, so a redelivered message replays it without doing anything twice").
 
 Two levels: the engine driven message by message on the moto-backed store with recorded queues
@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from a3s_core import workflows
-from a3s_core.driver import handle_message
-from a3s_core.errors import NotFound
-from a3s_core.model import MODEL_FACTORIES
-from a3s_core.schemas import CreateSessionBody, StartWorkflowBody
-from a3s_core.scripted import ScriptedModel
-from a3s_core.service import Service
-from a3s_core.store import MemoryStore
+from a3s_core.engine import workflows
+from a3s_core.engine.driver import handle_message
+from a3s_core.domain.errors import NotFound
+from a3s_core.llm.registry import MODEL_FACTORIES
+from a3s_core.api.schemas import CreateSessionBody, StartWorkflowBody
+from a3s_core.llm.scripted import ScriptedModel
+from a3s_core.api.service import Service
+from a3s_core.store.memory import MemoryStore
 
 LOCAL = "local"
 

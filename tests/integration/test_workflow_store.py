@@ -1,4 +1,4 @@
-"""The workflow engine's store contract (store.WorkflowStore), held to the same semantics on the
+"""The workflow engine's store contract (the Store's workflow methods), held to the same semantics on the
 in-memory fake and on the stack's DynamoStore (moto): every transition is conditional, so a
 redelivered or concurrent caller can never launch, count or finish anything twice."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from a3s_core.errors import Conflict, NotFound
-from a3s_core.items import Step, Workflow
-from a3s_core.store import MemoryStore
-from a3s_core.workflows import spec_hash
+from a3s_core.domain.errors import Conflict, NotFound
+from a3s_core.domain.items import Step, Workflow
+from a3s_core.store.memory import MemoryStore
+from a3s_core.engine.workflows import spec_hash
 
 
 @pytest.fixture(params=["memory", "dynamo"])

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from a3s_core.tools import ToolError, run_tool
-from a3s_core.workspace import LocalWorkspace, WorkspaceError
-from a3s_core.workspace_s3 import CONTENT_TYPE, S3Workspace
+from a3s_core.tools.builtin import ToolError, run_tool
+from a3s_core.workspace.base import LocalWorkspace, WorkspaceError
+from a3s_core.workspace.s3 import CONTENT_TYPE, S3Workspace
 
 REGION = "us-east-1"
 # One bucket per test: under the session-wide embedded stack, moto's state outlives a test.
@@ -438,7 +438,7 @@ def _local_copy(tmp_path: Path) -> LocalWorkspace:
 
 
 def test_given_an_s3_workspace_when_a_worker_runs_bash_then_it_works_on_a_copy_and_writes_back_the_changes(s3):
-    from a3s_core.lane_work import execute_task
+    from a3s_core.tools.lane_work import execute_task
 
     ws = S3Workspace(s3, BUCKET, "tenant/worker")
     ws.write_text("keep.txt", "kept")

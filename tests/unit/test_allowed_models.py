@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from a3s_core.errors import BadRequest
-from a3s_core.queues import MemoryQueues
+from a3s_core.domain.errors import BadRequest
+from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings
-from a3s_core.schemas import CreateSessionBody
-from a3s_core.service import Service
-from a3s_core.store import MemoryStore
+from a3s_core.api.schemas import CreateSessionBody
+from a3s_core.api.service import Service
+from a3s_core.store.memory import MemoryStore
 
 ENV = {"A3S_TABLE": "t", "A3S_RUNS_QUEUE_URL": "q", "A3S_LANE_QUEUE_CONTROL": "c", "A3S_LANE_QUEUE_QUERY": "q",
        "A3S_LANE_QUEUE_EXECUTE": "e", "A3S_LANE_QUEUE_GENERATE": "g", "A3S_DEFAULT_MODEL": "bedrock/claude"}

@@ -5,8 +5,8 @@ import base64
 
 import pytest
 
-from a3s_core.bodies import MAX_JSON_DEPTH, check_body, depth
-from a3s_core.errors import BadJson, UnsupportedMediaType
+from a3s_core.api.bodies import MAX_JSON_DEPTH, check_body, depth
+from a3s_core.domain.errors import BadJson, UnsupportedMediaType
 
 
 def test_given_json_then_it_passes_under_any_spelling_of_its_media_type():

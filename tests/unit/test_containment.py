@@ -1,16 +1,16 @@
-"""Giving up on a runs-queue message (a3s_core.containment) on the in-memory store: what is failed,
+"""Giving up on a runs-queue message (a3s_core.engine.containment) on the in-memory store: what is failed,
 what is left alone, and what a failed run leaves behind (its tasks cancelled, its workflows stopped)."""
 from __future__ import annotations
 
 import pytest
 
-from a3s_core import workflows
-from a3s_core.containment import dead_letter, fail_run, give_up
-from a3s_core.errors import Conflict
-from a3s_core.items import Event, PendingCall, Run, Session, Task
-from a3s_core.queues import MemoryQueues
+from a3s_core.engine import workflows
+from a3s_core.engine.containment import dead_letter, fail_run, give_up
+from a3s_core.domain.errors import Conflict
+from a3s_core.domain.items import Event, PendingCall, Run, Session, Task
+from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings
-from a3s_core.store import MemoryStore
+from a3s_core.store.memory import MemoryStore
 
 NOW = 1_700_000_000_000
 

@@ -7,7 +7,7 @@ import re
 import time
 from pathlib import Path
 
-from a3s_core import isolation
+from a3s_core.tools import isolation
 
 
 def _alive(marker: str) -> list[int]:
@@ -73,14 +73,14 @@ def test_given_a_command_that_closes_its_output_early_when_it_goes_on_then_its_e
 
 
 def test_given_workspace_relative_names_then_only_plain_ones_are_safe_for_the_sandbox() -> None:
-    from a3s_core.sandbox import _safe
+    from a3s_core.tools.sandbox import _safe
 
     assert all(_safe(p) for p in ("a.txt", "src/x.py", "..hidden", "a/..b/c"))
     assert not any(_safe(p) for p in ("", ".", "..", "../x", "/etc/passwd", "a/../b", "a//b", "./a", "a\x00b"))
 
 
 def test_given_a_limit_then_a_commands_timeout_is_cut_to_it_whatever_number_it_was_given() -> None:
-    from a3s_core.sandbox import within
+    from a3s_core.tools.sandbox import within
 
     assert within({"command": "x"}, 5_000) == {"command": "x", "timeout_ms": 5_000}  # the default is longer
     assert within({"command": "x", "timeout_ms": 600000.0}, 5_000)["timeout_ms"] == 5_000

@@ -1,9 +1,9 @@
-"""What an external worker does with a task (a3s_core.lane_work): the completion body it sends,
+"""What an external worker does with a task (a3s_core.tools.lane_work): the completion body it sends,
 never an exception, and a command's timeout cut to the time the task has left."""
 from __future__ import annotations
 
-from a3s_core.lane_work import execute_task
-from a3s_core.tools import ToolError
+from a3s_core.tools.lane_work import execute_task
+from a3s_core.tools.builtin import ToolError
 
 
 class RecordingSandbox:

@@ -9,14 +9,14 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from a3s_core import driver
-from a3s_core.driver import handle_message
-from a3s_core.lanes import LaneHandler, lane_for
-from a3s_core.queues import MemoryQueues
+from a3s_core.engine import driver
+from a3s_core.engine.driver import handle_message
+from a3s_core.domain.lanes import LaneHandler, lane_for
+from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings
-from a3s_core.schemas import CreateSessionBody, StartRunBody
-from a3s_core.service import Service
-from a3s_core.store import MemoryStore
+from a3s_core.api.schemas import CreateSessionBody, StartRunBody
+from a3s_core.api.service import Service
+from a3s_core.store.memory import MemoryStore
 
 QUERY_TOOLS = ["read", "ls", "list_files", "search", "grep", "glob", "web_fetch", "web_search",
                "code_search", "code_outline"]
@@ -89,7 +89,7 @@ def test_given_the_default_concurrency_then_a_lane_runs_that_many_of_its_tools_a
 
 
 def test_given_a_session_concurrency_then_the_lane_runs_that_many_at_once(rt, monkeypatch):
-    from a3s_core.schemas import QueueConfigBody
+    from a3s_core.api.schemas import QueueConfigBody
 
     tools = Tools(total=7, limit=3)
     monkeypatch.setattr(driver, "run_tool", tools)

@@ -9,8 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from a3s_core.model import ModelError, ToolCall, Usage, get_model
-from a3s_core.model_openai import OpenAIModel
+from a3s_core.llm.base import ModelError, ToolCall, Usage
+from a3s_core.llm.registry import get_model
+from a3s_core.llm.openai import OpenAIModel
 
 READ_TOOL = {"name": "read", "description": "Read a file",
              "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
@@ -257,14 +258,14 @@ def test_given_an_unknown_provider_when_getting_a_model_then_value_error_still_n
     [],
 ])
 def test_given_a_reply_with_null_or_malformed_fields_when_parsed_then_model_error(reply):
-    from a3s_core.model_openai import from_openai_response
+    from a3s_core.llm.openai import from_openai_response
 
     with pytest.raises(ModelError, match="^openai: "):
         from_openai_response(reply)
 
 
 def test_given_usage_that_is_not_a_number_when_parsed_then_it_counts_as_zero():
-    from a3s_core.model_openai import from_openai_response
+    from a3s_core.llm.openai import from_openai_response
 
     reply = {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many", "completion_tokens": None}}
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from a3s_core import runtime as runtime_module
-from a3s_core.model_openai import OpenAIModel
-from a3s_core.queues import MemoryQueues
+from a3s_core.llm.openai import OpenAIModel
+from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import SECRET_MAX_AGE_S, Runtime, Settings
-from a3s_core.store import MemoryStore
+from a3s_core.store.memory import MemoryStore
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:model-key"
 

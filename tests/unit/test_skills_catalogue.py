@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from a3s_core import skills
+from a3s_core.domain import skills
 
 
 def test_given_every_source_then_later_ones_override_earlier_ones_by_name() -> None:

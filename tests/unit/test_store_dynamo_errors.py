@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from a3s_core.errors import Conflict, ItemTooLarge
-from a3s_core.items import Session
-from a3s_core.store_dynamo import DynamoStore
+from a3s_core.domain.errors import Conflict, ItemTooLarge
+from a3s_core.domain.items import Session
+from a3s_core.store.dynamo import DynamoStore
 
 
 def client_error(code: str, message: str, operation: str, reasons: list[dict] | None = None) -> ClientError:

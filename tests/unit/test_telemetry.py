@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from moto import mock_aws
 
 from a3s_core import telemetry
-from a3s_core.queues import SqsQueues
+from a3s_core.engine.queues import SqsQueues
 
 HEADER = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
 

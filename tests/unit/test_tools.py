@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from a3s_core.tools import TOOL_SCHEMAS, ToolError, run_tool
-from a3s_core.workspace import LocalWorkspace, WorkspaceError
+from a3s_core.tools.builtin import TOOL_SCHEMAS, ToolError, run_tool
+from a3s_core.workspace.base import LocalWorkspace, WorkspaceError
 
 
 @pytest.fixture
@@ -283,7 +283,7 @@ def test_given_a_lone_surrogate_in_content_when_written_then_tool_error_and_noth
 
 def test_given_a_tool_that_raises_anything_when_run_then_tool_error_names_the_tool_and_the_exception(
         ws, monkeypatch):
-    from a3s_core import tools
+    from a3s_core.tools import builtin as tools
 
     def broken(args, workspace):
         raise KeyError("surprise")

@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .lanes import LANES
-from .queues import Queues, SqsQueues, advance_message
-from .store import Store
+from a3s_core.domain.lanes import LANES
+from a3s_core.engine.queues import Queues, SqsQueues, advance_message
+from a3s_core.store.base import Store
 
 
 SECRET_MAX_AGE_S = 900  # how stale a cached secret (the model key) may get in a warm container
@@ -75,7 +75,7 @@ class Runtime:
 
     def tool_sandbox(self) -> Any:
         if self.sandbox is None:
-            from .sandbox import LocalSandbox
+            from a3s_core.tools.sandbox import LocalSandbox
 
             self.sandbox = LocalSandbox()
         return self.sandbox
@@ -93,7 +93,7 @@ class Runtime:
 
     def agent(self, name: str, session: Any = None) -> Any:
         """The named subagent's definition as this session sees it (None if there is none)."""
-        from .agents import deployment_agents, resolve_agent
+        from a3s_core.domain.agents import deployment_agents, resolve_agent
 
         return resolve_agent(name, session.agents if session is not None else None,
                              deployment_agents(self.settings.agents_json))
@@ -102,7 +102,7 @@ class Runtime:
         """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins."""
         if self.store.wake_run(tenant, run_id, from_status):
             self.queues.send_run(advance_message(tenant, run_id))
-            from . import telemetry
+            from a3s_core import telemetry
 
             telemetry.run_resumed(tenant, run_id, from_status)
             return True
@@ -113,7 +113,7 @@ class Runtime:
         import boto3
         from botocore.config import Config
 
-        from .store_dynamo import DynamoStore
+        from a3s_core.store.dynamo import DynamoStore
 
         settings = Settings.from_env(os.environ if env is None else env)
         session = session or boto3.session.Session()
@@ -122,7 +122,7 @@ class Runtime:
         s3 = session.client("s3", config=config)
         sandbox = None
         if settings.sandbox_function:
-            from .sandbox import LambdaSandbox
+            from a3s_core.tools.sandbox import LambdaSandbox
 
             # A tool may run for minutes, and a retried invocation would run it twice.
             invoke = Config(read_timeout=910, connect_timeout=10, retries={"total_max_attempts": 1})

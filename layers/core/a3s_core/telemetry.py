@@ -175,8 +175,9 @@ def metric(name: str, value: float, **dimensions: str) -> None:
 
 def tool_dimension(name: str) -> str:
     """A model may name any tool: unknown names share one value, so the dimension stays bounded."""
-    from . import delegation, skills
-    from .tools import TOOL_SCHEMAS
+    from a3s_core.engine import delegation
+    from a3s_core.domain import skills
+    from a3s_core.tools.builtin import TOOL_SCHEMAS
 
     known = {*TOOL_SCHEMAS, *delegation.TOOLS, skills.NAME, "confirm"}
     return name if name in known else _OTHER_TOOL

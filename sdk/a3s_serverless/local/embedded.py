@@ -262,7 +262,7 @@ class EmbeddedStack:
             env.update({k: v for k, v in spec.environment.items() if v != "" or k not in env})
         env.update({"A3S_WORKSPACE_ROOT": self.workspace_root, "A3S_HOST_TENANT": LOCAL_TENANT})
         # moto cannot run a Lambda without Docker: the sandbox is the same tool code, isolated in a
-        # subprocess with a scrubbed environment (a3s_core.isolation), as it is for `make dev`.
+        # subprocess with a scrubbed environment (a3s_core.tools.isolation), as it is for `make dev`.
         env.pop("A3S_SANDBOX_FUNCTION", None)
         self.env = env
         exported = {**function_only_environment(model.functions),

@@ -1,0 +1,152 @@
+"""Failure containment: no run, workflow or delegating parent waits for ever on a message that
+keeps failing.
+
+SQS delivers a runs-queue message again after each failed delivery, and after maxReceiveCount
+receives moves it to the runs DLQ, where nothing would ever handle it. So the last delivery does
+not fail: the work its message carries is given up instead. A run is forced to `failed` with
+stop_reason `internal_error` and the error, which settles its workflow step (its workflow, and a
+parent waiting in a delegation tool, go on); a workflow message ends its workflow failed. A
+message whose last delivery died outright (a Lambda timeout, out of memory) still reaches the
+runs DLQ; its consumer gives the work up the same way.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from a3s_core import telemetry
+from a3s_core.engine import workflows
+from a3s_core.engine.driver import Busy, handle_message
+from a3s_core.domain.errors import Conflict, NotFound
+from a3s_core.domain.items import Event, Run, RunStatus
+from a3s_core.runtime import Runtime
+
+INTERNAL_ERROR = "internal_error"
+RUN_MESSAGES = ("advance", "task_timeout")
+WORKFLOW_MESSAGES = ("workflow_start", "workflow_timeout")
+TAKEOVER_ATTEMPTS = 20  # a driver still checkpointing can win a few rounds, not all of them
+
+
+def parse_body(raw: str) -> dict[str, Any] | None:
+    """The message as a dict; None for one that is not a JSON object (no delivery can handle it)."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def deliver(rt: Runtime, body: dict[str, Any] | None, receive_count: int, max_receive_count: int,
+            remaining_ms: Callable[[], int]) -> dict[str, Any] | None:
+    """Handle one runs-queue message. A failure is raised, so that SQS delivers the message again,
+    except on its last delivery (receive_count reaching max_receive_count; 0 means unknown, and
+    the DLQ's consumer is the only backstop), where the message's work is given up instead.
+    Returns what was given up, for the log, or None."""
+    if body is None:
+        return {"action": "dropped", "reason": "the message is not a JSON object"}
+    last = 0 < max_receive_count <= receive_count
+    try:
+        handle_message(rt, body, remaining_ms)
+        return None
+    except Busy:
+        if not last:
+            raise
+        # A live driver holds the run and carries on; should it die, the sweeper re-drives the run.
+        return {"action": "dropped", "reason": "a live driver holds the run's lease", **_ids(body)}
+    except Exception as err:
+        if not last:
+            raise
+        return give_up(rt, body, f"internal error after {receive_count} deliveries: {type(err).__name__}: {err}")
+
+
+def dead_letter(rt: Runtime, body: dict[str, Any] | None) -> dict[str, Any]:
+    """A message from the runs DLQ: every delivery of it died before it could be contained. Its
+    run is failed only if it is still queued or running with no live driver (a run that is
+    waiting, paused or driven by another message is not stuck on this one)."""
+    if body is None:
+        return {"action": "dropped", "reason": "the message is not a JSON object"}
+    return give_up(rt, body, "internal error: the run driver died on every delivery of its message "
+                             "(dead-lettered; see the run driver's logs)", only_stuck=True)
+
+
+def give_up(rt: Runtime, body: dict[str, Any], error: str, only_stuck: bool = False) -> dict[str, Any]:
+    kind, tenant = body.get("kind"), body.get("tenant")
+    if kind in RUN_MESSAGES and tenant and body.get("run_id"):
+        failed = fail_run(rt, tenant, body["run_id"], error, only_stuck=only_stuck)
+        return {"action": "failed_run" if failed else "left_run", **_ids(body), "error": error}
+    if kind in WORKFLOW_MESSAGES and tenant and body.get("workflow_id"):
+        failed = fail_workflow(rt, tenant, body["workflow_id"])
+        return {"action": "failed_workflow" if failed else "left_workflow", **_ids(body), "error": error}
+    return {"action": "dropped", "reason": f"unknown runs-queue message kind {kind!r}", "error": error}
+
+
+def fail_run(rt: Runtime, tenant: str, run_id: str, error: str, only_stuck: bool = False) -> bool:
+    """Force a run that has not ended to `failed` (internal_error), whoever holds its lease. The
+    write is a checkpoint conditioned on the version just read, so an end that lands first is never
+    overwritten and a driver still at work loses its next checkpoint. Then what waits on the run
+    is settled: its workflow step (replayed even if the run had ended). True if this call failed it.
+    only_stuck: leave it unless it is queued or running and no live driver holds it."""
+    for _ in range(TAKEOVER_ATTEMPTS):
+        try:
+            run = rt.store.get_run(tenant, run_id)
+        except NotFound:
+            return False
+        if run.done:
+            failed = False
+            break
+        if only_stuck and (run.status not in (RunStatus.QUEUED, RunStatus.RUNNING) or
+                           (run.lease_owner and run.lease_until > rt.clock())):
+            return False
+        run.event_seq += 1
+        end = Event(seq=run.event_seq, type="run_end",
+                    data={"status": "failed", "stop_reason": INTERNAL_ERROR, "text": run.text, "error": error})
+        run.status, run.stop_reason, run.error = "failed", INTERNAL_ERROR, error
+        run.lease_owner, run.lease_until, run.updated_at = None, 0, rt.clock()
+        try:
+            rt.store.save_run(run, [end])
+        except Conflict:
+            continue  # it moved on underneath: look again
+        failed = True
+        telemetry.run_ended(run)
+        _abandon(rt, run)
+        break
+    else:
+        raise Conflict(f"run {run_id} kept changing while it was being failed")
+    if run.parent:
+        _settle_step(rt, run)
+    return failed
+
+
+def fail_workflow(rt: Runtime, tenant: str, workflow_id: str) -> bool:
+    """End a running workflow failed: its running children are cancelled, its parent run woken."""
+    try:
+        return workflows.cancel(rt, tenant, workflow_id, status="failed")
+    except NotFound:
+        return False
+
+
+def _abandon(rt: Runtime, run: Run) -> None:
+    """Nobody waits for what a failed run started: its tasks are cancelled (no worker does them for
+    nothing) and its child workflows stopped."""
+    now = rt.clock()
+    for call in run.pending:
+        for task_id in (call.task_id, call.confirm_task_id):
+            if task_id and rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now):
+                telemetry.task_cancelled(run, task_id, call.lane if task_id == call.task_id else "control")
+    for workflow_id in run.children:
+        try:
+            workflows.cancel(rt, run.tenant, workflow_id)
+        except NotFound:
+            pass
+
+
+def _settle_step(rt: Runtime, run: Run) -> None:
+    assert run.parent is not None
+    try:
+        workflows.on_child_end(rt, run)
+    except Exception:  # settling is what keeps failing: end the workflow, so its waiters go on
+        fail_workflow(rt, run.tenant, run.parent.workflow_id)
+
+
+def _ids(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: body[k] for k in ("kind", "tenant", "run_id", "workflow_id", "task_id") if k in body}

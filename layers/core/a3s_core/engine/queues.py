@@ -1,0 +1,52 @@
+"""Messages the engine sends: run-driver work on the runs queue, external tasks on lane queues."""
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from a3s_core.telemetry import trace_header
+
+MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see driver.expire_task)
+
+
+def advance_message(tenant: str, run_id: str) -> dict[str, Any]:
+    """The runs-queue message that has the run driver advance a run."""
+    return {"kind": "advance", "tenant": tenant, "run_id": run_id}
+
+
+class Queues(Protocol):
+    def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None: ...
+    def send_lane(self, lane: str, body: dict[str, Any]) -> None: ...
+
+
+class SqsQueues:
+    def __init__(self, client: Any, runs_url: str, lane_urls: dict[str, str]) -> None:
+        self._sqs, self._runs, self._lanes = client, runs_url, lane_urls
+
+    def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None:
+        self._sqs.send_message(QueueUrl=self._runs, MessageBody=json.dumps(body),
+                               DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)), **_traced())
+
+    def send_lane(self, lane: str, body: dict[str, Any]) -> None:
+        self._sqs.send_message(QueueUrl=self._lanes[lane], MessageBody=json.dumps(body), **_traced())
+
+
+def _traced() -> dict[str, Any]:
+    """The flow's X-Ray header as the message's AWSTraceHeader: its consumer carries the trace on."""
+    header = trace_header()
+    return {"MessageSystemAttributes": {"AWSTraceHeader": {"StringValue": header, "DataType": "String"}}} \
+        if header else {}
+
+
+class MemoryQueues:
+    """Records messages for unit tests; the test decides when to deliver them."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[dict[str, Any], int]] = []
+        self.lanes: list[tuple[str, dict[str, Any]]] = []
+
+    def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None:
+        self.runs.append((body, delay_s))
+
+    def send_lane(self, lane: str, body: dict[str, Any]) -> None:
+        self.lanes.append((lane, body))

@@ -1,0 +1,1 @@
+"""Persistence: the Store contract, its in-memory fake and the DynamoDB adapter."""

@@ -1,0 +1,107 @@
+"""The Store contract, complete: what the engine and the API may ask of storage. Its adapters are
+store/dynamo.py (deployed) and store/memory.py (tests and tools).
+
+Every method is scoped by tenant; every state change is conditional, so concurrent or repeated
+callers (SQS delivers at least once) cannot both win.
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from a3s_core.domain.errors import Conflict
+from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, TaskStatus, Workflow
+
+FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
+
+
+class Store(Protocol):
+    def tenant_for_key(self, key_hash: str) -> str | None: ...
+    def put_api_key(self, key_hash: str, tenant: str) -> None: ...
+
+    def create_session(self, session: Session) -> None: ...
+    def get_session(self, tenant: str, session_id: str) -> Session: ...
+    def save_session(self, session: Session) -> None:
+        """Write the session if session.version is still current (Conflict if not); bumps it."""
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        """The tenant's sessions, newest first."""
+
+    def create_run(self, run: Run, events: list[Event]) -> None: ...
+    def get_run(self, tenant: str, run_id: str) -> Run: ...
+    def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
+        """queued/running with no live lease -> running, leased to owner. None if not possible."""
+    def save_run(self, run: Run, events: list[Event]) -> None:
+        """Checkpoint run (and append events) atomically if run.version is still current; bumps it."""
+    def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
+        """waiting (or paused) -> queued. True for the one caller that made the change."""
+    def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]: ...
+    def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
+                        inject: str | None = None) -> None:
+        """Record a control request (the driver or the API applies it)."""
+    def get_control(self, tenant: str, run_id: str) -> Control: ...
+    def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]: ...
+    def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
+        """(tenant, run_id) of queued/running runs not touched since `before`: a message was lost."""
+    def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
+        """One more re-drive of a run still queued/running and not touched since `before`: the new
+        count (one per caller, however many race), or None if the run has moved on. The run counts
+        as touched at `now`, so the next re-drive waits as long again."""
+
+    def create_task(self, task: Task) -> bool:
+        """False if a task with this id exists already (a replayed turn)."""
+    def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None: ...
+    def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]: ...
+    def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]: ...
+    def overdue_tasks(self, now: int, limit: int) -> list[Task]: ...
+    def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
+                    result: dict | None = None, error: str | None = None) -> bool:
+        """pending -> status, if still allowed at `now`: a completion must beat the deadline,
+        a timeout must not come before it. True for the one caller that made the change."""
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
+        """Lease a pending task to one worker, so two workers do not both do it."""
+
+    def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
+        """Add to a session's per-lane queue counters (lane_metrics)."""
+
+    def lane_metrics(self, tenant: str, session_id: str) -> dict[str, dict[str, int]]:
+        """The session's per-lane queue counters."""
+
+    # -- workflows: one item per workflow and one per step ----------------------------------
+    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None: ...
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow: ...
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        """The tenant's workflows (of one session, if given), newest first."""
+    def list_steps(self, tenant: str, workflow_id: str) -> list[Step]: ...
+    def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
+    def put_steps(self, steps: list[Step]) -> None: ...
+    def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
+                  stage: int, spec: dict | None, now: int) -> bool:
+        """Conditional step transition (same attempt): pending -> running, or the next pipeline stage."""
+    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+        """running -> status, and count it on the workflow, in one transaction; True if counted now."""
+    def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:
+        """running -> status (if every step of the attempt is counted, when asked); one winner."""
+    def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
+        """A finished workflow starts attempt+1 over `wf.order` (resumable re-runs)."""
+
+
+def task_transition_allowed(task: Task, status: str, now: int) -> bool:
+    if task.status != TaskStatus.PENDING:
+        return False
+    if status == "timed_out":
+        return task.deadline <= now
+    if status == "cancelled":
+        return True
+    return now < task.deadline
+
+
+def update_session(store: Store, tenant: str, session_id: str, change: Callable[[Session], None]) -> Session:
+    """Read-modify-write a session, retrying when a concurrent writer got there first."""
+    for _ in range(20):
+        session = store.get_session(tenant, session_id)
+        change(session)
+        try:
+            store.save_session(session)
+            return session
+        except Conflict:
+            continue
+    raise Conflict(f"session {session_id} is changing too often; try again")

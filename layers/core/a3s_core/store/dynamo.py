@@ -1,0 +1,564 @@
+"""The DynamoDB adapter of the Store: one table, every key prefixed by the tenant.
+
+Items keep their authoritative state fields (status, version, leases, deadlines) as top-level
+attributes so conditions can test them, and the rest of the model as one JSON `doc`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
+from a3s_core.domain.items import Control, Event, now_ms, Run, RunStatus, Session, Step, Task, Workflow
+from a3s_core.domain.lanes import LANES
+
+_ser, _de = TypeSerializer(), TypeDeserializer()
+_TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
+_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives")
+
+
+def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items() if v is not None}
+
+
+def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _session_key(tenant: str, session_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#S#{session_id}", "sk": "SESSION"}
+
+
+def _run_key(tenant: str, run_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
+
+
+def _task_key(tenant: str, session_id: str, task_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"TASK#{task_id}"}
+
+
+# Every item but an API key carries `ttl`: DynamoDB deletes it RetentionDays after its last write
+# (a run's items are written while it runs, so they go within the run's own duration of each other).
+DEFAULT_RETENTION_DAYS = 30
+
+
+def _wf_key(tenant: str, workflow_id: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#W#{workflow_id}", "sk": "WF"}
+
+
+def _step_key(tenant: str, workflow_id: str, key: str) -> dict[str, str]:
+    return {"pk": f"T#{tenant}#W#{workflow_id}", "sk": f"STEP#{key}"}
+
+
+def _failed_condition(err: ClientError) -> bool:
+    code = err.response["Error"]["Code"]
+    if code == "ConditionalCheckFailedException":
+        return True
+    if code == "TransactionCanceledException":
+        reasons = err.response.get("CancellationReasons") or []
+        return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons)
+    return False
+
+
+# What DynamoDB (and moto) say when a write would make an item outgrow 400 KB: PutItem and
+# BatchWriteItem "Item size has exceeded the maximum allowed size", UpdateItem "Item size to
+# update has exceeded the maximum allowed size", a transaction the same as a cancellation reason.
+_TOO_LARGE = ("Item size has exceeded the maximum allowed size", "Item size to update has exceeded")
+_WRITES = ("put_item", "update_item", "transact_write_items", "batch_write_item")
+
+
+def _too_large(err: ClientError) -> bool:
+    messages = [err.response.get("Error", {}).get("Message") or ""]
+    messages += [r.get("Message") or "" for r in err.response.get("CancellationReasons") or []]
+    return any(marker in m for m in messages for marker in _TOO_LARGE)
+
+
+class _SizeCheckedClient:
+    """The DynamoDB client, whose writes turn "item too large" into a domain error: it is what the
+    request asked to store (too many agents, prompts, results), the caller's 4xx, not the kit's 5xx.
+    The failed write changed nothing."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_client":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        op = getattr(self._client, name)
+        if name not in _WRITES:
+            return op
+
+        def write(**kwargs: Any) -> Any:
+            try:
+                return op(**kwargs)
+            except ClientError as err:
+                if _too_large(err):
+                    raise ItemTooLarge("the request would make a stored item exceed DynamoDB's 400 KB item limit; "
+                                       "nothing was changed") from err
+                raise
+        return write
+
+
+# A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
+# (one object per version, so a failed transaction leaves no half-state behind).
+OFFLOAD_BYTES = 300_000
+
+
+class DynamoStore:
+    def __init__(self, client: Any, table: str, s3: Any = None, bucket: str = "",
+                 retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
+        self._db, self._table, self._s3, self._bucket = _SizeCheckedClient(client), table, s3, bucket
+        self._retention_s = retention_days * 24 * 3600
+
+    def _expiry(self) -> int:
+        """The `ttl` of an item written now."""
+        return int(time.time()) + self._retention_s
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        out = self._db.get_item(TableName=self._table, Key=_to_ddb(key), ConsistentRead=True)
+        return _from_ddb(out["Item"]) if "Item" in out else None
+
+    def _conditional(self, **kwargs: Any) -> dict[str, Any] | None:
+        """An UpdateItem/PutItem whose lost condition is an answer (None), not an error."""
+        op = self._db.update_item if "UpdateExpression" in kwargs else self._db.put_item
+        try:
+            return op(TableName=self._table, **kwargs)
+        except ClientError as err:
+            if _failed_condition(err):
+                return None
+            raise
+
+    def _query(self, index: str | None = None, limit: int | None = None, **kwargs: Any) -> Iterator[dict]:
+        args: dict[str, Any] = {"TableName": self._table, **kwargs}
+        if index:
+            args["IndexName"] = index
+        seen = 0
+        while True:
+            page = self._db.query(**args)
+            for item in page.get("Items", []):
+                yield _from_ddb(item)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+            if "LastEvaluatedKey" not in page:
+                return
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- api keys -------------------------------------------------------------------------
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        item = self._get({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY"})
+        return item["tenant_id"] if item else None
+
+    def put_api_key(self, key_hash: str, tenant: str) -> None:
+        self._db.put_item(TableName=self._table,
+                          Item=_to_ddb({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY", "tenant_id": tenant}))
+
+    # -- sessions -------------------------------------------------------------------------
+    def _session_item(self, session: Session) -> dict[str, Any]:
+        # In gsi1 under the tenant, newest last, so sessions are listed without a scan; the entry
+        # keeps its keys for the session's life and expires with it.
+        return {**_session_key(session.tenant, session.session_id), "version": session.version,
+                "gsi1pk": f"T#{session.tenant}#SESSIONS", "gsi1sk": f"{session.created_at:015d}#{session.session_id}",
+                "ttl": self._expiry(), "doc": session.model_dump_json()}
+
+    def create_session(self, session: Session) -> None:
+        if self._conditional(Item=_to_ddb(self._session_item(session)),
+                             ConditionExpression="attribute_not_exists(pk)") is None:
+            raise Conflict(f"session {session.session_id} exists")
+
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p",
+                            ScanIndexForward=False, ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))
+        return [Session.model_validate_json(i["doc"]) for i in items]
+
+    def get_session(self, tenant: str, session_id: str) -> Session:
+        item = self._get(_session_key(tenant, session_id))
+        if item is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return Session.model_validate_json(item["doc"])
+
+    def save_session(self, session: Session) -> None:
+        expected = session.version
+        session.version += 1
+        if self._conditional(Item=_to_ddb(self._session_item(session)), ConditionExpression="version = :v",
+                             ExpressionAttributeValues=_to_ddb({":v": expected})) is None:
+            session.version = expected
+            raise Conflict(f"session {session.session_id} changed underneath")
+
+    # -- runs -----------------------------------------------------------------------------
+    def _run_item(self, run: Run) -> dict[str, Any]:
+        doc = run.model_dump_json(exclude=set(_RUN_STATE))
+        item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
+                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE},
+                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc}
+        if len(doc) > OFFLOAD_BYTES:
+            if self._s3 is None:
+                raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
+            key = f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
+            item["doc"], item["doc_key"] = "", key
+        if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
+            item.update(gsi1pk="RUNS#LIVE", gsi1sk=f"{run.updated_at:015d}#{run.tenant}#{run.run_id}")
+        return item
+
+    def _run_from(self, item: dict[str, Any]) -> Run:
+        if "doc_key" in item:
+            item["doc"] = self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
+        doc = json.loads(item["doc"])
+        doc.update({k: item[k] for k in _RUN_STATE if k in item})
+        doc["lease_owner"] = doc.get("lease_owner") or None
+        return Run.model_validate(doc)
+
+    def _event_put(self, tenant: str, run_id: str, event: Event) -> dict[str, Any]:
+        return {"Put": {"TableName": self._table, "Item": _to_ddb(
+            {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{event.seq:010d}", "ttl": self._expiry(),
+             "doc": event.model_dump_json()})}}
+
+    def create_run(self, run: Run, events: list[Event]) -> None:
+        put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
+               "ConditionExpression": "attribute_not_exists(pk)"}
+        # An index item per tenant, newest last, so the orchestrator can list runs without a scan.
+        index = {"Put": {"TableName": self._table, "Item": _to_ddb({
+            "pk": f"T#{run.tenant}#RUNS", "sk": f"{run.created_at:015d}#{run.run_id}",
+            "run_id": run.run_id, "session_id": run.session_id, "ttl": self._expiry()})}}
+        try:
+            self._db.transact_write_items(TransactItems=[{"Put": put}, index] + [
+                self._event_put(run.tenant, run.run_id, e) for e in events])
+        except ClientError as err:
+            if _failed_condition(err):
+                raise Conflict(f"run {run.run_id} exists") from err
+            raise
+
+    def get_run(self, tenant: str, run_id: str) -> Run:
+        item = self._get(_run_key(tenant, run_id))
+        if item is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return self._run_from(item)
+
+    def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
+        out = self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)),
+            UpdateExpression="SET #s = :running, lease_owner = :o, lease_until = :u, version = version + :one",
+            ConditionExpression="#s IN (:queued, :running) AND (lease_owner = :none OR lease_until <= :now)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":running": "running", ":queued": "queued", ":o": owner,
+                                               ":u": now + lease_ms, ":one": 1, ":none": "", ":now": now}),
+            ReturnValues="ALL_NEW")
+        return self._run_from(_from_ddb(out["Attributes"])) if out else None
+
+    def save_run(self, run: Run, events: list[Event]) -> None:
+        expected = run.version
+        run.version += 1
+        put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
+               "ConditionExpression": "version = :v", "ExpressionAttributeValues": _to_ddb({":v": expected})}
+        # A transaction holds at most 100 items: extra events go first, keyed by seq so a replay
+        # overwrites them rather than duplicating them.
+        head, tail = events[:99], events[99:]
+        for event in tail:
+            self._db.put_item(**self._event_put(run.tenant, run.run_id, event)["Put"])
+        try:
+            self._db.transact_write_items(TransactItems=[{"Put": put}] + [
+                self._event_put(run.tenant, run.run_id, e) for e in head])
+        except ClientError as err:
+            run.version = expected
+            if _failed_condition(err):
+                raise Conflict(f"run {run.run_id} changed underneath (version {expected})") from err
+            raise
+
+    def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
+        return self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)),
+            UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :live, gsi1sk = :since",
+            ConditionExpression="#s = :waiting", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":queued": "queued", ":waiting": from_status, ":one": 1,
+                                               ":live": "RUNS#LIVE", ":since": f"{now_ms():015d}#{tenant}#{run_id}"}),
+        ) is not None
+
+    def request_control(self, tenant, run_id, pause=None, cancel=False, inject=None) -> None:
+        sets, values = [], {}
+        if pause is not None:
+            sets.append("pause = :p")
+            values[":p"] = pause
+        if cancel:
+            sets.append("cancel = :c")
+            values[":c"] = True
+        if inject is not None:
+            sets.append("injections = list_append(if_not_exists(injections, :empty), :i)")
+            values.update({":empty": [], ":i": [inject]})
+        if sets:
+            sets.append("#ttl = :ttl")
+            values[":ttl"] = self._expiry()
+            self._db.update_item(TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}),
+                                 UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeNames={"#ttl": "ttl"},
+                                 ExpressionAttributeValues=_to_ddb(values))
+
+    def get_control(self, tenant: str, run_id: str) -> Control:
+        item = self._get({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}) or {}
+        return Control(pause=bool(item.get("pause")), cancel=bool(item.get("cancel")),
+                       injections=list(item.get("injections", [])))
+
+    def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
+        index = self._query(limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id))
+        ids = [i["run_id"] for i in index]
+        return [self.get_run(tenant, rid) for rid in reversed(ids)]
+
+    @staticmethod
+    def _index_query(pk: str, session_id: str | None) -> dict[str, Any]:
+        """Newest first; one session's only, if given (filtered as read, so the limit counts matches)."""
+        values: dict[str, Any] = {":pk": pk}
+        args: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ScanIndexForward": False}
+        if session_id is not None:
+            values[":s"] = session_id
+            args["FilterExpression"] = "session_id = :s"
+        return {**args, "ExpressionAttributeValues": _to_ddb(values)}
+
+    def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
+        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
+                            ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE", ":b": f"{before:015d}"}))
+        return [(i["tenant"], i["run_id"]) for i in items]
+
+    def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
+        # No version bump: a driver that takes the run over afterwards must not conflict on it.
+        out = self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)),
+            UpdateExpression="SET redrives = if_not_exists(redrives, :zero) + :one, gsi1sk = :since",
+            ConditionExpression="#s IN (:queued, :running) AND gsi1sk < :before",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":zero": 0, ":one": 1, ":queued": "queued", ":running": "running",
+                                               ":before": f"{before:015d}", ":since": f"{now:015d}#{tenant}#{run_id}"}),
+            ReturnValues="UPDATED_NEW")
+        return int(out["Attributes"]["redrives"]["N"]) if out else None
+
+    def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
+        items = self._query(limit=limit, KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#R#{run_id}",
+                                                               ":lo": f"EV#{after + 1:010d}", ":hi": "EV#9999999999"}),
+                            ConsistentRead=True)
+        return [Event.model_validate_json(i["doc"]) for i in items]
+
+    # -- external tasks -------------------------------------------------------------------
+    @staticmethod
+    def _task_from(item: dict[str, Any]) -> Task:
+        doc = json.loads(item["doc"])
+        doc.update({k: item[k] for k in _TASK_STATE if k in item})
+        doc["lease_owner"] = doc.get("lease_owner") or None
+        doc["error"] = doc.get("error") or None
+        doc["result"] = json.loads(item["result"]) if "result" in item else None
+        return Task.model_validate(doc)
+
+    def create_task(self, task: Task) -> bool:
+        item = {**_task_key(task.tenant, task.session_id, task.task_id),
+                **{k: getattr(task, k) for k in _TASK_STATE}, "lease_owner": task.lease_owner or "",
+                "gsi1pk": f"PENDING#{task.lane}",
+                "gsi1sk": f"{task.tenant}#{task.created_at:015d}#{task.session_id}#{task.task_id}",
+                "ttl": self._expiry(), "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
+        return self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is not None
+
+    def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None:
+        item = self._get(_task_key(tenant, session_id, task_id))
+        return self._task_from(item) if item else None
+
+    def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :t)",
+                            FilterExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}",
+                                                               ":t": "TASK#", ":pending": "pending"}),
+                            ConsistentRead=True)
+        return sorted((self._task_from(i) for i in items), key=lambda t: t.created_at)
+
+    def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
+        items = self._query(index="gsi1", limit=limit,
+                            KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
+                            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))
+        return [self._task_from(i) for i in items]
+
+    def overdue_tasks(self, now: int, limit: int) -> list[Task]:
+        found: list[Task] = []
+        for lane in LANES:
+            items = self._query(index="gsi1", limit=limit - len(found), KeyConditionExpression="gsi1pk = :p",
+                                FilterExpression="deadline <= :now",
+                                ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":now": now}))
+            found.extend(self._task_from(i) for i in items)
+            if len(found) >= limit:
+                break
+        return found
+
+    def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
+        cond = {"timed_out": " AND deadline <= :now", "cancelled": ""}.get(status, " AND deadline > :now")
+        values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result, ensure_ascii=False),
+                  ":e": error or "", ":ttl": self._expiry()}
+        return self._conditional(
+            Key=_to_ddb(_task_key(tenant, session_id, task_id)),
+            UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl REMOVE gsi1pk, gsi1sk",
+            ConditionExpression="#s = :pending" + cond,
+            ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error", "#ttl": "ttl"},
+            ExpressionAttributeValues=_to_ddb(values),
+        ) is not None
+
+    def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
+        return self._conditional(
+            Key=_to_ddb(_task_key(tenant, session_id, task_id)),
+            UpdateExpression="SET lease_owner = :o, lease_until = :u, claimed_at = if_not_exists(claimed_at, :now)",
+            ConditionExpression="#s = :pending AND (lease_owner = :none OR lease_until <= :now)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":o": owner, ":u": now + lease_ms, ":pending": "pending",
+                                               ":none": "", ":now": now}),
+        ) is not None
+
+    def add_lane_metrics(self, tenant, session_id, lane, counts) -> None:
+        names = {f"#c{i}": k for i, k in enumerate(counts)}
+        self._db.update_item(
+            TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#S#{session_id}", "sk": f"METRICS#{lane}"}),
+            UpdateExpression="SET #ttl = :ttl ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counts))),
+            ExpressionAttributeNames={**names, "#ttl": "ttl"},
+            ExpressionAttributeValues=_to_ddb({":ttl": self._expiry(),
+                                               **{f":c{i}": v for i, v in enumerate(counts.values())}}))
+
+    def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :m)", ConsistentRead=True,
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}", ":m": "METRICS#"}))
+        return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk", "ttl")} for i in items}
+
+    # -- workflows ------------------------------------------------------------------------
+    _WF_STATE = ("status", "finished", "attempt", "used_tokens")
+    _STEP_STATE = ("status", "attempt", "stage", "run_id", "started_at", "finished_at")
+
+    def _wf_item(self, wf: Workflow) -> dict[str, Any]:
+        return {**_wf_key(wf.tenant, wf.workflow_id), **{k: getattr(wf, k) for k in self._WF_STATE},
+                "n": wf.n, "ttl": self._expiry(), "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
+
+    def _wf_index_item(self, wf: Workflow) -> dict[str, Any]:
+        """The tenant's list of workflows, newest last: listed without a scan, expiring with the workflow."""
+        return {"pk": f"T#{wf.tenant}#WFS", "sk": f"{wf.created_at:015d}#{wf.workflow_id}",
+                "workflow_id": wf.workflow_id, "session_id": wf.session_id, "ttl": self._expiry()}
+
+    def _step_item(self, step: Step) -> dict[str, Any]:
+        item = {**_step_key(step.tenant, step.workflow_id, step.key), "ttl": self._expiry(),
+                **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
+                "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
+        if step.outcome is not None:
+            item["outcome"] = json.dumps(step.outcome)
+        return item
+
+    def _merge(self, item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+        doc = json.loads(item["doc"])
+        doc.update({k: item[k] for k in fields if k in item})
+        return doc
+
+    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
+        # Steps first, 100 to a transaction, then the workflow item, whose appearance commits it all.
+        # A step may be written over only while it was never launched: a create that lost a race
+        # cannot reset the winner's running steps, and one that died half-way leaves no dead id.
+        for i in range(0, len(steps), 100):
+            try:
+                self._db.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": _to_ddb(self._step_item(step)),
+                             "ConditionExpression": "attribute_not_exists(pk) OR (#s = :pending AND run_id = :none)",
+                             "ExpressionAttributeNames": {"#s": "status"},
+                             "ExpressionAttributeValues": _to_ddb({":pending": "pending", ":none": ""})}}
+                    for step in steps[i:i + 100]])
+            except ClientError as err:
+                if _failed_condition(err):
+                    raise Conflict(f"workflow {wf.workflow_id} exists") from err
+                raise
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": _to_ddb(self._wf_item(wf)),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Put": {"TableName": self._table, "Item": _to_ddb(self._wf_index_item(wf))}}])
+        except ClientError as err:
+            if _failed_condition(err):
+                raise Conflict(f"workflow {wf.workflow_id} exists") from err
+            raise
+
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        found = []
+        for i in self._query(limit=limit, **self._index_query(f"T#{tenant}#WFS", session_id)):
+            try:
+                found.append(self.get_workflow(tenant, i["workflow_id"]))
+            except NotFound:
+                continue
+        return found
+
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
+        item = self._get(_wf_key(tenant, workflow_id))
+        if item is None:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        return Workflow.model_validate(self._merge(item, self._WF_STATE))
+
+    def _step_from(self, item: dict[str, Any]) -> Step:
+        doc = self._merge(item, self._STEP_STATE)
+        doc["run_id"] = doc.get("run_id") or None
+        doc["outcome"] = json.loads(item["outcome"]) if "outcome" in item else None
+        return Step.model_validate(doc)
+
+    def list_steps(self, tenant: str, workflow_id: str) -> list[Step]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :s)", ConsistentRead=True,
+                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#W#{workflow_id}", ":s": "STEP#"}))
+        return [self._step_from(i) for i in items]
+
+    def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None:
+        item = self._get(_step_key(tenant, workflow_id, key))
+        return self._step_from(item) if item else None
+
+    def put_steps(self, steps: list[Step]) -> None:
+        for i in range(0, len(steps), 25):
+            requests = [{"PutRequest": {"Item": _to_ddb(self._step_item(s))}} for s in steps[i:i + 25]]
+            while requests:  # BatchWriteItem may leave some unprocessed under load: resend those
+                out = self._db.batch_write_item(RequestItems={self._table: requests})
+                requests = out.get("UnprocessedItems", {}).get(self._table, [])
+
+    def move_step(self, step, expect_status, expect_stage, status, run_id, stage, spec, now) -> bool:
+        sets = "#s = :st, run_id = :r, stage = :stage, started_at = if_not_exists(started_at, :now)"
+        values = {":st": status, ":r": run_id or "", ":stage": stage, ":now": now, ":es": expect_status,
+                  ":estage": expect_stage, ":a": step.attempt}
+        if spec is not None:  # the doc carries the spec: rewrite it with the next stage's spec
+            sets += ", doc = :doc"
+            values[":doc"] = step.model_copy(update={"spec": spec}).model_dump_json(
+                exclude={*self._STEP_STATE, "outcome"})
+        return self._conditional(
+            Key=_to_ddb(_step_key(step.tenant, step.workflow_id, step.key)), UpdateExpression="SET " + sets,
+            ConditionExpression="#s = :es AND stage = :estage AND attempt = :a",
+            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values)) is not None
+
+    def settle_step(self, step, status, outcome, tokens, now) -> bool:
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Update": {"TableName": self._table, "Key": _to_ddb(_step_key(step.tenant, step.workflow_id, step.key)),
+                            "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now",
+                            "ConditionExpression": "#s = :running AND attempt = :a",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome),
+                                                                  ":now": now, ":running": "running",
+                                                                  ":a": step.attempt})}},
+                {"Update": {"TableName": self._table, "Key": _to_ddb(_wf_key(step.tenant, step.workflow_id)),
+                            "UpdateExpression": "ADD finished :one, used_tokens :t",
+                            "ConditionExpression": "attempt = :a",
+                            "ExpressionAttributeValues": _to_ddb({":one": 1, ":t": tokens, ":a": step.attempt})}},
+            ])
+            return True
+        except ClientError as err:
+            if _failed_condition(err):
+                return False
+            raise
+
+    def finish_workflow(self, tenant, workflow_id, attempt, status, when_all_done) -> bool:
+        cond = "#s = :running AND attempt = :a" + (" AND finished >= n" if when_all_done else "")
+        return self._conditional(
+            Key=_to_ddb(_wf_key(tenant, workflow_id)), UpdateExpression="SET #s = :st",
+            ConditionExpression=cond, ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":st": status, ":running": "running", ":a": attempt})) is not None
+
+    def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
+        reopened = self._conditional(
+            Item=_to_ddb(self._wf_item(wf)), ConditionExpression="#s <> :running AND attempt = :a",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":running": "running", ":a": expect_attempt})) is not None
+        if reopened:  # its place in the list lives as long as the workflow now does
+            self._db.put_item(TableName=self._table, Item=_to_ddb(self._wf_index_item(wf)))
+        return reopened

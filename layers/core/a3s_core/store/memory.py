@@ -1,0 +1,254 @@
+"""The in-memory Store: the same conditional semantics as DynamoDB, one lock making each method
+atomic. For tests and tools; nothing deployed uses it."""
+from __future__ import annotations
+
+import threading
+
+from a3s_core.domain.errors import Conflict, NotFound
+from a3s_core.domain.items import Control, Event, now_ms, Run, Session, Step, Task, Workflow, WorkflowStatus
+from a3s_core.store.base import task_transition_allowed
+
+
+class MemoryStore:
+    """In-memory Store for unit tests: one lock makes each method atomic, as a conditional write is."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, str] = {}
+        self._sessions: dict[tuple[str, str], Session] = {}
+        self._runs: dict[tuple[str, str], Run] = {}
+        self._events: dict[tuple[str, str], list[Event]] = {}
+        self._tasks: dict[tuple[str, str, str], Task] = {}
+        self._workflows: dict[tuple[str, str], Workflow] = {}
+        self._controls: dict[tuple[str, str], Control] = {}
+        self._steps: dict[tuple[str, str, str], Step] = {}
+        self._metrics: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        return self._keys.get(key_hash)
+
+    def put_api_key(self, key_hash: str, tenant: str) -> None:
+        self._keys[key_hash] = tenant
+
+    def create_session(self, session: Session) -> None:
+        with self._lock:
+            key = (session.tenant, session.session_id)
+            if key in self._sessions:
+                raise Conflict(f"session {session.session_id} exists")
+            self._sessions[key] = session.model_copy(deep=True)
+
+    def get_session(self, tenant: str, session_id: str) -> Session:
+        s = self._sessions.get((tenant, session_id))
+        if s is None:
+            raise NotFound(f"session {session_id!r} not found")
+        return s.model_copy(deep=True)
+
+    def save_session(self, session: Session) -> None:
+        with self._lock:
+            key = (session.tenant, session.session_id)
+            if key not in self._sessions or self._sessions[key].version != session.version:
+                raise Conflict(f"session {session.session_id} changed underneath")
+            session.version += 1
+            self._sessions[key] = session.model_copy(deep=True)
+
+    def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
+        mine = [s for (t, _), s in self._sessions.items() if t == tenant]
+        return [s.model_copy(deep=True) for s in sorted(mine, key=lambda s: s.created_at, reverse=True)[:limit]]
+
+    def create_run(self, run: Run, events: list[Event]) -> None:
+        with self._lock:
+            key = (run.tenant, run.run_id)
+            if key in self._runs:
+                raise Conflict(f"run {run.run_id} exists")
+            self._runs[key] = run.model_copy(deep=True)
+            self._events[key] = list(events)
+
+    def get_run(self, tenant: str, run_id: str) -> Run:
+        r = self._runs.get((tenant, run_id))
+        if r is None:
+            raise NotFound(f"run {run_id!r} not found")
+        return r.model_copy(deep=True)
+
+    def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
+        with self._lock:
+            r = self._runs.get((tenant, run_id))
+            if r is None or r.status not in ("queued", "running") or (r.lease_owner and r.lease_until > now):
+                return None
+            r.status, r.lease_owner, r.lease_until = "running", owner, now + lease_ms
+            r.version += 1
+            return r.model_copy(deep=True)
+
+    def save_run(self, run: Run, events: list[Event]) -> None:
+        with self._lock:
+            key = (run.tenant, run.run_id)
+            cur = self._runs.get(key)
+            if cur is None or cur.version != run.version:
+                raise Conflict(f"run {run.run_id} changed underneath (version {run.version})")
+            run.version += 1
+            self._runs[key] = run.model_copy(deep=True)
+            self._events.setdefault(key, []).extend(events)
+
+    def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
+        with self._lock:
+            r = self._runs.get((tenant, run_id))
+            if r is None or r.status != from_status:
+                return False
+            r.status, r.updated_at = "queued", now_ms()
+            r.version += 1
+            return True
+
+    def request_control(self, tenant, run_id, pause=None, cancel=False, inject=None) -> None:
+        with self._lock:
+            ctrl = self._controls.setdefault((tenant, run_id), Control())
+            if pause is not None:
+                ctrl.pause = pause
+            ctrl.cancel = ctrl.cancel or cancel
+            if inject is not None:
+                ctrl.injections.append(inject)
+
+    def get_control(self, tenant: str, run_id: str) -> Control:
+        return self._controls.get((tenant, run_id), Control()).model_copy(deep=True)
+
+    def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
+        runs = [r for (t, _), r in self._runs.items() if t == tenant and session_id in (None, r.session_id)]
+        return [r.model_copy(deep=True) for r in sorted(runs, key=lambda r: r.created_at)[-limit:]]
+
+    def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
+        return [(r.tenant, r.run_id) for r in self._runs.values()
+                if r.status in ("queued", "running") and r.updated_at < before][:limit]
+
+    def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
+        with self._lock:
+            r = self._runs.get((tenant, run_id))
+            if r is None or r.status not in ("queued", "running") or r.updated_at >= before:
+                return None
+            r.redrives, r.updated_at = r.redrives + 1, now
+            return r.redrives
+
+    def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
+        return [e for e in self._events.get((tenant, run_id), []) if e.seq > after][:limit]
+
+    def create_task(self, task: Task) -> bool:
+        with self._lock:
+            key = (task.tenant, task.session_id, task.task_id)
+            if key in self._tasks:
+                return False
+            self._tasks[key] = task.model_copy(deep=True)
+            return True
+
+    def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None:
+        t = self._tasks.get((tenant, session_id, task_id))
+        return t.model_copy(deep=True) if t else None
+
+    def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
+        return sorted((t.model_copy(deep=True) for (tn, sid, _), t in self._tasks.items()
+                       if tn == tenant and sid == session_id and t.status == "pending"),
+                      key=lambda t: t.created_at)
+
+    def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
+        found = [t for t in self._tasks.values() if t.tenant == tenant and t.lane == lane and t.status == "pending"]
+        return [t.model_copy(deep=True) for t in sorted(found, key=lambda t: t.created_at)[:limit]]
+
+    def overdue_tasks(self, now: int, limit: int) -> list[Task]:
+        return [t.model_copy(deep=True) for t in self._tasks.values()
+                if t.status == "pending" and t.deadline <= now][:limit]
+
+    def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
+        with self._lock:
+            t = self._tasks.get((tenant, session_id, task_id))
+            if t is None or not task_transition_allowed(t, status, now):
+                return False
+            t.status, t.result, t.error, t.completed_at = status, result, error, now
+            return True
+
+    def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
+        with self._lock:
+            t = self._tasks.get((tenant, session_id, task_id))
+            if t is None or t.status != "pending" or (t.lease_owner and t.lease_until > now):
+                return False
+            t.lease_owner, t.lease_until = owner, now + lease_ms
+            t.claimed_at = t.claimed_at or now
+            return True
+
+    def add_lane_metrics(self, tenant, session_id, lane, counts) -> None:
+        with self._lock:
+            mine = self._metrics.setdefault((tenant, session_id), {}).setdefault(lane, {})
+            for k, v in counts.items():
+                mine[k] = mine.get(k, 0) + v
+
+    def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {lane: dict(c) for lane, c in self._metrics.get((tenant, session_id), {}).items()}
+
+
+    # -- workflows ---------------------------------------------------------------------
+    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
+        with self._lock:
+            key = (wf.tenant, wf.workflow_id)
+            if key in self._workflows:
+                raise Conflict(f"workflow {wf.workflow_id} exists")
+            for step in steps:
+                self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
+            self._workflows[key] = wf.model_copy(deep=True)
+
+    def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
+        mine = [w for (t, _), w in self._workflows.items() if t == tenant and session_id in (None, w.session_id)]
+        return [w.model_copy(deep=True) for w in sorted(mine, key=lambda w: w.created_at, reverse=True)[:limit]]
+
+    def get_workflow(self, tenant: str, workflow_id: str) -> Workflow:
+        wf = self._workflows.get((tenant, workflow_id))
+        if wf is None:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        return wf.model_copy(deep=True)
+
+    def list_steps(self, tenant: str, workflow_id: str) -> list[Step]:
+        return sorted((s.model_copy(deep=True) for (t, w, _), s in self._steps.items()
+                       if t == tenant and w == workflow_id), key=lambda s: s.key)
+
+    def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None:
+        s = self._steps.get((tenant, workflow_id, key))
+        return s.model_copy(deep=True) if s else None
+
+    def put_steps(self, steps: list[Step]) -> None:
+        with self._lock:
+            for step in steps:
+                self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
+
+    def move_step(self, step, expect_status, expect_stage, status, run_id, stage, spec, now) -> bool:
+        with self._lock:
+            cur = self._steps.get((step.tenant, step.workflow_id, step.key))
+            if cur is None or (cur.status, cur.stage, cur.attempt) != (expect_status, expect_stage, step.attempt):
+                return False
+            cur.status, cur.run_id, cur.stage = status, run_id, stage
+            cur.spec = spec if spec is not None else cur.spec
+            cur.started_at = cur.started_at or now
+            return True
+
+    def settle_step(self, step, status, outcome, tokens, now) -> bool:
+        with self._lock:
+            cur = self._steps.get((step.tenant, step.workflow_id, step.key))
+            wf = self._workflows.get((step.tenant, step.workflow_id))
+            if cur is None or wf is None or cur.status != "running" or cur.attempt != step.attempt \
+                    or wf.attempt != step.attempt:
+                return False
+            cur.status, cur.outcome, cur.finished_at = status, outcome, now
+            wf.finished += 1
+            wf.used_tokens += tokens
+            return True
+
+    def finish_workflow(self, tenant, workflow_id, attempt, status, when_all_done) -> bool:
+        with self._lock:
+            wf = self._workflows.get((tenant, workflow_id))
+            if wf is None or wf.status != WorkflowStatus.RUNNING or wf.attempt != attempt or \
+                    (when_all_done and wf.finished < wf.n):
+                return False
+            wf.status = status
+            return True
+
+    def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
+        with self._lock:
+            cur = self._workflows.get((wf.tenant, wf.workflow_id))
+            if cur is None or cur.status == "running" or cur.attempt != expect_attempt:
+                return False
+            self._workflows[(wf.tenant, wf.workflow_id)] = wf.model_copy(deep=True)
+            return True
