@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from a3s_core.engine.sweeper import sweep
+from a3s_core.engine.messages import wire
 from a3s_serverless.local.embedded import Function
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +47,11 @@ class LosingQueues:
     def __init__(self, queues, lose) -> None:
         self.queues, self.lose, self.lost = queues, lose, []
 
-    def send_run(self, body: dict, delay_s: int = 0) -> None:
-        if self.lose(body):
-            self.lost.append(body)
+    def send_run(self, message, delay_s: int = 0) -> None:
+        if self.lose(wire(message)):
+            self.lost.append(wire(message))
             return
-        self.queues.send_run(body, delay_s)
+        self.queues.send_run(message, delay_s)
 
     def send_lane(self, lane: str, body: dict) -> None:
         self.queues.send_lane(lane, body)

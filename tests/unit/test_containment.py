@@ -66,7 +66,7 @@ def test_given_a_run_that_is_given_up_then_it_fails_and_its_tasks_and_workflows_
 def test_given_a_run_that_has_ended_then_it_is_not_failed_again(rt):
     a_run(rt, status="succeeded", text="all good")
     assert fail_run(rt, "t1", "r1", "late") is False
-    assert give_up(rt, {"kind": "task_timeout", "tenant": "t1", "run_id": "r1"}, "late")["action"] == "left_run"
+    assert give_up(rt, {"kind": "task_timeout", "tenant": "t1", "session_id": "s1", "task_id": "k1", "run_id": "r1"}, "late")["action"] == "left_run"
     run = rt.store.get_run("t1", "r1")
     assert (run.status, run.text, run.error) == ("succeeded", "all good", None)
 

@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from a3s_core import telemetry
 from a3s_core.engine.queues import SqsQueues
+from a3s_core.engine.messages import Advance
 
 HEADER = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -96,9 +97,9 @@ def test_given_a_record_with_a_trace_header_then_messages_sent_while_handling_it
     queues = SqsQueues(sqs, runs, {"execute": lane})
 
     with telemetry.sqs_record(_record(HEADER), {"tenant": "t", "run_id": "run-1"}):
-        queues.send_run({"kind": "advance", "tenant": "t", "run_id": "run-1"})
+        queues.send_run(Advance(tenant="t", run_id="run-1"))
         queues.send_lane("execute", {"tenant": "t", "task_id": "task-1"})
-    queues.send_run({"kind": "advance", "tenant": "t", "run_id": "run-2"})  # no flow, no Lambda: none
+    queues.send_run(Advance(tenant="t", run_id="run-2"))  # no flow, no Lambda: none
 
     def headers(url: str) -> list[str | None]:
         msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]

@@ -15,15 +15,14 @@ import json
 from typing import Any, Callable
 
 from a3s_core import telemetry
-from a3s_core.engine import workflows
+from a3s_core.engine import messages, workflows
+from a3s_core.engine.messages import RUN_MESSAGES, WORKFLOW_MESSAGES, RunsMessage
 from a3s_core.engine.driver import Busy, handle_message
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Event, Run, RunStatus
 from a3s_core.runtime import Runtime
 
 INTERNAL_ERROR = "internal_error"
-RUN_MESSAGES = ("advance", "task_timeout")
-WORKFLOW_MESSAGES = ("workflow_start", "workflow_timeout")
 TAKEOVER_ATTEMPTS = 20  # a driver still checkpointing can win a few rounds, not all of them
 
 
@@ -44,19 +43,22 @@ def deliver(rt: Runtime, body: dict[str, Any] | None, receive_count: int, max_re
     Returns what was given up, for the log, or None."""
     if body is None:
         return {"action": "dropped", "reason": "the message is not a JSON object"}
+    message, why = messages.read(body)
+    if message is None:  # no delivery could ever handle it: say so now, not at its last delivery
+        return {"action": "dropped", "reason": why}
     last = 0 < max_receive_count <= receive_count
     try:
-        handle_message(rt, body, remaining_ms)
+        handle_message(rt, message, remaining_ms)
         return None
     except Busy:
         if not last:
             raise
         # A live driver holds the run and carries on; should it die, the sweeper re-drives the run.
-        return {"action": "dropped", "reason": "a live driver holds the run's lease", **_ids(body)}
+        return {"action": "dropped", "reason": "a live driver holds the run's lease", **_ids(message)}
     except Exception as err:
         if not last:
             raise
-        return give_up(rt, body, f"internal error after {receive_count} deliveries: {type(err).__name__}: {err}")
+        return give_up(rt, message, f"internal error after {receive_count} deliveries: {type(err).__name__}: {err}")
 
 
 def dead_letter(rt: Runtime, body: dict[str, Any] | None) -> dict[str, Any]:
@@ -69,15 +71,15 @@ def dead_letter(rt: Runtime, body: dict[str, Any] | None) -> dict[str, Any]:
                              "(dead-lettered; see the run driver's logs)", only_stuck=True)
 
 
-def give_up(rt: Runtime, body: dict[str, Any], error: str, only_stuck: bool = False) -> dict[str, Any]:
-    kind, tenant = body.get("kind"), body.get("tenant")
-    if kind in RUN_MESSAGES and tenant and body.get("run_id"):
-        failed = fail_run(rt, tenant, body["run_id"], error, only_stuck=only_stuck)
-        return {"action": "failed_run" if failed else "left_run", **_ids(body), "error": error}
-    if kind in WORKFLOW_MESSAGES and tenant and body.get("workflow_id"):
-        failed = fail_workflow(rt, tenant, body["workflow_id"])
-        return {"action": "failed_workflow" if failed else "left_workflow", **_ids(body), "error": error}
-    return {"action": "dropped", "reason": f"unknown runs-queue message kind {kind!r}", "error": error}
+def give_up(rt: Runtime, body: dict[str, Any] | RunsMessage, error: str, only_stuck: bool = False) -> dict[str, Any]:
+    message, why = messages.read(body)
+    if isinstance(message, RUN_MESSAGES):
+        failed = fail_run(rt, message.tenant, message.run_id, error, only_stuck=only_stuck)
+        return {"action": "failed_run" if failed else "left_run", **_ids(message), "error": error}
+    if isinstance(message, WORKFLOW_MESSAGES):
+        failed = fail_workflow(rt, message.tenant, message.workflow_id)
+        return {"action": "failed_workflow" if failed else "left_workflow", **_ids(message), "error": error}
+    return {"action": "dropped", "reason": why, "error": error}
 
 
 def fail_run(rt: Runtime, tenant: str, run_id: str, error: str, only_stuck: bool = False) -> bool:
@@ -148,5 +150,5 @@ def _settle_step(rt: Runtime, run: Run) -> None:
         fail_workflow(rt, run.tenant, run.parent.workflow_id)
 
 
-def _ids(body: dict[str, Any]) -> dict[str, Any]:
-    return {k: body[k] for k in ("kind", "tenant", "run_id", "workflow_id", "task_id") if k in body}
+def _ids(message: RunsMessage) -> dict[str, Any]:
+    return message.model_dump(include={"kind", "tenant", "run_id", "workflow_id", "task_id"})

@@ -23,6 +23,8 @@ from a3s_core.llm.registry import get_model
 from a3s_core.engine import delegation, lane_metrics, workflows
 from a3s_core.domain import skills
 from a3s_core import telemetry
+from a3s_core.engine import messages
+from a3s_core.engine.messages import Advance, RunsMessage, TaskTimeout, WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime
 from a3s_core.store.base import update_session
@@ -39,18 +41,17 @@ class Busy(Exception):
     """Another live invocation holds the run's lease: deliver this message again later."""
 
 
-def handle_message(rt: Runtime, body: dict[str, Any], remaining_ms: Callable[[], int]) -> None:
-    kind = body.get("kind")
-    if kind == "advance":
-        advance(rt, body["tenant"], body["run_id"], remaining_ms)
-    elif kind == "task_timeout":
-        expire_task(rt, body["tenant"], body["session_id"], body["task_id"])
-    elif kind == "workflow_start":
-        workflows.kick(rt, body["tenant"], body["workflow_id"])
-    elif kind == "workflow_timeout":
-        workflows.expire(rt, body["tenant"], body["workflow_id"])
-    else:
-        raise ValueError(f"unknown runs-queue message kind {kind!r}")
+def handle_message(rt: Runtime, body: dict[str, Any] | RunsMessage, remaining_ms: Callable[[], int]) -> None:
+    """Do what one runs-queue message asks (a body that is no message is a ValueError)."""
+    match messages.parse(body):
+        case Advance(tenant=tenant, run_id=run_id):
+            advance(rt, tenant, run_id, remaining_ms)
+        case TaskTimeout(tenant=tenant, session_id=session_id, task_id=task_id):
+            expire_task(rt, tenant, session_id, task_id)
+        case WorkflowStart(tenant=tenant, workflow_id=workflow_id):
+            workflows.kick(rt, tenant, workflow_id)
+        case WorkflowTimeout(tenant=tenant, workflow_id=workflow_id):
+            workflows.expire(rt, tenant, workflow_id)
 
 
 def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], int]) -> None:
@@ -88,9 +89,8 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
         rt.wake(tenant, task.run_id)
 
 
-def timeout_message(task: Task) -> dict[str, Any]:
-    return {"kind": "task_timeout", "tenant": task.tenant, "session_id": task.session_id,
-            "task_id": task.task_id, "run_id": task.run_id}
+def timeout_message(task: Task) -> TaskTimeout:
+    return TaskTimeout(tenant=task.tenant, session_id=task.session_id, task_id=task.task_id, run_id=task.run_id)
 
 
 def parse_json_answer(text: str) -> Any:

@@ -1,21 +1,23 @@
-"""Messages the engine sends: run-driver work on the runs queue, external tasks on lane queues."""
+"""Where the engine's messages go: run-driver work (engine/messages.py) on the runs queue, external
+tasks on lane queues."""
 from __future__ import annotations
 
 import json
 from typing import Any, Protocol
 
+from a3s_core.engine.messages import Advance, RunsMessage, wire
 from a3s_core.telemetry import trace_header
 
 MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see driver.expire_task)
 
 
-def advance_message(tenant: str, run_id: str) -> dict[str, Any]:
+def advance_message(tenant: str, run_id: str) -> Advance:
     """The runs-queue message that has the run driver advance a run."""
-    return {"kind": "advance", "tenant": tenant, "run_id": run_id}
+    return Advance(tenant=tenant, run_id=run_id)
 
 
 class Queues(Protocol):
-    def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None: ...
+    def send_run(self, message: RunsMessage, delay_s: int = 0) -> None: ...
     def send_lane(self, lane: str, body: dict[str, Any]) -> None: ...
 
 
@@ -23,8 +25,8 @@ class SqsQueues:
     def __init__(self, client: Any, runs_url: str, lane_urls: dict[str, str]) -> None:
         self._sqs, self._runs, self._lanes = client, runs_url, lane_urls
 
-    def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None:
-        self._sqs.send_message(QueueUrl=self._runs, MessageBody=json.dumps(body),
+    def send_run(self, message: RunsMessage, delay_s: int = 0) -> None:
+        self._sqs.send_message(QueueUrl=self._runs, MessageBody=json.dumps(wire(message)),
                                DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)), **_traced())
 
     def send_lane(self, lane: str, body: dict[str, Any]) -> None:
@@ -45,8 +47,8 @@ class MemoryQueues:
         self.runs: list[tuple[dict[str, Any], int]] = []
         self.lanes: list[tuple[str, dict[str, Any]]] = []
 
-    def send_run(self, body: dict[str, Any], delay_s: int = 0) -> None:
-        self.runs.append((body, delay_s))
+    def send_run(self, message: RunsMessage, delay_s: int = 0) -> None:
+        self.runs.append((wire(message), delay_s))  # as SQS would carry it
 
     def send_lane(self, lane: str, body: dict[str, Any]) -> None:
         self.lanes.append((lane, body))

@@ -16,6 +16,7 @@ from typing import Any
 from a3s_core.domain.agents import BUILTIN
 from a3s_core.domain.errors import BadRequest, Conflict, NotFound
 from a3s_core.domain.items import Event, new_id, Run, RunStatus, Step, StepRef, StepStatus, Workflow, WorkflowStatus
+from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
 from a3s_core import telemetry
 from a3s_core.workspace import tenant as tenant_workspace
@@ -34,8 +35,8 @@ def child_run_id(wf: Workflow, step: Step, stage: int) -> str:
     return "run-" + hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def workflow_message(tenant: str, workflow_id: str) -> dict[str, Any]:
-    return {"kind": "workflow_start", "tenant": tenant, "workflow_id": workflow_id}
+def workflow_message(tenant: str, workflow_id: str) -> WorkflowStart:
+    return WorkflowStart(tenant=tenant, workflow_id=workflow_id)
 
 
 def schema_contract(schema: dict[str, Any]) -> str:
@@ -230,7 +231,7 @@ def start(rt: Runtime, tenant: str, session_id: str, kind: str, specs: list[dict
         wf = rt.store.get_workflow(tenant, wid)  # a replayed delegation: it exists already
     rt.queues.send_run(workflow_message(tenant, wid))
     if wf.deadline is not None:
-        rt.queues.send_run({"kind": "workflow_timeout", "tenant": tenant, "workflow_id": wid},
+        rt.queues.send_run(WorkflowTimeout(tenant=tenant, workflow_id=wid),
                            math.ceil((wf.deadline - rt.clock()) / 1000))
     return {"workflow_id": wid, "status": wf.status, "attached": False}
 
@@ -242,7 +243,7 @@ def expire(rt: Runtime, tenant: str, workflow_id: str) -> None:
         return
     now = rt.clock()
     if now < wf.deadline:  # beyond SQS's 15-minute delay: chain another timer
-        rt.queues.send_run({"kind": "workflow_timeout", "tenant": tenant, "workflow_id": workflow_id},
+        rt.queues.send_run(WorkflowTimeout(tenant=tenant, workflow_id=workflow_id),
                            math.ceil((wf.deadline - now) / 1000))
         return
     cancel(rt, tenant, workflow_id, status="timed_out")
