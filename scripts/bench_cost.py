@@ -40,8 +40,8 @@ from typing import Any  # noqa: E402
 from bench_common import REPO, CountingTransport, write_json  # noqa: E402
 from cost_model import PRICES, FunctionClock, attach_cost_counter, dollars, step_functions  # noqa: E402
 from a3s_serverless import Agent  # noqa: E402
-from a3s_serverless.local.embedded import EmbeddedStack  # noqa: E402
-from a3s_serverless.local.template import load_stack  # noqa: E402
+from a3s_local.embedded import EmbeddedStack  # noqa: E402
+from a3s_local.template import load_stack  # noqa: E402
 from a3s_serverless.worker import Worker  # noqa: E402
 
 PROMPT = 'rt\n/tool bash {"command": "x"}'

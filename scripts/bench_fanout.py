@@ -46,8 +46,8 @@ from typing import Any, Callable  # noqa: E402
 from bench_common import (ApiCounter, CountingTransport, attach_counter, per_unit, table_items,  # noqa: E402
                           write_json)
 from a3s_serverless import Agent  # noqa: E402
-from a3s_serverless.local import embedded  # noqa: E402
-from a3s_serverless.local.embedded import EmbeddedStack  # noqa: E402
+from a3s_local import embedded  # noqa: E402
+from a3s_local.embedded import EmbeddedStack  # noqa: E402
 
 AGENT = "general"
 WARM_UP_STEPS = 2

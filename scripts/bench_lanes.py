@@ -38,7 +38,7 @@ from typing import Any, Callable  # noqa: E402
 from bench_common import (REPO, CountingTransport, attach_counter, pct, per_unit, table_items,  # noqa: E402
                           write_json)
 from a3s_serverless import Agent  # noqa: E402
-from a3s_serverless.local.embedded import EmbeddedStack  # noqa: E402
+from a3s_local.embedded import EmbeddedStack  # noqa: E402
 
 PROMPT = 'rt\n/tool bash {"command": "echo i"}'
 TASK_TIMEOUT_MS = 600_000          # long enough that no timeout fires during the run
@@ -142,7 +142,7 @@ class Bench:
     def notice_lags(self, samples: list[dict]) -> None:
         """How long after the run's last checkpoint (its updated_at) did wait() return: the cost of the
         events long-poll's back-off and of the requests that follow. Read after the scenario."""
-        from a3s_serverless.local.embedded import LOCAL_TENANT
+        from a3s_local.embedded import LOCAL_TENANT
 
         with self.counter.quiet():
             for s in samples:

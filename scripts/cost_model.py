@@ -76,7 +76,7 @@ def _stored(table: str, key: dict) -> _Stored | None:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
-    from a3s_serverless.local.moto_patches import _MOTO_LOCK
+    from a3s_local.moto_patches import _MOTO_LOCK
 
     try:
         with _MOTO_LOCK:

@@ -22,9 +22,9 @@ CONTRACT = Recorder()
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from a3s_serverless.local.embedded import EmbeddedStack
+    from a3s_local.embedded import EmbeddedStack
 
-    from a3s_serverless.local import embedded
+    from a3s_local import embedded
 
     s = EmbeddedStack(parameters=TEST_PARAMETERS, workspace_root=str(tmp_path_factory.mktemp("workspaces"))).start()
     CONTRACT.watch(s)

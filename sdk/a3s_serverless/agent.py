@@ -10,6 +10,7 @@ from .orchestration import warn_session_store
 from .orchestrator import AgentOrchestrator
 from .session import Session, SessionOptions, SessionQueueConfig
 from .transport import HttpTransport, Transport
+from .extras import LOCAL, require
 
 
 DEFAULT_MAX_PARALLEL_TASKS = 8
@@ -28,18 +29,18 @@ class Agent:
 
         `parameters` are template parameters for the stack (e.g. {"EnableLaneWorker": "true"}); a
         process has one stack. `tenant` talks to it as another tenant, with workspaces of its own."""
-        from .local.embedded import LOCAL_TENANT, shared_stack  # optional extra: moto, the core, the template
+        embedded = require("a3s_local.embedded", "Agent.local()", LOCAL)  # moto, the core, the template
 
         if parameters is not None and (not isinstance(parameters, dict) or
                                        not all(isinstance(k, str) and isinstance(v, str) for k, v in parameters.items())):
             raise ValueError("parameters must be a dict of template parameter names to string values")
         if tenant is not None and not isinstance(tenant, str):
             raise ValueError(f"tenant must be a string, got {tenant!r}")
-        stack = shared_stack(parameters)
-        host = tenant in (None, LOCAL_TENANT)
+        stack = embedded.shared_stack(parameters)
+        host = tenant in (None, embedded.LOCAL_TENANT)
         # Only the default tenant works in this machine's directories; others name workspaces
         # relative to their own root.
-        return cls(stack.transport(stack.tenant_key(tenant or LOCAL_TENANT)), default_model, local=host)
+        return cls(stack.transport(stack.tenant_key(tenant or embedded.LOCAL_TENANT)), default_model, local=host)
 
     @classmethod
     def connect(cls, endpoint: str, api_key: str | None = None, default_model: str | None = None) -> "Agent":

@@ -12,6 +12,12 @@ import threading
 from typing import Any, Callable, Iterator
 
 from .transport import HttpTransport, Transport
+from .extras import WORKER, require
+
+
+def builtin_tools() -> Any:
+    """The kit's tool runtime (the core package): what runs a task when no handler is given."""
+    return require("a3s_core.tools.lane_work", "a worker running the built-in tools", WORKER)
 
 log = logging.getLogger("a3s_serverless.worker")
 LANES = ("control", "query", "execute", "generate")
@@ -51,13 +57,13 @@ class Worker:
         self.transport, self.lane, self.workspace = transport, lane, os.path.abspath(workspace)
         self.batch, self.lease_ms = batch, lease_ms
         self.name = name or f"worker-{os.getpid()}"
+        if handler is None:
+            builtin_tools()  # the built-in tools are the [worker] extra: refuse now, not fail each task
         self.handler = handler or self.run_builtin
         self.completed = 0
 
     def run_builtin(self, task: dict) -> dict:
-        from a3s_core.tools.lane_work import execute_task  # the tools live in the core package
-
-        return execute_task(task, self.workspace)
+        return builtin_tools().execute_task(task, self.workspace)
 
     def _complete(self, task: dict, **body: Any) -> bool:
         return self.transport.request(
@@ -102,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tasks", type=int, default=None, help="exit after this many tasks")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    worker = Worker(HttpTransport(args.endpoint, args.api_key), args.lane, args.workspace, batch=args.batch)
+    try:
+        worker = Worker(HttpTransport(args.endpoint, args.api_key), args.lane, args.workspace, batch=args.batch)
+    except ImportError as err:  # a plain install: the built-in tools are the [worker] extra
+        p.exit(2, f"a3s-worker: {err}\n")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -26,7 +26,7 @@ WAIT_S = 30
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("console")
-    proc = subprocess.Popen([sys.executable, "-m", "a3s_serverless.local.server", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "a3s_local.server", "--port", "0",
                              "--workspace-root", str(root / "wsroot")],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

@@ -13,7 +13,7 @@ from a3s_serverless import Agent
 
 @pytest.fixture
 def dev_server(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "a3s_serverless.local.server", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "a3s_local.server", "--port", "0",
                              "--workspace-root", str(tmp_path / "wsroot")],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

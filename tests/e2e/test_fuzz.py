@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from a3s_serverless.local.fuzz import fuzz
+from a3s_local.fuzz import fuzz
 
 EXAMPLES = int(os.environ.get("A3S_FUZZ_TEST_EXAMPLES", "10"))
 SEED = int(os.environ.get("A3S_FUZZ_TEST_SEED", "20260101"))
@@ -19,7 +19,7 @@ SEED = int(os.environ.get("A3S_FUZZ_TEST_SEED", "20260101"))
 
 @pytest.fixture(scope="module")
 def dev_server(tmp_path_factory):
-    proc = subprocess.Popen([sys.executable, "-m", "a3s_serverless.local.server", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "a3s_local.server", "--port", "0",
                              "--workspace-root", str(tmp_path_factory.mktemp("fuzz-workspaces"))],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

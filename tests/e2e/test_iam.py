@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from a3s_serverless.local.embedded import Function
+from a3s_local.embedded import Function
 
 ROOT = Path(__file__).resolve().parents[2]
 _DDB_ITEM_OPS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
@@ -97,7 +97,7 @@ def recorded(stack, monkeypatch):
 
 def test_given_a_broad_flow_then_every_call_of_every_function_is_allowed_by_its_role(
         stack, agent, api, workspace, recorded):
-    from a3s_serverless.local.template import load_stack
+    from a3s_local.template import load_stack
 
     # Internal tools, a conversation too big for one item (S3), a run waiting on an external task.
     big = "\n".join("x" * 250 for _ in range(1300))

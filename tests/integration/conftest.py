@@ -43,7 +43,7 @@ def stack_as_configured(stack):
     redelivery into a 12-minute one; put the stack's own settings back, and say so."""
     import warnings
 
-    from a3s_serverless.local.template import provision
+    from a3s_local.template import provision
 
     want = str(stack.model.parameters["RunsVisibilityTimeout"])
     got = stack.sqs.get_queue_attributes(QueueUrl=stack.queue_url("RunsQueue"),

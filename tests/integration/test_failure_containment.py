@@ -23,7 +23,7 @@ from a3s_core.api.schemas import CreateSessionBody, LaneHandlerBody, StartRunBod
 from a3s_core.api.service import Service
 from a3s_core.store.memory import MemoryStore
 from a3s_core.engine.sweeper import MAX_REDRIVES, STALE_GRACE_MS, sweep
-from a3s_serverless.local.embedded import LambdaContext
+from a3s_local.embedded import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX = 5

@@ -97,7 +97,7 @@ def test_given_an_openai_compatible_model_when_sending_then_the_loop_reads_the_f
 WITH_KEY = textwrap.dedent("""
     import json, sys
     from a3s_serverless import Agent
-    from a3s_serverless.local.embedded import EmbeddedStack
+    from a3s_local.embedded import EmbeddedStack
 
     stack = EmbeddedStack(parameters={"OpenAIApiKey": "sk-from-the-secret"}, workspace_root=sys.argv[2]).start()
     try:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "sdk") not in sys.path:  # the SDK may not be pip-installed in the test venv
     sys.path.insert(0, str(ROOT / "sdk"))
 
-from a3s_serverless.local.template import StackModel, load_stack, provision  # noqa: E402
+from a3s_local.template import StackModel, load_stack, provision  # noqa: E402
 
 # Not the shared embedded stack's region: provisioning there would reset its queues' settings.
 REGION = "eu-west-1"

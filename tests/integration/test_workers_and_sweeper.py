@@ -7,7 +7,7 @@ from pathlib import Path
 
 from a3s_core.engine.sweeper import sweep
 from a3s_core.engine.messages import wire
-from a3s_serverless.local.embedded import Function
+from a3s_local.embedded import Function
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from a3s_serverless.local.server import make_server
+from a3s_local.server import make_server
 
 
 class StandInStack:

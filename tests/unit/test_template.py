@@ -17,7 +17,7 @@ TEMPLATE = ROOT / "template.yaml"
 if str(ROOT / "sdk") not in sys.path:  # the SDK may not be pip-installed in the test venv
     sys.path.insert(0, str(ROOT / "sdk"))
 
-from a3s_serverless.local.template import load_stack  # noqa: E402
+from a3s_local.template import load_stack  # noqa: E402
 
 MAIN_QUEUES = {
     "ControlLaneQueue": "ControlLaneDLQ",
@@ -277,7 +277,7 @@ def test_given_the_table_and_the_bucket_then_deleting_or_replacing_the_stack_kee
 
 
 def test_given_the_local_stack_then_it_allows_any_model_while_the_template_default_stays_strict() -> None:
-    from a3s_serverless.local.embedded import LOCAL_PARAMETERS
+    from a3s_local.embedded import LOCAL_PARAMETERS
 
     assert LOCAL_PARAMETERS["AllowedModels"] == "*"
     assert load_stack(TEMPLATE).parameters["AllowedModels"] == ""

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "sdk") not in sys.path:
     sys.path.insert(0, str(ROOT / "sdk"))
 
-from a3s_serverless.local.template import load_stack  # noqa: E402
+from a3s_local.template import load_stack  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ from typing import Any
 from .output import REFUSED, UNAVAILABLE, USAGE, Fail, emit_json, out
 
 # What `a3s dev` runs on: the [local] extra's top-level modules.
-LOCAL_MODULES = ("boto3", "moto", "samtranslator", "yaml", "aws_lambda_powertools", "pydantic", "jsonschema")
-LOCAL_EXTRA = "pip install 'a3s-serverless[local]'"
+LOCAL_MODULES = ("a3s_local", "a3s_core", "boto3", "moto", "samtranslator", "yaml", "aws_lambda_powertools", "pydantic",
+                 "jsonschema")
+LOCAL_EXTRA = "pip install 'a3s-serverless[local]'"  # the a3s-serverless-local distribution
 TENANT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -59,8 +60,8 @@ def dev(args: Any) -> int:
         except ModuleNotFoundError as err:
             raise Fail(USAGE, f"a3s dev needs the [local] extra (module {err.name or name!r} is missing): "
                               f"{LOCAL_EXTRA}") from None
-    from ..local import server
-    from ..local.embedded import kit_root
+    from a3s_local import server
+    from a3s_local.embedded import kit_root
 
     try:
         kit_root()

@@ -1,7 +1,7 @@
 """`make dev`: the embedded stack as a long-lived HTTP API on 127.0.0.1, for other processes
 (workers, clients) to use as they would a deployed kit.
 
-    python -m a3s_serverless.local.server --port 8787
+    python -m a3s_local.server --port 8787
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Every request it makes, valid or not, must get an answer below 500: a 5xx or a d
 is a bug of the kit. The run stays on 127.0.0.1 and ends by itself (an example budget per
 operation and a time limit).
 
-    python -m a3s_serverless.local.fuzz --max-examples 100 --max-time 600
+    python -m a3s_local.fuzz --max-examples 100 --max-time 600
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checks", default=CHECKS, help="Schemathesis checks, e.g. all")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="a3s-fuzz-ws-") as workspaces:
-        server = subprocess.Popen([sys.executable, "-m", "a3s_serverless.local.server", "--port", "0",
+        server = subprocess.Popen([sys.executable, "-m", "a3s_local.server", "--port", "0",
                                    "--workspace-root", workspaces], stdout=subprocess.PIPE, text=True)
         try:
             info = json.loads(server.stdout.readline())  # the server's first line names its endpoint

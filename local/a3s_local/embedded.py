@@ -24,7 +24,7 @@ from typing import Any, Callable
 from .moto_patches import faithful_dynamodb
 from .template import Route, StackModel, load_stack, provision
 
-log = logging.getLogger("a3s_serverless.local")
+log = logging.getLogger("a3s_local")
 
 LOCAL_API_KEY = "a3s-local-key"
 LOCAL_TENANT = "local"
@@ -83,7 +83,7 @@ def function_only_environment(functions: dict[str, Any]) -> dict[str, str]:
 def kit_root() -> Path:
     """The checkout holding template.yaml (the SDK is installed from it in editable mode)."""
     env = os.environ.get("A3S_KIT_ROOT")
-    root = Path(env) if env else Path(__file__).resolve().parents[3]
+    root = Path(env) if env else Path(__file__).resolve().parents[2]
     if not (root / "template.yaml").is_file():
         raise RuntimeError(f"template.yaml not found under {root}; set A3S_KIT_ROOT to the kit's checkout")
     return root
@@ -422,7 +422,7 @@ class LocalTransport:
         self.stack, self.api_key = stack, api_key
 
     def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
-        from ..transport import decode
+        from a3s_serverless.transport import decode
 
         headers = {"content-type": "application/json", "authorization": f"Bearer {self.api_key}"}
         status, raw = self.stack.invoke_http(method, path, None if body is None else json.dumps(body), query, headers)
