@@ -175,12 +175,9 @@ def metric(name: str, value: float, **dimensions: str) -> None:
 
 def tool_dimension(name: str) -> str:
     """A model may name any tool: unknown names share one value, so the dimension stays bounded."""
-    from a3s_core.engine import delegation
-    from a3s_core.domain import skills
-    from a3s_core.tools.builtin import TOOL_SCHEMAS
+    from a3s_core.domain.catalogue import CATALOGUE
 
-    known = {*TOOL_SCHEMAS, *delegation.TOOLS, skills.NAME, "confirm"}
-    return name if name in known else _OTHER_TOOL
+    return name if name in CATALOGUE else _OTHER_TOOL
 
 
 def _info(transition: str, message: str, **fields: Any) -> None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-READ_ONLY = frozenset({"read", "ls", "glob", "grep", "search", "web_fetch"})
-ALL_TOOLS = frozenset({"read", "write", "edit", "ls", "glob", "grep", "bash"})
+from a3s_core.domain.catalogue import BUILTIN_TOOLS, READ_ONLY_TOOLS
+
+READ_ONLY = READ_ONLY_TOOLS
+ALL_TOOLS = BUILTIN_TOOLS
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from a3s_core.domain.catalogue import CATALOGUE
+
 Lane = Literal["control", "query", "execute", "generate"]
 Mode = Literal["internal", "external", "hybrid"]
 
@@ -17,7 +19,11 @@ _CONTROL_TOOLS = {"confirm"}
 
 
 def lane_for(tool: str) -> str:
-    """Query tools (and code_*) are read-only; everything else, unknown tools included, executes."""
+    """The catalogue's lane for the kit's own tools; for any other name (a worker's own command
+    type) A3S Code's table: query tools (and code_*) are read-only, everything else executes."""
+    known = CATALOGUE.get(tool)
+    if known is not None:
+        return known.lane
     if tool in _CONTROL_TOOLS:
         return "control"
     if tool in _QUERY_TOOLS or tool.startswith("code_"):

@@ -26,9 +26,10 @@ from typing import Any, Protocol
 
 from a3s_core.tools.builtin import BASH_DEFAULT_TIMEOUT_MS, ToolError, run_tool
 from a3s_core.workspace.base import LocalWorkspace, Workspace
+from a3s_core.domain import catalogue
 from a3s_core.workspace.s3 import S3Workspace
 
-CODE_TOOLS = frozenset({"bash"})   # tools that run what the model wrote
+CODE_TOOLS = catalogue.CODE_TOOLS  # tools that run what the model wrote
 URL_EXPIRY_S = 1_200               # the sandbox's longest run (its 900 s timeout), and some
 MAX_CHANGES_BYTES = 100 * 1024 * 1024  # a bigger tarball of changes is refused, not read into memory
 HTTP_TIMEOUT_S = 60
