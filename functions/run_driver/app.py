@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from a3s_core import telemetry
 from a3s_core.engine.containment import deliver, parse_body
-from a3s_core.engine.driver import Busy
+from a3s_core.engine.dispatch import Busy
 from a3s_core.runtime import get_runtime
 
 logger = Logger()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from a3s_core.engine import containment, driver, workflows
+from a3s_core.engine import containment, dispatch, driver, workflows
 from a3s_core.domain.items import Run, Session
 from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings
@@ -224,7 +224,7 @@ def test_given_a_task_timeout_that_keeps_failing_then_the_waiting_run_fails(tena
     def broken_expire_task(*args):
         raise OSError("store unreachable")
 
-    monkeypatch.setattr(driver, "expire_task", broken_expire_task)
+    monkeypatch.setattr(dispatch, "expire_task", broken_expire_task)
 
     containment.deliver(tenant.rt, timer, MAX, MAX, plenty)
 

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 
 from a3s_core.engine import workflows
-from a3s_core.engine.driver import handle_message
+from a3s_core.engine.dispatch import handle_message
 from a3s_core.domain.errors import NotFound
 from a3s_core.llm.registry import MODEL_FACTORIES
 from a3s_core.api.schemas import CreateSessionBody, StartWorkflowBody
 from a3s_core.llm.scripted import ScriptedModel
 from a3s_core.api.service import Service
 from a3s_core.store.memory import MemoryStore
+from a3s_core.engine.messages import wire
 
 LOCAL = "local"
 
@@ -324,8 +325,8 @@ def test_given_duplicate_workflow_start_and_advance_messages_on_the_runs_queue_t
     store = stack.runtime.store
     wf = store.get_workflow(LOCAL, wid)
     children = [workflows.child_run_id(wf, st, 0) for st in store.list_steps(LOCAL, wid)]
-    messages = [workflows.workflow_message(LOCAL, wid)] + [{"kind": "advance", "tenant": LOCAL, "run_id": r}
-                                                          for r in children]
+    messages = [wire(workflows.workflow_message(LOCAL, wid))] + [{"kind": "advance", "tenant": LOCAL, "run_id": r}
+                                                                for r in children]
 
     def send_all() -> None:
         for body in messages * 2:

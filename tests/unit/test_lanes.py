@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from a3s_core.engine import driver
-from a3s_core.engine.driver import handle_message
+from a3s_core.engine.dispatch import handle_message
 from a3s_core.domain.lanes import LaneHandler, lane_for
 from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings

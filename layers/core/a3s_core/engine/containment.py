@@ -17,7 +17,7 @@ from typing import Any, Callable
 from a3s_core import telemetry
 from a3s_core.engine import messages, workflows
 from a3s_core.engine.messages import RUN_MESSAGES, WORKFLOW_MESSAGES, RunsMessage
-from a3s_core.engine.driver import Busy, handle_message
+from a3s_core.engine.dispatch import Busy, handle_message
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Event, Run, RunStatus
 from a3s_core.runtime import Runtime

@@ -1,4 +1,5 @@
-"""The run driver: advances one agent run turn by turn, checkpointing after every step.
+"""The run driver: advances one agent run turn by turn, checkpointing after every step (the runs
+queue's messages reach it through engine/dispatch.py).
 
 A run never waits inside a Lambda. A tool on an external lane becomes a task; the run is saved
 as `waiting` and the invocation ends. Whoever finishes the task (a worker's completion, or the
@@ -9,23 +10,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import jsonschema
 
-from a3s_core.domain.errors import BadRequest, Conflict, NotFound
-from a3s_core.domain.items import Event, EVENT_OUTPUT_CHARS, new_id, PendingCall, Run, RunStatus, Session, Task, TaskStatus, ToolOutcome
+from a3s_core.domain.errors import BadRequest, Conflict
+from a3s_core.domain.items import Event, EVENT_OUTPUT_CHARS, PendingCall, Run, Session, Task, TaskStatus, ToolOutcome
 from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
 from a3s_core.llm.base import ModelError
 from a3s_core.llm.registry import get_model
 from a3s_core.engine import delegation, lane_metrics, workflows
 from a3s_core.domain import skills
 from a3s_core import telemetry
-from a3s_core.engine import messages
-from a3s_core.engine.messages import Advance, RunsMessage, TaskTimeout, WorkflowStart, WorkflowTimeout
+from a3s_core.engine.messages import timeout_message
 from a3s_core.engine.queues import advance_message
+from a3s_core.engine.answers import parse_json_answer, storable
 from a3s_core.runtime import Runtime
 from a3s_core.store.base import update_session
 from a3s_core.tools.sandbox import CODE_TOOLS, within
@@ -37,93 +37,9 @@ SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use th
 HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at most a fifth of it)
 
 
-class Busy(Exception):
-    """Another live invocation holds the run's lease: deliver this message again later."""
-
-
-def handle_message(rt: Runtime, body: dict[str, Any] | RunsMessage, remaining_ms: Callable[[], int]) -> None:
-    """Do what one runs-queue message asks (a body that is no message is a ValueError)."""
-    match messages.parse(body):
-        case Advance(tenant=tenant, run_id=run_id):
-            advance(rt, tenant, run_id, remaining_ms)
-        case TaskTimeout(tenant=tenant, session_id=session_id, task_id=task_id):
-            expire_task(rt, tenant, session_id, task_id)
-        case WorkflowStart(tenant=tenant, workflow_id=workflow_id):
-            workflows.kick(rt, tenant, workflow_id)
-        case WorkflowTimeout(tenant=tenant, workflow_id=workflow_id):
-            workflows.expire(rt, tenant, workflow_id)
-
-
-def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], int]) -> None:
-    owner = new_id("drv")
-    run = rt.store.acquire_run(tenant, run_id, owner, rt.clock(), rt.settings.lease_seconds * 1000)
-    if run is None:
-        try:
-            current = rt.store.get_run(tenant, run_id)
-        except NotFound:
-            return
-        if current.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-            raise Busy(run_id)
-        if current.done and current.parent:  # a replay may find its step not yet settled
-            workflows.on_child_end(rt, current)
-        return  # waiting, paused or finished: this message is a duplicate or stale
-    if run.turn == 0 and not run.pending and run.event_seq == 1:  # nothing done yet: its first pick-up
-        telemetry.run_started(run)
+def drive(rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
+    """Advance a run its lease has been taken for, turn by turn, until it waits, ends or hands off."""
     _Turns(rt, run, remaining_ms).go()
-
-
-def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None:
-    task = rt.store.get_task(tenant, session_id, task_id)
-    if task is None:
-        return
-    if task.status != TaskStatus.PENDING:  # finished; if its completer died before waking the run, wake it
-        rt.wake(tenant, task.run_id)
-        return
-    now = rt.clock()
-    if now < task.deadline:  # beyond SQS's 15-minute delay: chain another timer
-        rt.queues.send_run(timeout_message(task), math.ceil((task.deadline - now) / 1000))
-        return
-    if rt.store.finish_task(tenant, session_id, task_id, "timed_out", now):
-        lane_metrics.record_task_end(rt.store, task, "timed_out", now)
-        telemetry.task_ended(task, "timed_out", now)
-        rt.wake(tenant, task.run_id)
-
-
-def timeout_message(task: Task) -> TaskTimeout:
-    return TaskTimeout(tenant=task.tenant, session_id=task.session_id, task_id=task.task_id, run_id=task.run_id)
-
-
-def parse_json_answer(text: str) -> Any:
-    """The JSON in a model's answer: the whole text, a fenced block, or the outermost braces."""
-    candidates = [text.strip()]
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
-    if fence:
-        candidates.append(fence.group(1).strip())
-    for open_, close in (("{", "}"), ("[", "]")):
-        start, end = text.find(open_), text.rfind(close)
-        if 0 <= start < end:
-            candidates.append(text[start:end + 1])
-    for candidate in candidates:
-        try:
-            return json.loads(candidate)
-        except ValueError:
-            continue
-    raise ValueError("the answer holds no JSON value")
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def storable(value: Any) -> Any:
-    """The value with every lone surrogate replaced by U+FFFD. A model can send one (a JSON
-    "\\ud800" escape), and it has no UTF-8 form, so no checkpoint could hold it."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [storable(v) for v in value]
-    if isinstance(value, dict):
-        return {storable(k): storable(v) for k, v in value.items()}
-    return value
 
 
 def task_id_for(run_id: str, call_id: str) -> str:

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from a3s_core.domain.items import Task
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")  # a newer sender's extra field is harmless
@@ -49,6 +51,11 @@ RUN_MESSAGES = (Advance, TaskTimeout)            # giving one up fails its run
 WORKFLOW_MESSAGES = (WorkflowStart, WorkflowTimeout)  # giving one up fails its workflow
 _RUNS_MESSAGE: TypeAdapter[RunsMessage] = TypeAdapter(RunsMessage)
 KINDS = ("advance", "task_timeout", "workflow_start", "workflow_timeout")
+
+
+def timeout_message(task: Task) -> TaskTimeout:
+    """The timer of an external task, due at its deadline."""
+    return TaskTimeout(tenant=task.tenant, session_id=task.session_id, task_id=task.task_id, run_id=task.run_id)
 
 
 def parse(body: dict[str, Any] | RunsMessage) -> RunsMessage:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from a3s_core.engine.messages import Advance, RunsMessage, wire
 from a3s_core.telemetry import trace_header
 
-MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see driver.expire_task)
+MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see dispatch.expire_task)
 
 
 def advance_message(tenant: str, run_id: str) -> Advance:
