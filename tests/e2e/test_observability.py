@@ -13,6 +13,7 @@ import pytest
 
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
+from a3s_core.engine import dispatch
 from a3s_serverless import Worker
 from a3s_serverless.errors import RunFailed
 
@@ -172,20 +173,24 @@ def _record(body: str, receive_count: int) -> dict:
 
 
 def test_given_a_runs_queue_record_that_fails_then_it_is_logged_with_its_exception_and_its_last_delivery_given_up(
-        stack, telemetry):
+        stack, telemetry, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the driver broke")
+
+    monkeypatch.setattr(dispatch, "advance", broken)
     driver = stack.functions["RunDriverFunction"]
-    body = json.dumps({"kind": "no-such-kind", "tenant": "local", "run_id": "run-obs-x"})
+    body = json.dumps({"kind": "advance", "tenant": "local", "run_id": "run-obs-x"})
     last = int(os.environ["A3S_MAX_RECEIVE_COUNT"])
 
     with pytest.raises(BatchProcessingError):  # the whole batch failed: SQS delivers it again
         driver.invoke({"Records": [_record(body, 1)]})
     [failed] = telemetry.logs(message="record failed; SQS will deliver it again")
-    assert failed["level"] == "WARNING" and "no-such-kind" in failed["exception"]
+    assert failed["level"] == "WARNING" and "the driver broke" in failed["exception"]
     assert (failed["run_id"], failed["tenant"], failed["receive_count"]) == ("run-obs-x", "local", 1)
 
     assert driver.invoke({"Records": [_record(body, last)]}) == {"batchItemFailures": []}
     [given_up] = telemetry.logs(transition="message_given_up")
-    assert (given_up["level"], given_up["action"], given_up["run_id"]) == ("ERROR", "dropped", "run-obs-x")
+    assert (given_up["level"], given_up["action"], given_up["run_id"]) == ("ERROR", "left_run", "run-obs-x")
     assert telemetry.total("MessagesGivenUp") == 1
 
 
