@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml layers/core/pyproject.toml local/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test unit coverage dev fuzz bench validate clean
+.PHONY: install lint demo test unit coverage dev fuzz bench validate clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ install: $(STAMP)                 ## create .venv with everything pinned
 demo: install                     ## the seed examples end to end on the embedded local stack
 	$(BIN)/python scripts/demo.py
 
-test: install                     ## the whole suite: unit, integration (moto), e2e
+lint: install                     ## ruff and mypy over layers/, functions/, sdk/ (config in pyproject.toml): no finding passes
+	$(BIN)/ruff check layers functions sdk
+	$(BIN)/mypy
+
+test: install lint                ## lint, then the whole suite: unit, integration (moto), e2e
 	$(BIN)/python -m pytest
 
 unit: install                     ## tests/unit alone, with moto made unimportable: they must not need it
