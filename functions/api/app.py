@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -14,17 +15,46 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-from a3s_core.api import console_files
 from a3s_core import telemetry
+from a3s_core.api import console_files
 from a3s_core.api.bodies import BODY_METHODS, JSON_MEDIA_TYPE, check_body
+from a3s_core.api.schemas import (
+    AgentBody,
+    ClaimBody,
+    ClaimTaskBody,
+    CompleteTaskBody,
+    CreateSessionBody,
+    InjectBody,
+    LaneHandlerBody,
+    SkillBody,
+    StartRunBody,
+    StartWorkflowBody,
+)
+from a3s_core.api.service import Service, session_view
+from a3s_core.api.views import (
+    AgentsView,
+    ClaimView,
+    CompletedView,
+    ControlView,
+    ErrorBody,
+    EventsView,
+    GatewayError,
+    Health,
+    QueueView,
+    RunsView,
+    RunView,
+    SessionsView,
+    SessionView,
+    SkillsView,
+    StepsView,
+    TasksView,
+    WorkflowCancelled,
+    WorkflowStarted,
+    WorkflowsView,
+    WorkflowView,
+)
 from a3s_core.domain.errors import A3SError
 from a3s_core.runtime import get_runtime
-from a3s_core.api.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, InjectBody,
-                              LaneHandlerBody, SkillBody, StartRunBody, StartWorkflowBody)
-from a3s_core.api.service import Service, session_view
-from a3s_core.api.views import (AgentsView, ClaimView, CompletedView, ControlView, ErrorBody, EventsView, GatewayError,
-                            Health, QueueView, RunsView, RunView, SessionsView, SessionView, SkillsView, StepsView,
-                            TasksView, WorkflowCancelled, WorkflowStarted, WorkflowsView, WorkflowView)
 
 MAX_BODY_BYTES = 256 * 1024  # leaves room under DynamoDB's 400 KB item limit
 PUBLIC_PATHS = ("/health", "/openapi.json", "/console")

@@ -14,11 +14,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from a3s_core import telemetry
-from a3s_core.workspace.tenant import workspace_for
-from a3s_core.tools.lane_work import execute_task
-from a3s_core.runtime import get_runtime
 from a3s_core.api.schemas import CompleteTaskBody
 from a3s_core.api.service import Service
+from a3s_core.runtime import get_runtime
+from a3s_core.tools.lane_work import execute_task
+from a3s_core.workspace.tenant import workspace_for
 
 logger = Logger()
 tracer = Tracer()

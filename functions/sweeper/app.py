@@ -6,8 +6,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 
 from a3s_core import telemetry
-from a3s_core.runtime import get_runtime
 from a3s_core.engine.sweeper import sweep
+from a3s_core.runtime import get_runtime
 
 logger = Logger()
 tracer = Tracer()

@@ -18,8 +18,9 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .moto_patches import faithful_dynamodb
 from .template import Route, StackModel, load_stack, provision
@@ -150,7 +151,7 @@ class Pump:
     One poller per event source; up to `concurrency` invocations at once, as Lambda scales out.
     """
 
-    def __init__(self, stack: "EmbeddedStack", function: Function, queue_url: str, queue_arn: str,
+    def __init__(self, stack: EmbeddedStack, function: Function, queue_url: str, queue_arn: str,
                  batch_size: int, report_failures: bool, concurrency: int = 4) -> None:
         self.stack, self.function, self.url, self.arn = stack, function, queue_url, queue_arn
         self.batch_size, self.report_failures = batch_size, report_failures
@@ -238,7 +239,7 @@ class EmbeddedStack:
         self._auth_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "EmbeddedStack":
+    def start(self) -> EmbeddedStack:
         import boto3
         from moto import mock_aws
 
@@ -312,7 +313,7 @@ class EmbeddedStack:
         with self._auth_lock:  # a key minted here works at once, even if it was tried before
             self._auth_cache.pop(f"Bearer {key}", None)
 
-    def transport(self, api_key: str = LOCAL_API_KEY) -> "LocalTransport":
+    def transport(self, api_key: str = LOCAL_API_KEY) -> LocalTransport:
         return LocalTransport(self, api_key)
 
     def tenant_key(self, tenant: str) -> str:

@@ -5,7 +5,8 @@ imports this module.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _MOTO_LOCK = threading.RLock()
 

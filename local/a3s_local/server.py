@@ -15,7 +15,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .embedded import LOCAL_API_KEY, EmbeddedStack
 
-
 # API Gateway's own limit on a request; the API function refuses bodies over 256 KiB itself.
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # The server frames each answer itself: these never come from the function.

@@ -1,8 +1,8 @@
 """a3s_serverless: the thin client of an a3s-serverless deployment, shaped like the A3S Code SDK."""
 from .agent import Agent
 from .errors import A3SClientError, AuthError, NotFoundError, RequestError, RunFailed, ServiceError
-from .orchestrator import AgentOrchestrator
 from .orchestration import FileSessionStore, MemorySessionStore
+from .orchestrator import AgentOrchestrator
 from .session import AgentResult, RunHandle, Session, SessionOptions, SessionQueueConfig
 from .sqs_worker import handle_lane_event
 from .worker import Worker

@@ -5,13 +5,12 @@ import os
 from typing import Any
 
 from .config import AgentConfig, load_config
+from .extras import LOCAL, require
 from .model_names import kit_model
 from .orchestration import warn_session_store
 from .orchestrator import AgentOrchestrator
 from .session import Session, SessionOptions, SessionQueueConfig
 from .transport import HttpTransport, Transport
-from .extras import LOCAL, require
-
 
 DEFAULT_MAX_PARALLEL_TASKS = 8
 
@@ -24,7 +23,7 @@ class Agent:
 
     @classmethod
     def local(cls, default_model: str | None = None, *, parameters: dict[str, str] | None = None,
-              tenant: str | None = None) -> "Agent":
+              tenant: str | None = None) -> Agent:
         """The embedded stack: moto's in-memory AWS and the kit's own handlers, in this process.
 
         `parameters` are template parameters for the stack (e.g. {"EnableLaneWorker": "true"}); a
@@ -43,11 +42,11 @@ class Agent:
         return cls(stack.transport(stack.tenant_key(tenant or embedded.LOCAL_TENANT)), default_model, local=host)
 
     @classmethod
-    def connect(cls, endpoint: str, api_key: str | None = None, default_model: str | None = None) -> "Agent":
+    def connect(cls, endpoint: str, api_key: str | None = None, default_model: str | None = None) -> Agent:
         return cls(HttpTransport(endpoint, api_key or os.environ.get("A3S_API_KEY")), default_model)
 
     @classmethod
-    def create(cls, config: str) -> "Agent":
+    def create(cls, config: str) -> Agent:
         """From HCL text or a file path: the kit's `endpoint` ("local" or a URL) and `api_key`, and
         A3S Code's `default_model`, `providers` and `max_parallel_tasks` (see config.py)."""
         if not isinstance(config, str) or not config.strip():
@@ -62,7 +61,7 @@ class Agent:
         return agent
 
     @classmethod
-    def default(cls) -> "Agent":
+    def default(cls) -> Agent:
         """The agent of this environment: the deployment at A3S_ENDPOINT (with A3S_API_KEY), else
         the embedded stack, as Agent.create decides for a config that names no endpoint."""
         endpoint = os.environ.get("A3S_ENDPOINT") or "local"

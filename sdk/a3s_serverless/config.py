@@ -60,7 +60,7 @@ class _Entry:
     line: int
     value: Any = None              # attributes
     label: str | None = None       # blocks
-    body: list["_Entry"] | None = None
+    body: list[_Entry] | None = None
 
     @property
     def is_block(self) -> bool:

@@ -29,7 +29,7 @@ class ServiceError(A3SClientError):
 class RunFailed(Exception):
     """A run ended failed or cancelled; `.result` holds what it produced."""
 
-    def __init__(self, result: "object", message: str) -> None:
+    def __init__(self, result: object, message: str) -> None:
         super().__init__(message)
         self.result = result
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ProgressArg = bool | Callable[[int, int], Any] | None
 
@@ -67,7 +68,7 @@ class Reporter:
         if self._bar is not None:
             self._bar.close()
 
-    def __enter__(self) -> "Reporter":
+    def __enter__(self) -> Reporter:
         return self
 
     def __exit__(self, *exc: Any) -> None:

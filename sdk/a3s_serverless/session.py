@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .errors import RunFailed
 from .orchestration import Workflows
@@ -62,7 +63,7 @@ class AgentResult:
     stop_reason: str | None = None
 
     @classmethod
-    def from_run(cls, run: dict[str, Any]) -> "AgentResult":
+    def from_run(cls, run: dict[str, Any]) -> AgentResult:
         return cls(text=run["text"], tool_calls_count=run["tool_calls_count"],
                    prompt_tokens=run["prompt_tokens"], completion_tokens=run["completion_tokens"],
                    total_tokens=run["total_tokens"], run_id=run["run_id"], status=run["status"],

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import NotFoundError
 from .transport import HttpTransport, Transport

@@ -9,10 +9,11 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from .transport import HttpTransport, Transport
 from .extras import WORKER, require
+from .transport import HttpTransport, Transport
 
 
 def builtin_tools() -> Any:

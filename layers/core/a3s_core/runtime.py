@@ -7,13 +7,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from a3s_core.domain.lanes import LANES
 from a3s_core.engine.queues import Queues, SqsQueues, advance_message
 from a3s_core.store.base import Store
-
 
 SECRET_MAX_AGE_S = 900  # how stale a cached secret (the model key) may get in a warm container
 
@@ -37,7 +37,7 @@ class Settings:
     retention_days: int = 30   # A3S_RETENTION_DAYS: items expire this long after their last write
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
         return cls(
             table=env["A3S_TABLE"],
             runs_queue_url=env["A3S_RUNS_QUEUE_URL"],
@@ -109,7 +109,7 @@ class Runtime:
         return False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, session: Any = None) -> "Runtime":
+    def from_env(cls, env: Mapping[str, str] | None = None, session: Any = None) -> Runtime:
         import boto3
         from botocore.config import Config
 

@@ -15,8 +15,9 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Callable, Iterator
+from typing import Any
 
 # Every metric: its unit and dimensions (besides `service`, which Powertools adds: the stack name).
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -27,8 +27,13 @@ def create_key(args: Any) -> None:
         raise Fail(USAGE, "no table: pass --table NAME (the stack's TableName output) or set A3S_TABLE")
     try:  # only this command talks to AWS directly
         import boto3
-        from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
-                                         NoCredentialsError, NoRegionError)
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            NoRegionError,
+        )
     except ModuleNotFoundError:
         raise Fail(USAGE, f"a3s keys create needs boto3: pip install boto3 (or {LOCAL_EXTRA})") from None
     key = "a3s_" + secrets.token_urlsafe(32)

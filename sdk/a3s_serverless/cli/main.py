@@ -9,7 +9,8 @@ import argparse
 import http.client
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import A3SClientError
 from . import admin, runs, sessions, settings, tasks, workflows

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 # Exit codes: the service said no (4xx), bad usage or configuration, service unreachable or failed (5xx).
 REFUSED, USAGE, UNAVAILABLE, INTERRUPTED = 1, 2, 3, 130

@@ -5,17 +5,26 @@ import re
 import time
 from typing import Any
 
-from a3s_core.engine.queues import advance_message
+from a3s_core import telemetry
+from a3s_core.api.schemas import (
+    AgentBody,
+    ClaimBody,
+    ClaimTaskBody,
+    CompleteTaskBody,
+    CreateSessionBody,
+    SkillBody,
+    StartRunBody,
+    StartWorkflowBody,
+    StepSpecBody,
+)
 from a3s_core.domain.errors import BadRequest, Invalid, ModelNotAllowed, NotFound
-from a3s_core.domain.items import Event, new_id, Run, Session, Task, TaskStatus, WorkflowStatus
+from a3s_core.domain.items import Event, Run, Session, Task, TaskStatus, WorkflowStatus, new_id
 from a3s_core.domain.lanes import LANES, LaneHandler
+from a3s_core.engine import control, lane_metrics, workflows
+from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime
 from a3s_core.store.base import update_session
 from a3s_core.workspace.tenant import workspace_for
-from a3s_core.engine import control, lane_metrics, workflows
-from a3s_core import telemetry
-from a3s_core.api.schemas import (AgentBody, ClaimBody, ClaimTaskBody, CompleteTaskBody, CreateSessionBody, SkillBody, StartRunBody,
-                      StartWorkflowBody, StepSpecBody)
 
 MAX_EVENT_WAIT_MS = 20_000
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from a3s_core.domain.lanes import DEFAULT_CONCURRENCY, LANES, LaneHandler
 
+
 class RunStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -109,7 +110,7 @@ class Run(BaseModel):
     created_at: int = Field(default_factory=now_ms)
     updated_at: int = Field(default_factory=now_ms)
     # A child run of a workflow step: its subagent, its tools, and the step to settle when it ends.
-    parent: "StepRef | None" = None
+    parent: StepRef | None = None
     agent: str | None = None
     allowed_tools: list[str] | None = None
     output_schema: dict[str, Any] | None = None

@@ -12,14 +12,15 @@ runs DLQ; its consumer gives the work up the same way.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from a3s_core import telemetry
-from a3s_core.engine import messages, workflows
-from a3s_core.engine.messages import RUN_MESSAGES, WORKFLOW_MESSAGES, RunsMessage
-from a3s_core.engine.dispatch import Busy, handle_message
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Event, Run, RunStatus
+from a3s_core.engine import messages, workflows
+from a3s_core.engine.dispatch import Busy, handle_message
+from a3s_core.engine.messages import RUN_MESSAGES, WORKFLOW_MESSAGES, RunsMessage
 from a3s_core.runtime import Runtime
 
 INTERNAL_ERROR = "internal_error"

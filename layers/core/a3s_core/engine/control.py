@@ -5,8 +5,8 @@ turn boundary. A run that no driver holds (waiting, paused) is woken so that one
 """
 from __future__ import annotations
 
-from a3s_core.domain.items import RunStatus
 from a3s_core.domain.errors import BadRequest, Conflict
+from a3s_core.domain.items import RunStatus
 from a3s_core.runtime import Runtime
 
 ACTIONS = ("pause", "resume", "cancel", "inject")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from a3s_core.workspace import tenant as tenant_workspace
-from a3s_core.engine import workflows
 from a3s_core.domain.items import EVENT_OUTPUT_CHARS, PendingCall, ToolOutcome
+from a3s_core.engine import workflows
+from a3s_core.workspace import tenant as tenant_workspace
 
 OUTPUT_HEAD = OUTPUT_TAIL = 4_000
 

@@ -5,7 +5,8 @@ workflow engine.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from a3s_core import telemetry
 from a3s_core.domain.errors import NotFound

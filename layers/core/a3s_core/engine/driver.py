@@ -10,26 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import jsonschema
 
-from a3s_core.domain.errors import BadRequest, Conflict
-from a3s_core.domain.items import Event, EVENT_OUTPUT_CHARS, PendingCall, Run, Session, Task, TaskStatus, ToolOutcome
-from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
-from a3s_core.llm.base import ModelError
-from a3s_core.llm.registry import get_model
-from a3s_core.engine import delegation, lane_metrics, workflows
-from a3s_core.domain import skills
 from a3s_core import telemetry
+from a3s_core.domain import skills
+from a3s_core.domain.errors import BadRequest, Conflict
+from a3s_core.domain.items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, TaskStatus, ToolOutcome
+from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
+from a3s_core.engine import delegation, lane_metrics, workflows
+from a3s_core.engine.answers import parse_json_answer, storable
 from a3s_core.engine.messages import timeout_message
 from a3s_core.engine.queues import advance_message
-from a3s_core.engine.answers import parse_json_answer, storable
+from a3s_core.llm.base import ModelError
+from a3s_core.llm.registry import get_model
 from a3s_core.runtime import Runtime
 from a3s_core.store.base import update_session
-from a3s_core.tools.sandbox import CODE_TOOLS, within
 from a3s_core.tools.builtin import TOOL_SCHEMAS, ToolError, run_tool
+from a3s_core.tools.sandbox import CODE_TOOLS, within
 from a3s_core.workspace.tenant import workspace_for
 
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "

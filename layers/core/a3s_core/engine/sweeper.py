@@ -1,8 +1,8 @@
 """The backstop for lost messages: expire overdue tasks, and re-drive runs nobody is driving."""
 from __future__ import annotations
 
-from a3s_core.engine import lane_metrics
 from a3s_core import telemetry
+from a3s_core.engine import lane_metrics
 from a3s_core.engine.containment import fail_run
 from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime

@@ -13,14 +13,14 @@ import json
 import math
 from typing import Any
 
+from a3s_core import telemetry
 from a3s_core.domain.agents import BUILTIN
 from a3s_core.domain.errors import BadRequest, Conflict, NotFound
-from a3s_core.domain.items import Event, new_id, Run, RunStatus, Step, StepRef, StepStatus, Workflow, WorkflowStatus
+from a3s_core.domain.items import Event, Run, RunStatus, Step, StepRef, StepStatus, Workflow, WorkflowStatus, new_id
 from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
-from a3s_core import telemetry
-from a3s_core.workspace import tenant as tenant_workspace
 from a3s_core.runtime import Runtime
+from a3s_core.workspace import tenant as tenant_workspace
 
 OUTPUT_CAP = 100_000  # characters of a child's output kept in its step (the run keeps all of it)
 

@@ -8,7 +8,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from a3s_core.llm.base import ModelError, ModelResponse, ToolCall, Usage
 

@@ -2,7 +2,7 @@
 is one factory here and its adapter module beside it."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from a3s_core.llm.base import ModelClient
 

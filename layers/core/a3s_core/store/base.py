@@ -6,7 +6,8 @@ callers (SQS delivers at least once) cannot both win.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from a3s_core.domain.errors import Conflict
 from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, TaskStatus, Workflow

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
-from a3s_core.domain.items import Control, Event, now_ms, Run, RunStatus, Session, Step, Task, Workflow
+from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
 
 _ser, _de = TypeSerializer(), TypeDeserializer()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from a3s_core.domain.errors import Conflict, NotFound
-from a3s_core.domain.items import Control, Event, now_ms, Run, Session, Step, Task, Workflow, WorkflowStatus
+from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, Workflow, WorkflowStatus, now_ms
 from a3s_core.store.base import task_transition_allowed
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import glob as globlib
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import jsonschema
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from a3s_core.tools.sandbox import CODE_TOOLS, LocalSandbox, Sandbox, within
 from a3s_core.tools.builtin import ToolError
+from a3s_core.tools.sandbox import CODE_TOOLS, LocalSandbox, Sandbox, within
 from a3s_core.workspace.base import LocalWorkspace, Workspace
 
 

@@ -24,9 +24,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Protocol
 
+from a3s_core.domain import catalogue
 from a3s_core.tools.builtin import BASH_DEFAULT_TIMEOUT_MS, ToolError, run_tool
 from a3s_core.workspace.base import LocalWorkspace, Workspace
-from a3s_core.domain import catalogue
 from a3s_core.workspace.s3 import S3Workspace
 
 CODE_TOOLS = catalogue.CODE_TOOLS  # tools that run what the model wrote
