@@ -403,7 +403,7 @@ def _json_body(event: dict) -> dict:
 
 def _path_ids(path: str) -> dict[str, str]:
     parts = path.strip("/").split("/")
-    return {PATH_IDS[a]: b for a, b in zip(parts, parts[1:]) if a in PATH_IDS and b != "claim"}
+    return {PATH_IDS[a]: b for a, b in zip(parts, parts[1:], strict=False) if a in PATH_IDS and b != "claim"}
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -57,7 +57,8 @@ def handler(event: dict, context: Any) -> dict:
         session = service.session(sid)
         if not session.permissive and not task.approved:
             # Outside permissive mode the kit runs nothing nobody approved (the driver asks first).
-            outcome = {"success": False, "error": "refused: the session is not permissive and no one approved this task"}
+            outcome = {"success": False,
+                       "error": "refused: the session is not permissive and no one approved this task"}
         else:
             with telemetry.tool_call(tenant, task.run_id, task.command_type, task.lane):
                 outcome = execute_task(task.public(), workspace_for(rt, tenant, session.workspace),

@@ -99,12 +99,14 @@ def partition_query() -> None:
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = args[6] if len(args) > 6 else kwargs.get("index_name")  # moto passes it by position
-        if not self.range_key_attr:
-            start: Callable[[], list[Any]] = lambda: list(self.items.values())
-        elif index_name:
-            start = lambda: [item for partition in self.items.values() for item in partition.values()]
-        else:
-            start = lambda: list(self.items.get(hash_key, {}).values())
+
+        def start() -> list[Any]:
+            if not self.range_key_attr:
+                return list(self.items.values())
+            if index_name:
+                return [item for partition in self.items.values() for item in partition.values()]
+            return list(self.items.get(hash_key, {}).values())
+
         scope.current = (self, start)
         try:
             return original_query(self, hash_key, *args, **kwargs)

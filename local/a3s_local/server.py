@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -93,10 +94,8 @@ def make_server(stack: EmbeddedStack, port: int = 8787) -> ThreadingHTTPServer:
                 code, error, message = 405, "method_not_allowed", f"{self.command[:20]} is not a method of this API"
             elif code >= 500:
                 error = "internal_error"
-            try:
+            with contextlib.suppress(OSError):  # the client has gone
                 self._answer(code, _error_body(error, message or self.responses.get(code, ("error",))[0]), close=True)
-            except OSError:
-                pass  # the client has gone
 
         def log_message(self, fmt: str, *args: object) -> None:
             log.debug(fmt, *args)

@@ -8,6 +8,7 @@ with physical names chosen here, so the handlers see the same environment shape 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -605,10 +606,8 @@ def provision(model: StackModel, *, sqs: Any, dynamodb: Any, s3: Any, secretsman
         kwargs = {"Bucket": name}
         if region and region != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(**kwargs)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
 
     if model.secrets and secretsmanager is None:
         raise ValueError(f"the stack has secrets ({sorted(model.secrets)}): pass a secretsmanager client")

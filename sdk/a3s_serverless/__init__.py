@@ -7,6 +7,6 @@ from .session import AgentResult, RunHandle, Session, SessionOptions, SessionQue
 from .sqs_worker import handle_lane_event
 from .worker import Worker
 
-__all__ = ["Agent", "AgentOrchestrator", "FileSessionStore", "MemorySessionStore", "AgentResult", "RunHandle", "Session", "SessionOptions", "SessionQueueConfig", "Worker",
-           "handle_lane_event",
+__all__ = ["Agent", "AgentOrchestrator", "FileSessionStore", "MemorySessionStore", "AgentResult", "RunHandle",
+           "Session", "SessionOptions", "SessionQueueConfig", "Worker", "handle_lane_event",
            "A3SClientError", "AuthError", "NotFoundError", "RequestError", "RunFailed", "ServiceError"]

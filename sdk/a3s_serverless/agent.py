@@ -30,8 +30,9 @@ class Agent:
         process has one stack. `tenant` talks to it as another tenant, with workspaces of its own."""
         embedded = require("a3s_local.embedded", "Agent.local()", LOCAL)  # moto, the core, the template
 
-        if parameters is not None and (not isinstance(parameters, dict) or
-                                       not all(isinstance(k, str) and isinstance(v, str) for k, v in parameters.items())):
+        if parameters is not None and (
+                not isinstance(parameters, dict)
+                or not all(isinstance(k, str) and isinstance(v, str) for k, v in parameters.items())):
             raise ValueError("parameters must be a dict of template parameter names to string values")
         if tenant is not None and not isinstance(tenant, str):
             raise ValueError(f"tenant must be a string, got {tenant!r}")

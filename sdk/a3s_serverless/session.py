@@ -1,6 +1,7 @@
 """Session: the A3S Code session surface, each call one request to the service."""
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -111,8 +112,7 @@ class RunHandle:
         while True:
             page = self._t.request("GET", f"/runs/{self.run_id}/events",
                                    query={"after": after, "wait_ms": EVENT_WAIT_MS})
-            for event in page["events"]:
-                yield event
+            yield from page["events"]
             after = page["next"]
             if page["done"] and not page["events"]:
                 return
@@ -123,7 +123,8 @@ class RunHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         after = 0
         while True:
-            wait_ms = EVENT_WAIT_MS if deadline is None else max(0, min(EVENT_WAIT_MS, int((deadline - time.monotonic()) * 1000)))
+            left_ms = EVENT_WAIT_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
+            wait_ms = max(0, min(EVENT_WAIT_MS, left_ms))
             page = self._t.request("GET", f"/runs/{self.run_id}/events", query={"after": after, "wait_ms": wait_ms})
             after = page["next"]
             if page["done"]:
@@ -213,10 +214,9 @@ class Session:
             except Exception:  # service briefly unreachable: try again, never kill the thread
                 tasks = []
             for task in tasks:
-                try:
-                    complete_with(fn, task, lambda tid, **kw: self.complete_external_task(tid, **kw))
-                except Exception:  # the completion did not arrive: the lease runs out and it is claimed again
-                    pass
+                # an error here: the completion did not arrive, the lease runs out and it is claimed again
+                with contextlib.suppress(Exception):
+                    complete_with(fn, task, self.complete_external_task)
             stop.wait(0 if tasks else next(backoff))
             if tasks:
                 backoff = idle_backoff()
@@ -252,7 +252,8 @@ class Session:
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
         body = {"description": description, "system_prompt": system_prompt, "tools": tools, "max_steps": max_steps}
-        self._t.request("PUT", f"/sessions/{self.session_id}/agents/{name}", {k: v for k, v in body.items() if v is not None})
+        self._t.request("PUT", f"/sessions/{self.session_id}/agents/{name}",
+                        {k: v for k, v in body.items() if v is not None})
 
     def register_skill(self, name: str, description: str, content: str) -> None:
         """A skill of this session's own: instructions the model can load with the `skill` tool."""

@@ -59,7 +59,8 @@ def handle_lane_event(event: dict, fn: Callable[[dict], dict], *, transport: Tra
         raise ValueError("fn must be callable: fn(task) -> {'success': bool, 'result'?: dict, 'error'?: str}")
     if worker is not None and (not isinstance(worker, str) or not worker.strip()):
         raise ValueError(f"worker must be a non-empty string, got {worker!r}")
-    if lease_ms is not None and (isinstance(lease_ms, bool) or not isinstance(lease_ms, int) or lease_ms < MIN_LEASE_MS):
+    if lease_ms is not None and (
+            isinstance(lease_ms, bool) or not isinstance(lease_ms, int) or lease_ms < MIN_LEASE_MS):
         raise ValueError(f"lease_ms must be an integer of at least {MIN_LEASE_MS}, got {lease_ms!r}")
     t = _transport(transport, endpoint, api_key)
     name = worker or getattr(context, "aws_request_id", None) or f"sqs-worker-{os.getpid()}"

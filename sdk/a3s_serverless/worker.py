@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import logging
 import os
 import signal
@@ -66,7 +68,7 @@ class Worker:
     def run_builtin(self, task: dict) -> dict:
         return builtin_tools().execute_task(task, self.workspace)
 
-    def _complete(self, task: dict, **body: Any) -> bool:
+    def _complete(self, task: dict, _task_id: str, **body: Any) -> bool:
         return self.transport.request(
             "POST", f"/sessions/{task['session_id']}/external-tasks/{task['task_id']}/complete", body)["completed"]
 
@@ -76,7 +78,7 @@ class Worker:
                                        {"max": self.batch, "lease_ms": self.lease_ms, "worker": self.name})["tasks"]
         for task in tasks:
             try:
-                ok = complete_with(self.handler, task, lambda _tid, **kw: self._complete(task, **kw))
+                ok = complete_with(self.handler, task, functools.partial(self._complete, task))
             except Exception as err:  # the completion did not arrive; the lease runs out, then it is retried
                 log.warning("task %s: completion failed: %s", task["task_id"], err)
                 continue
@@ -115,10 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         p.exit(2, f"a3s-worker: {err}\n")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         worker.run(stop, args.max_tasks)
-    except KeyboardInterrupt:
-        pass
     log.info("worker stopped after %d tasks", worker.completed)
     return 0
 

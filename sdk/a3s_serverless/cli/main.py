@@ -26,7 +26,8 @@ def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--endpoint", default=argparse.SUPPRESS, metavar="URL", help="the HTTP API (default: $A3S_ENDPOINT)")
     p.add_argument("--api-key", default=argparse.SUPPRESS, metavar="KEY", help="default: $A3S_API_KEY")
-    p.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH", help="an HCL agent config (endpoint, api_key)")
+    p.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
+                   help="an HCL agent config (endpoint, api_key)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="the API's JSON bodies, for scripts")
     return p
 
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     def group(name: str, help: str) -> Any:
         return groups.add_parser(name, help=help).add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(sub: Any, name: str, fn: Callable, help: str, http: bool = True, **defaults: Any) -> argparse.ArgumentParser:
+    def command(sub: Any, name: str, fn: Callable, help: str, http: bool = True,
+                **defaults: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help, description=help)
         p.set_defaults(fn=fn, http=http, **defaults)
         return p

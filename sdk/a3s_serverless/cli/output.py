@@ -35,7 +35,7 @@ def table(headers: list[str], rows: Iterable[list[Any]], empty: str) -> None:
         return
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for row in [headers, *rows]:
-        out("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        out("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
 
 
 def pairs(items: list[tuple[str, Any]]) -> None:

@@ -236,7 +236,8 @@ class Service:
         specs = [spec.model_dump(exclude_none=True) for spec in body.specs]
         if body.kind == "pipeline":
             if not body.items or not body.stages:
-                raise BadRequest("a pipeline needs `items` and `stages` (spec templates with {item}, {previous.output})")
+                raise BadRequest(
+                    "a pipeline needs `items` and `stages` (spec templates with {item}, {previous.output})")
             specs = []
             for i, item in enumerate(body.items):
                 spec = workflows.render(body.stages[0], item, None)

@@ -11,6 +11,7 @@ runs DLQ; its consumer gives the work up the same way.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -137,10 +138,8 @@ def _abandon(rt: Runtime, run: Run) -> None:
             if task_id and rt.store.finish_task(run.tenant, run.session_id, task_id, "cancelled", now):
                 telemetry.task_cancelled(run, task_id, call.lane if task_id == call.task_id else "control")
     for workflow_id in run.children:
-        try:
+        with contextlib.suppress(NotFound):
             workflows.cancel(rt, run.tenant, workflow_id)
-        except NotFound:
-            pass
 
 
 def _settle_step(rt: Runtime, run: Run) -> None:

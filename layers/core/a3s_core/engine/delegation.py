@@ -173,8 +173,8 @@ def delegate(turns: Any, call: PendingCall) -> str | None:
         else:
             specs = [step_spec(t, f"{call.id}-{i}") for i, t in enumerate(args["tasks"])]
         background = call.name == "task" and bool(args.get("background"))
-        call.workflow_id = child_workflow(turns, call, "0", specs, wake_me=not background,
-                                               timeout_ms=args.get("timeout_ms") if call.name == "parallel_task" else None)
+        timeout_ms = args.get("timeout_ms") if call.name == "parallel_task" else None
+        call.workflow_id = child_workflow(turns, call, "0", specs, wake_me=not background, timeout_ms=timeout_ms)
         if background:
             run.background.append(call.workflow_id)
             call.outcome = ToolOutcome(content=(
@@ -246,7 +246,7 @@ def team(turns: Any, call: PendingCall) -> str | None:
             tasks.append({"id": tid, "description": str(t.get("description", "")), "approved": False})
     elif state["phase"] == "work":
         todo = [t for t in tasks if not t["approved"]]
-        for t, o in zip(todo, outcomes):
+        for t, o in zip(todo, outcomes, strict=False):
             t["work"] = (o or {}).get("output") or "(no output)"
             t["run_id"] = (o or {}).get("run_id")
         state["phase"] = "review"
@@ -257,7 +257,7 @@ def team(turns: Any, call: PendingCall) -> str | None:
         return state["wid"]
     else:  # review
         todo = [t for t in tasks if not t["approved"]]
-        for t, o in zip(todo, outcomes):
+        for t, o in zip(todo, outcomes, strict=False):
             verdict = (o or {}).get("structured") if o and o["success"] else None
             t["approved"] = isinstance(verdict, dict) and verdict.get("approved") is True
             t["feedback"] = verdict.get("feedback", "") if isinstance(verdict, dict) else \

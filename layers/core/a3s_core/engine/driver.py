@@ -53,7 +53,8 @@ def outcome_of(task: Task, handler: LaneHandler) -> ToolOutcome | None:
     if task.status == TaskStatus.COMPLETED:
         output = (task.result or {}).get("output")
         if not isinstance(output, str):  # a result of any other shape reaches the model as JSON
-            output = json.dumps(task.result, separators=(",", ":"), ensure_ascii=False) if task.result else "(no result)"
+            output = (json.dumps(task.result, separators=(",", ":"), ensure_ascii=False) if task.result
+                      else "(no result)")
         code = (task.result or {}).get("exit_code")
         suffix = f"\n[exit code {code}]" if isinstance(code, int) and code != 0 else ""
         return ToolOutcome(content=output + suffix, is_error=isinstance(code, int) and code != 0)
@@ -189,7 +190,7 @@ class _Turns:
             return False
         run.tool_calls_count += len(calls)
         run.pending = []
-        for c, raw in zip(clean, calls):
+        for c, raw in zip(clean, calls, strict=True):
             call = PendingCall(id=c["id"], name=c["name"], arguments=c["arguments"], lane=lane_for(c["name"]))
             if c != raw:  # not what the model sent: refuse it rather than run it with U+FFFD in it
                 call.outcome = ToolOutcome(is_error=True, content=(
@@ -373,15 +374,16 @@ class _Turns:
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             outcomes = list(pool.map(one, calls))
-        for call, outcome in zip(calls, outcomes):  # counted here: metrics belong to this invocation's context
+        # counted here: metrics belong to this invocation's context
+        for call, outcome in zip(calls, outcomes, strict=True):
             telemetry.tool_ended(call.name, call.lane, timings[call.id][1], outcome.is_error)
         if self.session.enable_all_features:
             counts: dict[str, int] = {}
-            for call, outcome in zip(calls, outcomes):
+            for call, outcome in zip(calls, outcomes, strict=True):
                 lane_metrics.merge(counts, lane_metrics.counters("failed" if outcome.is_error else "completed",
                                                                  *timings[call.id]))
             self.rt.store.add_lane_metrics(self.run.tenant, self.run.session_id, calls[0].lane, counts)
-        for call, outcome in zip(calls, outcomes):
+        for call, outcome in zip(calls, outcomes, strict=True):
             call.outcome, call.reported = outcome, True
             self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
                       output=outcome.content[:EVENT_OUTPUT_CHARS])

@@ -262,8 +262,8 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
         wf = None
     if wf is None:
         steps = [_step(tenant, wid, s["task_id"], i, i, 1, s) for i, s in enumerate(specs)]
-        new = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind="resumable", order=ids, size=len(ids),
-                       concurrency=concurrency, budget_tokens=budget_tokens)
+        new = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind="resumable", order=ids,
+                       size=len(ids), concurrency=concurrency, budget_tokens=budget_tokens)
         try:
             store.create_workflow(new, steps)
         except Conflict:
@@ -323,7 +323,8 @@ def steps_view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
     wf = rt.store.get_workflow(tenant, workflow_id)
     steps = sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)
     return {"workflow_id": wf.workflow_id, "status": wf.status, "steps": [
-        {"key": s.key, "task_id": s.spec.get("task_id"), "index": s.index, "attempt": s.attempt, "status": s.status, "run_id": s.run_id,
+        {"key": s.key, "task_id": s.spec.get("task_id"), "index": s.index, "attempt": s.attempt, "status": s.status,
+         "run_id": s.run_id,
          "started_at": s.started_at, "finished_at": s.finished_at, "agent": s.spec.get("agent"),
          "error": (s.outcome or {}).get("error") if s.status == "failed" else None} for s in steps]}
 

@@ -423,7 +423,8 @@ class DynamoStore:
     def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
         items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :m)", ConsistentRead=True,
                             ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}", ":m": "METRICS#"}))
-        return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk", "ttl")} for i in items}
+        return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk", "ttl")}
+                for i in items}
 
     # -- workflows ------------------------------------------------------------------------
     _WF_STATE = ("status", "finished", "attempt", "used_tokens")
@@ -530,7 +531,8 @@ class DynamoStore:
     def settle_step(self, step, status, outcome, tokens, now) -> bool:
         try:
             self._db.transact_write_items(TransactItems=[
-                {"Update": {"TableName": self._table, "Key": _to_ddb(_step_key(step.tenant, step.workflow_id, step.key)),
+                {"Update": {"TableName": self._table,
+                            "Key": _to_ddb(_step_key(step.tenant, step.workflow_id, step.key)),
                             "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now",
                             "ConditionExpression": "#s = :running AND attempt = :a",
                             "ExpressionAttributeNames": {"#s": "status"},

@@ -9,6 +9,7 @@ re-parented to the subreaper, not to init), then removes its temporary directory
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -58,10 +59,8 @@ def run(command: str, cwd: str | Path, timeout_ms: int) -> dict[str, Any]:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _descendants(root: int) -> list[int]:
@@ -88,18 +87,14 @@ def become_reaper() -> None:
     """Make this process a child subreaper: whatever its descendants orphan comes back to it (a
     command that kills its own runner included), for reap_all() to end. Only for a process that
     has no other children of its own, such as the sandbox function's."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def not_dumpable() -> None:
     """Commands run as the same user cannot read this process's /proc/<pid>/environ or attach to it."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 def reap_all() -> None:
@@ -109,10 +104,8 @@ def reap_all() -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 0.2
         while time.monotonic() < deadline:
             try:

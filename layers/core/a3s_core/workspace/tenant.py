@@ -21,7 +21,8 @@ def workspace_for(rt: Runtime, tenant: str, workspace: str) -> Workspace:
         except (OSError, ValueError) as err:  # too long a name, a file in the way, no permission...
             if isinstance(err, BadRequest):
                 raise
-            raise BadRequest(f"workspace {workspace!r} cannot be used: {getattr(err, 'strerror', None) or err}") from None
+            reason = getattr(err, "strerror", None) or err
+            raise BadRequest(f"workspace {workspace!r} cannot be used: {reason}") from None
     tenant_dir(Path("/"), tenant)
     return S3Workspace(rt.s3, rt.settings.bucket, f"workspaces/{tenant}/{check_workspace_name(workspace)}")
 
