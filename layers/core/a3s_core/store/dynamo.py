@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -280,8 +280,10 @@ class DynamoStore:
                                                ":live": "RUNS#LIVE", ":since": f"{now_ms():015d}#{tenant}#{run_id}"}),
         ) is not None
 
-    def request_control(self, tenant, run_id, pause=None, cancel=False, inject=None) -> None:
-        sets, values = [], {}
+    def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
+                        inject: str | None = None) -> None:
+        sets: list[str] = []
+        values: dict[str, Any] = {}
         if pause is not None:
             sets.append("pause = :p")
             values[":p"] = pause
@@ -389,7 +391,8 @@ class DynamoStore:
                 break
         return found
 
-    def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
+    def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
+                    result: dict | None = None, error: str | None = None) -> bool:
         cond = {"timed_out": " AND deadline <= :now", "cancelled": ""}.get(status, " AND deadline > :now")
         values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result, ensure_ascii=False),
                   ":e": error or "", ":ttl": self._expiry()}
@@ -401,7 +404,7 @@ class DynamoStore:
             ExpressionAttributeValues=_to_ddb(values),
         ) is not None
 
-    def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
         return self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
             UpdateExpression="SET lease_owner = :o, lease_until = :u, claimed_at = if_not_exists(claimed_at, :now)",
@@ -411,7 +414,7 @@ class DynamoStore:
                                                ":none": "", ":now": now}),
         ) is not None
 
-    def add_lane_metrics(self, tenant, session_id, lane, counts) -> None:
+    def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
         names = {f"#c{i}": k for i, k in enumerate(counts)}
         self._db.update_item(
             TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#S#{session_id}", "sk": f"METRICS#{lane}"}),
@@ -420,7 +423,7 @@ class DynamoStore:
             ExpressionAttributeValues=_to_ddb({":ttl": self._expiry(),
                                                **{f":c{i}": v for i, v in enumerate(counts.values())}}))
 
-    def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
+    def lane_metrics(self, tenant: str, session_id: str) -> dict[str, dict[str, int]]:
         items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :m)", ConsistentRead=True,
                             ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}", ":m": "METRICS#"}))
         return {i["sk"][len("METRICS#"):]: {k: int(v) for k, v in i.items() if k not in ("pk", "sk", "ttl")}
@@ -515,7 +518,8 @@ class DynamoStore:
                 out = self._db.batch_write_item(RequestItems={self._table: requests})
                 requests = out.get("UnprocessedItems", {}).get(self._table, [])
 
-    def move_step(self, step, expect_status, expect_stage, status, run_id, stage, spec, now) -> bool:
+    def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
+                  stage: int, spec: dict | None, now: int) -> bool:
         sets = "#s = :st, run_id = :r, stage = :stage, started_at = if_not_exists(started_at, :now)"
         values = {":st": status, ":r": run_id or "", ":stage": stage, ":now": now, ":es": expect_status,
                   ":estage": expect_stage, ":a": step.attempt}
@@ -528,7 +532,7 @@ class DynamoStore:
             ConditionExpression="#s = :es AND stage = :estage AND attempt = :a",
             ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values)) is not None
 
-    def settle_step(self, step, status, outcome, tokens, now) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
         try:
             self._db.transact_write_items(TransactItems=[
                 {"Update": {"TableName": self._table,
@@ -550,7 +554,7 @@ class DynamoStore:
                 return False
             raise
 
-    def finish_workflow(self, tenant, workflow_id, attempt, status, when_all_done) -> bool:
+    def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:
         cond = "#s = :running AND attempt = :a" + (" AND finished >= n" if when_all_done else "")
         return self._conditional(
             Key=_to_ddb(_wf_key(tenant, workflow_id)), UpdateExpression="SET #s = :st",
@@ -565,3 +569,9 @@ class DynamoStore:
         if reopened:  # its place in the list lives as long as the workflow now does
             self._db.put_item(TableName=self._table, Item=_to_ddb(self._wf_index_item(wf)))
         return reopened
+
+
+if TYPE_CHECKING:
+    from a3s_core.store.base import Store
+
+    _contract: type[Store] = DynamoStore  # mypy holds every method to the Store contract

@@ -3,10 +3,24 @@ atomic. For tests and tools; nothing deployed uses it."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from a3s_core.domain.errors import Conflict, NotFound
-from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, Workflow, WorkflowStatus, now_ms
-from a3s_core.store.base import task_transition_allowed
+from a3s_core.domain.items import (
+    Control,
+    Event,
+    Run,
+    RunStatus,
+    Session,
+    Step,
+    StepStatus,
+    Task,
+    TaskStatus,
+    Workflow,
+    WorkflowStatus,
+    now_ms,
+)
+from a3s_core.store.base import Store, task_transition_allowed
 
 
 class MemoryStore:
@@ -74,7 +88,7 @@ class MemoryStore:
             r = self._runs.get((tenant, run_id))
             if r is None or r.status not in ("queued", "running") or (r.lease_owner and r.lease_until > now):
                 return None
-            r.status, r.lease_owner, r.lease_until = "running", owner, now + lease_ms
+            r.status, r.lease_owner, r.lease_until = RunStatus.RUNNING, owner, now + lease_ms
             r.version += 1
             return r.model_copy(deep=True)
 
@@ -93,11 +107,12 @@ class MemoryStore:
             r = self._runs.get((tenant, run_id))
             if r is None or r.status != from_status:
                 return False
-            r.status, r.updated_at = "queued", now_ms()
+            r.status, r.updated_at = RunStatus.QUEUED, now_ms()
             r.version += 1
             return True
 
-    def request_control(self, tenant, run_id, pause=None, cancel=False, inject=None) -> None:
+    def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
+                        inject: str | None = None) -> None:
         with self._lock:
             ctrl = self._controls.setdefault((tenant, run_id), Control())
             if pause is not None:
@@ -153,15 +168,16 @@ class MemoryStore:
         return [t.model_copy(deep=True) for t in self._tasks.values()
                 if t.status == "pending" and t.deadline <= now][:limit]
 
-    def finish_task(self, tenant, session_id, task_id, status, now, result=None, error=None) -> bool:
+    def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
+                    result: dict | None = None, error: str | None = None) -> bool:
         with self._lock:
             t = self._tasks.get((tenant, session_id, task_id))
             if t is None or not task_transition_allowed(t, status, now):
                 return False
-            t.status, t.result, t.error, t.completed_at = status, result, error, now
+            t.status, t.result, t.error, t.completed_at = TaskStatus(status), result, error, now
             return True
 
-    def claim_task(self, tenant, session_id, task_id, owner, now, lease_ms) -> bool:
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
         with self._lock:
             t = self._tasks.get((tenant, session_id, task_id))
             if t is None or t.status != "pending" or (t.lease_owner and t.lease_until > now):
@@ -170,13 +186,13 @@ class MemoryStore:
             t.claimed_at = t.claimed_at or now
             return True
 
-    def add_lane_metrics(self, tenant, session_id, lane, counts) -> None:
+    def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
         with self._lock:
             mine = self._metrics.setdefault((tenant, session_id), {}).setdefault(lane, {})
             for k, v in counts.items():
                 mine[k] = mine.get(k, 0) + v
 
-    def lane_metrics(self, tenant, session_id) -> dict[str, dict[str, int]]:
+    def lane_metrics(self, tenant: str, session_id: str) -> dict[str, dict[str, int]]:
         with self._lock:
             return {lane: dict(c) for lane, c in self._metrics.get((tenant, session_id), {}).items()}
 
@@ -214,35 +230,36 @@ class MemoryStore:
             for step in steps:
                 self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
 
-    def move_step(self, step, expect_status, expect_stage, status, run_id, stage, spec, now) -> bool:
+    def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
+                  stage: int, spec: dict | None, now: int) -> bool:
         with self._lock:
             cur = self._steps.get((step.tenant, step.workflow_id, step.key))
             if cur is None or (cur.status, cur.stage, cur.attempt) != (expect_status, expect_stage, step.attempt):
                 return False
-            cur.status, cur.run_id, cur.stage = status, run_id, stage
+            cur.status, cur.run_id, cur.stage = StepStatus(status), run_id, stage
             cur.spec = spec if spec is not None else cur.spec
             cur.started_at = cur.started_at or now
             return True
 
-    def settle_step(self, step, status, outcome, tokens, now) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
         with self._lock:
             cur = self._steps.get((step.tenant, step.workflow_id, step.key))
             wf = self._workflows.get((step.tenant, step.workflow_id))
             if cur is None or wf is None or cur.status != "running" or cur.attempt != step.attempt \
                     or wf.attempt != step.attempt:
                 return False
-            cur.status, cur.outcome, cur.finished_at = status, outcome, now
+            cur.status, cur.outcome, cur.finished_at = StepStatus(status), outcome, now
             wf.finished += 1
             wf.used_tokens += tokens
             return True
 
-    def finish_workflow(self, tenant, workflow_id, attempt, status, when_all_done) -> bool:
+    def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:
         with self._lock:
             wf = self._workflows.get((tenant, workflow_id))
             if wf is None or wf.status != WorkflowStatus.RUNNING or wf.attempt != attempt or \
                     (when_all_done and wf.finished < wf.n):
                 return False
-            wf.status = status
+            wf.status = WorkflowStatus(status)
             return True
 
     def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
@@ -252,3 +269,7 @@ class MemoryStore:
                 return False
             self._workflows[(wf.tenant, wf.workflow_id)] = wf.model_copy(deep=True)
             return True
+
+
+if TYPE_CHECKING:
+    _contract: type[Store] = MemoryStore  # mypy holds every method to the Store contract
