@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from a3s_core.domain.items import WorkflowKind
 from a3s_core.domain.lanes import LaneHandler
 
 MAX_PROMPT_CHARS = 100_000
@@ -76,7 +77,7 @@ class StepSpecBody(_Strict):
 
 
 class StartWorkflowBody(_Strict):
-    kind: Literal["parallel", "pipeline", "resumable"]
+    kind: WorkflowKind
     specs: list[StepSpecBody] = Field(default_factory=list, max_length=10_000)
     items: list[Any] | None = Field(None, max_length=10_000)   # pipeline: the inputs
     stages: list[dict[str, Any]] | None = Field(None, max_length=50)  # pipeline: spec templates

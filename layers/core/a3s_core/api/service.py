@@ -69,8 +69,8 @@ class Service:
                           builtin_skills=body.builtin_skills, max_parallel_tasks=body.max_parallel_tasks,
                           enable_all_features=bool(qc and qc.enable_all_features))
         if qc:
-            session.lanes.update(qc.lane_handlers)
-            session.concurrency.update(qc.concurrency)
+            session.lanes.update(qc.lane_handlers.items())  # pairs: a lane name is a str, the dict's key type is not
+            session.concurrency.update(qc.concurrency.items())
         self.rt.store.create_session(session)
         return session_view(session)
 

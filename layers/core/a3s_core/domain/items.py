@@ -196,6 +196,9 @@ class Event(BaseModel):
         return {"seq": self.seq, "type": self.type, "ts": self.ts, **self.data}
 
 
+WorkflowKind = Literal["parallel", "pipeline", "resumable"]
+
+
 class WorkflowStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -215,7 +218,7 @@ class Workflow(BaseModel):
     tenant: str
     workflow_id: str
     session_id: str
-    kind: Literal["parallel", "pipeline", "resumable"]
+    kind: WorkflowKind
     status: WorkflowStatus = WorkflowStatus.RUNNING
     size: int                        # steps in this attempt
     # Resumable re-runs name their steps (task ids) in launch order; every other workflow's step

@@ -104,7 +104,7 @@ def fail_run(rt: Runtime, tenant: str, run_id: str, error: str, only_stuck: bool
         run.event_seq += 1
         end = Event(seq=run.event_seq, type="run_end",
                     data={"status": "failed", "stop_reason": INTERNAL_ERROR, "text": run.text, "error": error})
-        run.status, run.stop_reason, run.error = "failed", INTERNAL_ERROR, error
+        run.status, run.stop_reason, run.error = RunStatus.FAILED, INTERNAL_ERROR, error
         run.lease_owner, run.lease_until, run.updated_at = None, 0, rt.clock()
         try:
             rt.store.save_run(run, [end])

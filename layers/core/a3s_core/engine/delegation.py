@@ -14,7 +14,7 @@ from a3s_core.workspace import tenant as tenant_workspace
 
 OUTPUT_HEAD = OUTPUT_TAIL = 4_000
 
-_SPEC = {"type": "object", "properties": {
+_SPEC: dict[str, Any] = {"type": "object", "properties": {
     "agent": {"type": "string", "description": "explore, plan, general, verification or review"},
     "description": {"type": "string"}, "prompt": {"type": "string"},
     "max_steps": {"type": "integer", "minimum": 1}, "output_schema": {"type": "object"},
@@ -125,6 +125,8 @@ def team_prompt(kind: str, goal: str, task: dict | None = None, work: str = "", 
     if kind == "lead":
         return (f"You lead a team. Break this goal into independent tasks for workers.\nGoal: {goal}\n"
                 "Return the task list as JSON.")
+    if task is None:
+        raise ValueError(f"a {kind} prompt is about one task; none was given")
     if kind == "worker":
         redo = f"\nA reviewer rejected your previous attempt. Their feedback:\n{feedback}\n" if feedback else ""
         return f"Team goal: {goal}\nYour task ({task['id']}): {task['description']}{redo}"

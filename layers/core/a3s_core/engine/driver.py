@@ -94,7 +94,7 @@ class _Turns:
         self.events = []
 
     def release(self, status: str) -> None:
-        self.run.status, self.run.lease_owner, self.run.lease_until = status, None, 0
+        self.run.status, self.run.lease_owner, self.run.lease_until = RunStatus(status), None, 0
         self.checkpoint()
 
     def finish(self, status: str, stop_reason: str, text: str = "", error: str | None = None) -> None:
@@ -285,11 +285,14 @@ class _Turns:
             self.suspend(waiting)
             return True
         for call in run.pending:
+            outcome = call.outcome
+            if outcome is None:  # nothing is waiting, so every call has its outcome by now
+                raise RuntimeError(f"tool call {call.id} ({call.name}) has no outcome at the end of its turn")
             run.messages.append({"role": "tool", "tool_call_id": call.id, "name": call.name,
-                                 "content": call.outcome.content, "is_error": call.outcome.is_error})
+                                 "content": outcome.content, "is_error": outcome.is_error})
             if not call.reported:  # done elsewhere (a worker, subagents) or refused
-                self.emit("tool_end", tool=call.name, call_id=call.id, is_error=call.outcome.is_error,
-                          output=call.outcome.content[:EVENT_OUTPUT_CHARS])
+                self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
+                          output=outcome.content[:EVENT_OUTPUT_CHARS])
         run.pending = []
         self.emit("turn_end", turn=run.turn)
         self.checkpoint()

@@ -60,7 +60,7 @@ def timeout_message(task: Task) -> TaskTimeout:
 
 def parse(body: dict[str, Any] | RunsMessage) -> RunsMessage:
     """The message a body carries (pydantic's ValidationError, a ValueError, if it carries none)."""
-    return body if isinstance(body, _Message) else _RUNS_MESSAGE.validate_python(body)  # type: ignore[return-value]
+    return body if isinstance(body, _Message) else _RUNS_MESSAGE.validate_python(body)
 
 
 def read(body: dict[str, Any] | RunsMessage) -> tuple[RunsMessage | None, str]:

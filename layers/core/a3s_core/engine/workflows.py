@@ -16,7 +16,18 @@ from typing import Any
 from a3s_core import telemetry
 from a3s_core.domain.agents import BUILTIN
 from a3s_core.domain.errors import BadRequest, Conflict, NotFound
-from a3s_core.domain.items import Event, Run, RunStatus, Step, StepRef, StepStatus, Workflow, WorkflowStatus, new_id
+from a3s_core.domain.items import (
+    Event,
+    Run,
+    RunStatus,
+    Step,
+    StepRef,
+    StepStatus,
+    Workflow,
+    WorkflowKind,
+    WorkflowStatus,
+    new_id,
+)
 from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime
@@ -194,7 +205,7 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> No
     store.settle_step(step, status, outcome, outcome.get("usage", {}).get("total_tokens", 0), rt.clock())
     telemetry.step_settled(wf, step, status, outcome)
     current = store.get_workflow(wf.tenant, wf.workflow_id)
-    if current.status == RunStatus.RUNNING and current.attempt == step.attempt and current.finished >= current.n:
+    if current.status == WorkflowStatus.RUNNING and current.attempt == step.attempt and current.finished >= current.n:
         # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
         ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id)
                  if s.attempt == current.attempt)
@@ -210,7 +221,7 @@ def _step(tenant: str, wid: str, key: str, index: int, position: int, attempt: i
                 spec=spec, spec_hash=spec_hash(spec))
 
 
-def start(rt: Runtime, tenant: str, session_id: str, kind: str, specs: list[dict[str, Any]],
+def start(rt: Runtime, tenant: str, session_id: str, kind: WorkflowKind, specs: list[dict[str, Any]],
           concurrency: int, budget_tokens: int | None = None, stages: list[dict] | None = None,
           workflow_id: str | None = None, parent_run_id: str | None = None,
           timeout_ms: int | None = None) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def to_converse_messages(messages: list[dict]) -> list[dict]:
     out: list[dict] = []
     for m in messages:
         role = m.get("role")
+        content: list[dict[str, Any]]
         if role == "user":
             role, content = "user", [{"text": str(m.get("content") or "")}]
         elif role == "assistant":

@@ -159,7 +159,9 @@ def from_openai_response(reply: dict) -> ModelResponse:
     if not isinstance(raw_calls, list):
         raise ModelError(f"openai: tool_calls is not a list: {_snippet(raw_calls)}")
     calls = [_tool_call(i, c) for i, c in enumerate(raw_calls)]
-    usage = reply.get("usage") if isinstance(reply.get("usage"), dict) else {}
+    usage = reply.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
     return ModelResponse(
         text=_content(message.get("content")),
         tool_calls=calls,
