@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupp
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from a3s_core import telemetry
 from a3s_core.api import console_files
@@ -100,7 +101,8 @@ def _unsupported(_: RequestUnsupportedContentType) -> Response:
 
 @app.exception_handler(ServiceError)
 def _powertools_error(err: ServiceError) -> Response:
-    return _error(err.status_code, "internal_error" if err.status_code >= 500 else "bad_request", err.msg)
+    message = err.msg if isinstance(err.msg, str) else json.dumps(err.msg, default=str)  # it may carry a dict
+    return _error(err.status_code, "internal_error" if err.status_code >= 500 else "bad_request", message)
 
 
 @app.exception_handler(Exception)
@@ -180,8 +182,9 @@ def _route(method: str, rule: str, model: Any, *errors: int, status: int = 200, 
     also what the handler's dict is sent with), its body `model`, and the errors it can answer
     (`errors` plus those of every authorized route and of every route with a body)."""
     codes = {500, *errors, *(() if public else AUTHORIZED_ERRORS), *(BODY_ERRORS if method in BODY_METHODS else ())}
-    responses = {status: {"description": HTTPStatus(status).phrase, "content": _json(model)},
-                 **{code: ERRORS[code] for code in sorted(codes)}}
+    responses: dict[int, OpenAPIResponse] = {
+        status: {"description": HTTPStatus(status).phrase, "content": _json(model)},
+        **{code: ERRORS[code] for code in sorted(codes)}}
 
     def register(handler: Callable) -> Callable:
         return app.route(rule, method, operation_id=handler.__name__, description=handler.__doc__,
@@ -409,7 +412,7 @@ def _path_ids(path: str) -> dict[str, str]:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @telemetry.instrumented
-def handler(event: dict, context: Any) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
     telemetry.correlate(tenant=_tenant(event), **_path_ids(str(event.get("rawPath") or "")))
     try:
         body = event.get("body") or ""

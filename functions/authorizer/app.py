@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from a3s_core.runtime import get_runtime
 
@@ -18,7 +18,7 @@ def key_hash(key: str) -> str:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict, context: Any) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     auth = headers.get("authorization", "")
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else auth.strip()

@@ -11,7 +11,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from a3s_core import telemetry
 from a3s_core.api.schemas import CompleteTaskBody
@@ -28,7 +30,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @telemetry.instrumented
-def handler(event: dict, context: Any) -> dict:
+def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     rt = get_runtime()
 
     def record(record: SQSRecord) -> None:
@@ -55,6 +57,7 @@ def handler(event: dict, context: Any) -> dict:
         telemetry.task_claimed(task, context.aws_request_id, now)
         service = Service(rt, tenant)
         session = service.session(sid)
+        outcome: dict[str, Any]
         if not session.permissive and not task.approved:
             # Outside permissive mode the kit runs nothing nobody approved (the driver asks first).
             outcome = {"success": False,

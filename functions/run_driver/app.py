@@ -6,11 +6,12 @@ last delivery (A3S_MAX_RECEIVE_COUNT, the queue's maxReceiveCount) its work is g
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from a3s_core import telemetry
 from a3s_core.engine.containment import deliver, parse_body
@@ -25,7 +26,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @telemetry.instrumented
-def handler(event: dict, context: Any) -> dict:
+def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     rt = get_runtime()
     max_receive_count = int(os.environ.get("A3S_MAX_RECEIVE_COUNT") or 0)
 

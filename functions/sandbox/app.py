@@ -6,9 +6,8 @@ TenantId). See a3s_core.tools.sandbox.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from a3s_core.tools import isolation
 from a3s_core.tools.sandbox import serve
@@ -17,7 +16,7 @@ logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict, context: Any) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
     # This process holds the function's credentials: commands may not read its environment, and
     # anything a command leaves behind (even by killing its runner) comes back here to be ended.
     isolation.not_dumpable()
