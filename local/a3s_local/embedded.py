@@ -61,7 +61,8 @@ def threadsafe_powertools() -> None:
     for name in ("current_event", "lambda_context"):
         setattr(BaseRouter, name, attribute(name))  # read through an instance
     meta = type(BaseRouter)
-    BaseRouter.__class__ = type("ThreadLocalRouterMeta", (meta,), {  # read and set on the class
+    # read and set on the class; mypy takes __class__ for a method, but a class's metaclass can be swapped
+    BaseRouter.__class__ = type("ThreadLocalRouterMeta", (meta,), {  # type: ignore[method-assign]
         "current_event": attribute("current_event"), "lambda_context": attribute("lambda_context"),
         "a3s_threadsafe": True})
 

@@ -108,7 +108,9 @@ def fuzz(endpoint: str, api_key: str = LOCAL_API_KEY, max_examples: int = 10, ma
                                   text=True, timeout=max_time)
             exit_code, output = proc.returncode, proc.stdout
         except subprocess.TimeoutExpired as err:  # the budget is in examples; this is the backstop
-            exit_code, output = -1, f"stopped after {max_time} s\n{err.stdout or ''}"
+            # the partial output comes as bytes whatever text= said
+            partial = err.stdout.decode(errors="replace") if isinstance(err.stdout, bytes) else err.stdout or ""
+            exit_code, output = -1, f"stopped after {max_time} s\n{partial}"
         if not report.exists():
             raise RuntimeError(f"schemathesis wrote no report (exit {exit_code}):\n{output[-3000:]}")
         result = read_events(report)
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         server = subprocess.Popen([sys.executable, "-m", "a3s_local.server", "--port", "0",
                                    "--workspace-root", workspaces], stdout=subprocess.PIPE, text=True)
         try:
+            if server.stdout is None:  # not so with stdout=PIPE; it narrows the type
+                raise RuntimeError("the local server's output is not a pipe")
             info = json.loads(server.stdout.readline())  # the server's first line names its endpoint
             print(f"fuzzing {info['endpoint']} ({args.max_examples} examples per operation, "
                   f"at most {args.max_time} s)", flush=True)

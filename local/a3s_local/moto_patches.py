@@ -35,7 +35,7 @@ def atomic_dynamodb() -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(copy, name)
 
-    models.copy = TablesUncopied()  # type: ignore[attr-defined]
+    models.copy = TablesUncopied()  # type: ignore[assignment]  # a stand-in with the module's interface
     transact = DynamoDBBackend.transact_write_items
 
     def touched(backend: Any, entries: list[dict]) -> list[tuple[Any, Any, Any, Any]]:

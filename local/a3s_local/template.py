@@ -387,7 +387,11 @@ def _rate_seconds(expression: str) -> int | None:
 def _uri_function(uri: Any) -> str | None:
     """Function logical id in an API Gateway Lambda integration/authorizer URI (an Fn::Sub)."""
     sub = uri.get("Fn::Sub") if isinstance(uri, dict) else None
-    text, variables = (sub, {}) if isinstance(sub, str) else (sub or ["", {}])
+    variables: dict[str, Any] = {}
+    if isinstance(sub, str):
+        text = sub
+    else:  # [text, {name: value}]
+        text, variables = sub or ["", {}]
     m = re.search(r"functions/\$\{([^}]+)\}/invocations", text)
     if not m:
         return None
