@@ -18,8 +18,8 @@ install: $(STAMP)                 ## create .venv with everything pinned
 demo: install                     ## the seed examples end to end on the embedded local stack
 	$(BIN)/python scripts/demo.py
 
-lint: install                     ## ruff and mypy over layers/, functions/, sdk/ (config in pyproject.toml): no finding passes
-	$(BIN)/ruff check layers functions sdk
+lint: install                     ## ruff and mypy over layers/, functions/, sdk/, local/ (config in pyproject.toml): no finding passes
+	$(BIN)/ruff check layers functions sdk local
 	$(BIN)/mypy
 
 test: install lint                ## lint, then the whole suite: unit, integration (moto), e2e

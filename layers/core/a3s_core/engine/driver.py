@@ -19,7 +19,17 @@ import jsonschema
 from a3s_core import telemetry
 from a3s_core.domain import skills
 from a3s_core.domain.errors import BadRequest, Conflict
-from a3s_core.domain.items import EVENT_OUTPUT_CHARS, Event, PendingCall, Run, Session, Task, TaskStatus, ToolOutcome
+from a3s_core.domain.items import (
+    EVENT_OUTPUT_CHARS,
+    Event,
+    PendingCall,
+    Run,
+    RunStatus,
+    Session,
+    Task,
+    TaskStatus,
+    ToolOutcome,
+)
 from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
 from a3s_core.engine import delegation, lane_metrics, workflows
 from a3s_core.engine.answers import parse_json_answer, storable
