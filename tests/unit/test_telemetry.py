@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 import warnings
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from moto import mock_aws
 
 from a3s_core import telemetry
-from a3s_core.engine.queues import SqsQueues
-from a3s_core.engine.messages import Advance
 
 HEADER = "Root=1-67891233-abcdef012345678912345678;Parent=53995c3f42cd8ad8;Sampled=1"
 
@@ -85,28 +81,6 @@ def test_given_a_tool_name_the_model_made_up_then_its_dimension_is_other():
 def _record(header: str | None) -> SQSRecord:
     attributes = {"ApproximateReceiveCount": "1", **({"AWSTraceHeader": header} if header else {})}
     return SQSRecord({"messageId": "m-1", "body": "{}", "attributes": attributes, "messageAttributes": {}})
-
-
-@mock_aws
-def test_given_a_record_with_a_trace_header_then_messages_sent_while_handling_it_carry_it_and_others_do_not(
-        monkeypatch):
-    monkeypatch.delenv("_X_AMZN_TRACE_ID", raising=False)
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    runs = sqs.create_queue(QueueName="runs")["QueueUrl"]
-    lane = sqs.create_queue(QueueName="lane")["QueueUrl"]
-    queues = SqsQueues(sqs, runs, {"execute": lane})
-
-    with telemetry.sqs_record(_record(HEADER), {"tenant": "t", "run_id": "run-1"}):
-        queues.send_run(Advance(tenant="t", run_id="run-1"))
-        queues.send_lane("execute", {"tenant": "t", "task_id": "task-1"})
-    queues.send_run(Advance(tenant="t", run_id="run-2"))  # no flow, no Lambda: none
-
-    def headers(url: str) -> list[str | None]:
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
-        return [m["Attributes"].get("AWSTraceHeader") for m in msgs]
-
-    assert sorted(headers(runs), key=str) == sorted([HEADER, None], key=str)
-    assert headers(lane) == [HEADER]
 
 
 def test_given_a_lambda_invocation_outside_any_record_then_messages_carry_its_own_trace(monkeypatch):
