@@ -6,11 +6,25 @@ holding no compute); the tool's result is then read from the workflow's outcomes
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from a3s_core.domain.items import EVENT_OUTPUT_CHARS, PendingCall, ToolOutcome
+from a3s_core.domain.items import EVENT_OUTPUT_CHARS, PendingCall, Run, Session, ToolOutcome
 from a3s_core.engine import workflows
 from a3s_core.workspace import tenant as tenant_workspace
+
+if TYPE_CHECKING:
+    from a3s_core.runtime import Runtime
+
+
+class Turn(Protocol):
+    """What a delegation tool may use of the turn that called it: the runtime, the run (whose
+    `children` and `background` it records), its session, and the run's event stream."""
+
+    rt: Runtime
+    run: Run
+    session: Session
+
+    def emit(self, type_: str, **data: Any) -> None: ...
 
 OUTPUT_HEAD = OUTPUT_TAIL = 4_000
 
@@ -110,7 +124,7 @@ def check(call: PendingCall) -> str | None:
     return None
 
 
-def workspace_refusal(turns: Any, call: PendingCall) -> str | None:
+def workspace_refusal(turns: Turn, call: PendingCall) -> str | None:
     """A child may work in another workspace of this tenant's, never outside them."""
     tasks = call.arguments.get("tasks") if call.name == "parallel_task" else [call.arguments]
     for args in tasks or []:
@@ -154,7 +168,7 @@ def _member_steps(args: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the tools at work, on a run the driver holds (`turns`: its _Turns) ---------------------------
-def delegate(turns: Any, call: PendingCall) -> str | None:
+def delegate(turns: Turn, call: PendingCall) -> str | None:
     """Start or follow a delegation tool's child workflow: the id to wait on, or None once the
     call has its outcome."""
     run = turns.run
@@ -191,7 +205,7 @@ def delegate(turns: Any, call: PendingCall) -> str | None:
     call.outcome = result(view["outcomes"], call)
     return None
 
-def report_background(turns: Any) -> None:
+def report_background(turns: Turn) -> None:
     """A background task that has ended shows up in this run's history at its next turn."""
     for workflow_id in list(turns.run.background):
         view = workflows.view(turns.rt, turns.run.tenant, workflow_id)
@@ -202,7 +216,7 @@ def report_background(turns: Any) -> None:
                       output=(outcome.get("output") or "")[:EVENT_OUTPUT_CHARS])
             turns.run.background.remove(workflow_id)
 
-def child_workflow(turns: Any, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
+def child_workflow(turns: Turn, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
                    timeout_ms: int | None = None) -> str:
     run = turns.run
     wid = "wf-" + hashlib.sha256(f"{run.run_id}/{call.id}/{phase}".encode()).hexdigest()[:20]
@@ -214,7 +228,7 @@ def child_workflow(turns: Any, call: PendingCall, phase: str, specs: list[dict],
               agents=[s["agent"] for s in specs])
     return wid
 
-def team(turns: Any, call: PendingCall) -> str | None:
+def team(turns: Turn, call: PendingCall) -> str | None:
     """run_team as a small state machine over child workflows: lead -> workers -> reviewers,
     rejected work redone with the reviewer's feedback, at most max_rounds rounds."""
     args = call.arguments

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import jsonschema
 
@@ -29,6 +29,7 @@ from a3s_core.domain.items import (
     Task,
     TaskStatus,
     ToolOutcome,
+    WorkflowStatus,
 )
 from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
 from a3s_core.engine import delegation, lane_metrics, workflows
@@ -46,6 +47,13 @@ from a3s_core.workspace.tenant import workspace_for
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
 HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at most a fifth of it)
+
+
+class Awaited(NamedTuple):
+    """What a waiting run waits on: an external task, or a child workflow, by id."""
+
+    kind: Literal["task", "workflow"]
+    id: str
 
 
 def drive(rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
@@ -252,7 +260,7 @@ class _Turns:
     def resolve_pending(self) -> bool:
         """Run or dispatch this turn's tool calls. True when the run is now suspended."""
         run, session = self.run, self.session
-        waiting: list[str] = []
+        waiting: list[Awaited] = []
         for lane in LANES:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
@@ -263,7 +271,7 @@ class _Turns:
                 if call.name in delegation.TOOLS:
                     workflow_id = delegation.delegate(self, call)
                     if workflow_id:
-                        waiting.append("wf:" + workflow_id)
+                        waiting.append(Awaited("workflow", workflow_id))
                     continue
                 if run.allowed_tools is not None and call.name not in run.allowed_tools:
                     call.outcome = ToolOutcome(content=f"tool {call.name!r} is not available to the "
@@ -272,7 +280,7 @@ class _Turns:
                 if call.task_id and not call.fallback:
                     task = self.finished(call.task_id, call)
                     if task is None:
-                        waiting.append(call.task_id)
+                        waiting.append(Awaited("task", call.task_id))
                         continue
                     call.outcome = outcome_of(task, handler)
                     if call.outcome is not None:
@@ -281,12 +289,12 @@ class _Turns:
                 if self.needs_approval(call, handler):
                     approval = self.approval(call)
                     if approval == "waiting":
-                        waiting.append(call.confirm_task_id or "")
+                        waiting.append(Awaited("task", call.confirm_task_id or ""))
                     if approval != "approved":
                         continue
                 if handler.mode == "external" and not call.fallback:
                     call.task_id = self.dispatch(call, lane, call.name, call.arguments, handler.timeout_ms)
-                    waiting.append(call.task_id)
+                    waiting.append(Awaited("task", call.task_id))
                 else:
                     internal.append(call)
             if internal:
@@ -431,7 +439,7 @@ class _Turns:
                   timeout_ms=timeout_ms)
         return task.task_id
 
-    def suspend(self, waiting: list[str]) -> None:
+    def suspend(self, waiting: list[Awaited]) -> None:
         run = self.run
         self.release("waiting")
         telemetry.run_suspended(run, "waiting", len(waiting))
@@ -442,12 +450,12 @@ class _Turns:
             self.rt.wake(run.tenant, run.run_id)
             return
         for waited in waiting:
-            if waited.startswith("wf:"):
-                if self.rt.store.get_workflow(run.tenant, waited[3:]).status != "running":
+            if waited.kind == "workflow":
+                if self.rt.store.get_workflow(run.tenant, waited.id).status != WorkflowStatus.RUNNING:
                     self.rt.wake(run.tenant, run.run_id)
                     return
                 continue
-            task = self.rt.store.get_task(run.tenant, run.session_id, waited)
+            task = self.rt.store.get_task(run.tenant, run.session_id, waited.id)
             if task is not None and task.status != TaskStatus.PENDING:
                 self.rt.wake(run.tenant, run.run_id)
                 return
