@@ -22,7 +22,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     auth = headers.get("authorization", "")
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else auth.strip()
-    tenant = get_runtime().store.tenant_for_key(key_hash(key)) if key else None
+    tenant = get_runtime().tenant_for_key(key_hash(key)) if key else None
     if tenant is None:  # never the key itself: its hash prefix is enough to tell callers apart
         logger.info("api key refused", extra={"key_hash": key_hash(key)[:12] if key else None})
     return {"isAuthorized": tenant is not None, "context": {"tenant_id": tenant or ""}}
