@@ -68,7 +68,7 @@ MAX_SEQ = 10**9  # event sequence numbers and step counts: far beyond any run, w
 PATH_IDS = {"sessions": "session_id", "runs": "run_id", "workflows": "workflow_id", "external-tasks": "task_id"}
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 app = APIGatewayHttpResolver(enable_validation=True)
 
 

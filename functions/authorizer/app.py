@@ -6,10 +6,11 @@ import hashlib
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from a3s_core import telemetry
 from a3s_core.runtime import get_runtime
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 
 
 def key_hash(key: str) -> str:
