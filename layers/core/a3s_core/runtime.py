@@ -7,6 +7,7 @@ models or the engine). Tests and the embedded stack inject a Runtime of their ow
 from __future__ import annotations
 
 import fnmatch
+import gc
 import os
 import threading
 import time
@@ -193,6 +194,10 @@ def get_runtime() -> Runtime:
     """The process-wide runtime, built from the environment on first use (a Lambda cold start)."""
     global _runtime
     if _runtime is None:
+        # What the imports made lives as long as the process, yet each full collection walks it
+        # again (~50 ms with pydantic and botocore loaded, once or more in a cold start): frozen, it
+        # is left out. (Tests and the embedded stack inject their runtime and never get here.)
+        gc.freeze()
         _runtime = Runtime.from_env()
     return _runtime
 
