@@ -7,11 +7,13 @@ is live, its segments go to a UDP socket here that drops them). Compared, in the
 process that does `import boto3; boto3.client("dynamodb")`. Also the size of the core layer, zipped,
 as its Makefile builds it (aarch64 wheels from PyPI) and with boto3 and botocore added.
 
-    .venv/bin/python scripts/bench_coldstart.py [--runs 5] [--skip-layer] [--json bench-results/coldstart.json]
+    .venv/bin/python scripts/bench_coldstart.py [--runs 5] [--only AuthorizerFunction,...] [--skip-layer]
+                                                [--check] [--json bench-results/coldstart.json]
 
-Each figure is the median of --runs processes. Goals: the authorizer within 1.3x the baseline, every
-other function within 2x (printed, and the exit code is 1 if one is missed). The X-Ray SDK in
-"Lambda" mode touches /tmp/.aws-xray/initialized, as it does on AWS.
+Each figure is the median of --runs processes (wall time; CPU time beside it, steadier on a shared
+machine). Goals: the authorizer within 1.3x the baseline, every other function within 2x: a missed
+one is marked, and with --check the exit code is 1. The X-Ray SDK in "Lambda" mode touches
+/tmp/.aws-xray/initialized, as it does on AWS.
 """
 from __future__ import annotations
 
@@ -340,6 +342,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--only", default="", help="comma-separated logical ids: measure these functions alone")
     p.add_argument("--skip-layer", action="store_true", help="do not build the layer (it downloads wheels)")
+    p.add_argument("--check", action="store_true", help="exit 1 if a function misses its goal")
     p.add_argument("--template", default=str(REPO / "template.yaml"))
     p.add_argument("--json", default="bench-results/coldstart.json")
     args = p.parse_args()
@@ -375,7 +378,7 @@ def main() -> int:
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.json}")
-    return 0 if all(row["met"] for row in result["functions"].values()) else 1
+    return 1 if args.check and not all(row["met"] for row in result["functions"].values()) else 0
 
 
 if __name__ == "__main__":
