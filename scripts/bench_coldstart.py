@@ -30,8 +30,9 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 GOALS = {"AuthorizerFunction": 1.3}  # times the baseline; every other function: DEFAULT_GOAL
@@ -87,7 +88,7 @@ class XRayDrain:
 
     @property
     def address(self) -> str:
-        return "127.0.0.1:%d" % self.sock.getsockname()[1]
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
 
     def _drain(self) -> None:
         while not self._stop.is_set():
@@ -276,8 +277,8 @@ def measure(stack: Stack, runs: int, only: list[str]) -> dict[str, Any]:
                         continue
                     # Each sample beside a baseline of its own: the ratio holds when the load varies.
                     base = one(stack, None, None, xray, True, Path(tmp))
-                    for key, value in (("total", base["total_s"]), ("import", base["import_s"]), ("cpu", base["cpu_s"])):
-                        samples["baseline"][key].append(value)
+                    for key in ("total", "import", "cpu"):
+                        samples["baseline"][key].append(base[f"{key}_s"])
                     got = one(stack, lid, event, xray, True, Path(tmp))
                     if not ok(got["answer"]):
                         raise SystemExit(f"{lid}: unexpected answer {json.dumps(got['answer'])[:500]}")
@@ -306,7 +307,8 @@ def measure(stack: Stack, runs: int, only: list[str]) -> dict[str, Any]:
         row = {"seconds": round(total, 4), "import_s": round(statistics.median(samples[lid]["import"]), 4),
                "ratio": round(statistics.median(samples[lid]["ratio"]), 2),
                "cpu_s": round(statistics.median(samples[lid]["cpu"]), 4),
-               "cpu_ratio": round(statistics.median(samples[lid]["cpu_ratio"]), 2), "goal": GOALS.get(lid, DEFAULT_GOAL), "imports": heavy.get(lid, [])}
+               "cpu_ratio": round(statistics.median(samples[lid]["cpu_ratio"]), 2),
+               "goal": GOALS.get(lid, DEFAULT_GOAL), "imports": heavy.get(lid, [])}
         if samples[lid]["no_tracer"]:
             row["tracer_off_seconds"] = round(statistics.median(samples[lid]["no_tracer"]), 4)
         row["met"] = row["ratio"] <= row["goal"]
@@ -372,8 +374,8 @@ def main() -> int:
     for lid, row in result["functions"].items():
         off = f"{row['tracer_off_seconds']:.3f}" if "tracer_off_seconds" in row else "-"
         mark = "" if row["met"] else "  MISSED"
-        print(f"{lid:<22}{row['seconds']:>9.3f}{row['ratio']:>8.2f}{row['goal']:>6.1f}{row['cpu_ratio']:>12.2f}{off:>12}  "
-              f"{', '.join(row['imports']) or '-'}{mark}")
+        print(f"{lid:<22}{row['seconds']:>9.3f}{row['ratio']:>8.2f}{row['goal']:>6.1f}{row['cpu_ratio']:>12.2f}"
+              f"{off:>12}  {', '.join(row['imports']) or '-'}{mark}")
     if not args.skip_layer:
         result["layer"] = layer_size()
         print(f"core layer, zipped: {result['layer']['zipped_mb']} MB "

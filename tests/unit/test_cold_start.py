@@ -103,8 +103,8 @@ NOT_IMPORTED = {
                    "boto3"),
     "api": ("jsonschema", "aws_lambda_powertools.event_handler.openapi.models", "a3s_core.engine.driver", "boto3"),
     "run_driver": ("jsonschema", "boto3"),
-    "sweeper": ("a3s_core.engine.driver", "jsonschema", "boto3"),
-    "runs_dlq": ("a3s_core.engine.driver", "jsonschema", "boto3"),
+    "sweeper": ("a3s_core.engine.dispatch", "a3s_core.engine.driver", "jsonschema", "boto3"),
+    "runs_dlq": ("a3s_core.engine.dispatch", "a3s_core.engine.driver", "jsonschema", "boto3"),
     "lane_worker": ("a3s_core.engine.driver", "jsonschema", "boto3"),
 }
 
