@@ -119,3 +119,32 @@ def test_given_a_function_when_its_module_is_imported_then_it_leaves_out_what_it
     modules = set(json.loads(done.stdout.splitlines()[-1]))
 
     assert [m for m in NOT_IMPORTED[function] if m in modules] == []
+
+
+def test_given_threads_first_using_different_clients_when_they_are_built_then_the_session_builds_one_at_a_time():
+    class OneAtATime(FakeSession):
+        def __init__(self) -> None:
+            super().__init__(FakeDynamo({}))
+            self.inside, self.most = 0, 0
+
+        def client(self, service: str, **kwargs: object):
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            time.sleep(0.05)  # a slow build (a real one is): overlapping calls would show here
+            self.inside -= 1
+            return super().client(service, **kwargs)
+
+    session = OneAtATime()
+    rt = Runtime.from_env(ENV, session=session)
+    gate = threading.Barrier(3)
+
+    def use(client):
+        gate.wait()
+        client.resolve()
+
+    threads = [threading.Thread(target=use, args=(c,)) for c in (rt.s3, rt.store._db._client, rt.queues._sqs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(session.built) == ["dynamodb", "s3", "sqs"] and session.most == 1

@@ -164,14 +164,18 @@ class Runtime:
 
             # A tool may run for minutes, and a retried invocation would run it twice.
             invoke = Config(read_timeout=910, connect_timeout=10, retries={"total_max_attempts": 1})
-            return LambdaSandbox(session.client("lambda", config=invoke), settings.sandbox_function, s3,
-                                 settings.bucket)
+            with _CLIENT_LOCK:
+                client = session.client("lambda", config=invoke)
+            return LambdaSandbox(client, settings.sandbox_function, s3, settings.bucket)
 
         from a3s_core.store.api_keys import DynamoApiKeys
 
         return cls(settings=settings, s3=s3, session=session, store=Lazy(store), queues=Lazy(queues),
                    sandbox=Lazy(sandbox) if settings.sandbox_function else None,
                    api_keys=DynamoApiKeys(dynamodb, settings.table))
+
+
+_CLIENT_LOCK = threading.Lock()
 
 
 def _session() -> Any:
@@ -183,8 +187,10 @@ def _session() -> Any:
 def _client(session: Any, service: str) -> Any:
     from botocore.config import Config
 
-    # Adaptive retries absorb throttling instead of surfacing it as failed work.
-    return session.client(service, config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
+    # Adaptive retries absorb throttling instead of surfacing it as failed work. A boto3 session is
+    # not thread-safe, and clients built on first use may be asked for from several threads at once.
+    with _CLIENT_LOCK:
+        return session.client(service, config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
 
 
 _runtime: Runtime | None = None
