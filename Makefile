@@ -42,6 +42,7 @@ bench: install                    ## benchmarks; figures go to bench-results/
 	$(BIN)/python scripts/bench_fanout.py
 	$(BIN)/python scripts/bench_isolation.py
 	$(BIN)/python scripts/bench_cost.py
+	$(BIN)/python scripts/bench_coldstart.py
 
 validate: install                 ## SAM transform + cfn-lint of template.yaml
 	$(BIN)/cfn-lint template.yaml

@@ -6,10 +6,11 @@ import hashlib
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from a3s_core import telemetry
 from a3s_core.runtime import get_runtime
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 
 
 def key_hash(key: str) -> str:
@@ -22,7 +23,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     auth = headers.get("authorization", "")
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else auth.strip()
-    tenant = get_runtime().store.tenant_for_key(key_hash(key)) if key else None
+    tenant = get_runtime().tenant_for_key(key_hash(key)) if key else None
     if tenant is None:  # never the key itself: its hash prefix is enough to tell callers apart
         logger.info("api key refused", extra={"key_hash": key_hash(key)[:12] if key else None})
     return {"isAuthorized": tenant is not None, "context": {"tenant_id": tenant or ""}}

@@ -23,7 +23,7 @@ from a3s_core.tools.lane_work import execute_task
 from a3s_core.workspace.tenant import workspace_for
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

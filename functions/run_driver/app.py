@@ -19,7 +19,7 @@ from a3s_core.engine.dispatch import Busy
 from a3s_core.runtime import get_runtime
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

@@ -13,7 +13,7 @@ from a3s_core.engine.containment import dead_letter, parse_body
 from a3s_core.runtime import get_runtime
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

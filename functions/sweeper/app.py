@@ -9,7 +9,7 @@ from a3s_core.engine.sweeper import sweep
 from a3s_core.runtime import get_runtime
 
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=telemetry.TRACED_MODULES)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,19 +1,25 @@
 """What a function needs at run time: settings from its environment, and lazily built clients.
 
-Nothing here runs at import time. Tests and the embedded stack inject a Runtime of their own.
+Nothing here runs at import time, and a cold start builds only what its function uses: each client,
+the store and the queues are made on first use (the authorizer, one GetItem, never imports the
+models or the engine). Tests and the embedded stack inject a Runtime of their own.
 """
 from __future__ import annotations
 
 import fnmatch
+import gc
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from a3s_core.domain.lanes import LANES
-from a3s_core.engine.queues import Queues, SqsQueues, advance_message
-from a3s_core.store.base import Store
+from a3s_core.domain.lane_names import LANES
+
+if TYPE_CHECKING:
+    from a3s_core.engine.queues import Queues
+    from a3s_core.store.base import Store
 
 SECRET_MAX_AGE_S = 900  # how stale a cached secret (the model key) may get in a warm container
 
@@ -61,6 +67,25 @@ class Settings:
         return model == self.default_model or any(fnmatch.fnmatchcase(model, p) for p in self.allowed_models)
 
 
+class Lazy:
+    """Stands for the object `build` makes, and makes it on first use (once, even from several threads)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build, self._built, self._lock = build, None, threading.Lock()
+
+    def resolve(self) -> Any:
+        if self._built is None:
+            with self._lock:
+                if self._built is None:
+                    self._built = self._build()
+        return self._built
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_build", "_built", "_lock"):  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -71,6 +96,7 @@ class Runtime:
     sandbox: Any = None  # where tools that run code execute (sandbox.Sandbox); None: in this process
 
     session: Any = None  # the boto3 session the clients come from
+    api_keys: Any = None  # where the authorizer looks keys up (store/api_keys.py); None: the store
     _secrets: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
 
     def tool_sandbox(self) -> Any:
@@ -91,6 +117,9 @@ class Runtime:
             cached = self._secrets[arn] = (client.get_secret_value(SecretId=arn)["SecretString"], time.monotonic())
         return cached[0]
 
+    def tenant_for_key(self, key_hash: str) -> str | None:
+        return (self.store if self.api_keys is None else self.api_keys).tenant_for_key(key_hash)
+
     def agent(self, name: str, session: Any = None) -> Any:
         """The named subagent's definition as this session sees it (None if there is none)."""
         from a3s_core.domain.agents import deployment_agents, resolve_agent
@@ -101,6 +130,8 @@ class Runtime:
     def wake(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins."""
         if self.store.wake_run(tenant, run_id, from_status):
+            from a3s_core.engine.queues import advance_message
+
             self.queues.send_run(advance_message(tenant, run_id))
             from a3s_core import telemetry
 
@@ -110,31 +141,56 @@ class Runtime:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, session: Any = None) -> Runtime:
-        import boto3
-        from botocore.config import Config
-
-        from a3s_core.store.dynamo import DynamoStore
-
         settings = Settings.from_env(os.environ if env is None else env)
-        session = session or boto3.session.Session()
-        # Adaptive retries absorb throttling instead of surfacing it as failed work.
-        config = Config(retries={"mode": "adaptive", "max_attempts": 8})
-        s3 = session.client("s3", config=config)
-        sandbox = None
-        if settings.sandbox_function:
+        session = Lazy(_session) if session is None else session
+        dynamodb, s3 = Lazy(lambda: _client(session, "dynamodb")), Lazy(lambda: _client(session, "s3"))
+        sqs = Lazy(lambda: _client(session, "sqs"))
+
+        def store() -> Any:
+            from a3s_core.store.dynamo import DynamoStore
+
+            return DynamoStore(dynamodb, settings.table, s3=s3, bucket=settings.bucket,
+                               retention_days=settings.retention_days)
+
+        def queues() -> Any:
+            from a3s_core.engine.queues import SqsQueues
+
+            return SqsQueues(sqs, settings.runs_queue_url, settings.lane_queue_urls)
+
+        def sandbox() -> Any:
+            from botocore.config import Config
+
             from a3s_core.tools.sandbox import LambdaSandbox
 
             # A tool may run for minutes, and a retried invocation would run it twice.
             invoke = Config(read_timeout=910, connect_timeout=10, retries={"total_max_attempts": 1})
-            sandbox = LambdaSandbox(session.client("lambda", config=invoke), settings.sandbox_function, s3,
-                                    settings.bucket)
-        return cls(
-            settings=settings, s3=s3, sandbox=sandbox, session=session,
-            store=DynamoStore(session.client("dynamodb", config=config), settings.table, s3=s3,
-                              bucket=settings.bucket, retention_days=settings.retention_days),
-            queues=SqsQueues(session.client("sqs", config=config), settings.runs_queue_url,
-                             settings.lane_queue_urls),
-        )
+            with _CLIENT_LOCK:
+                client = session.client("lambda", config=invoke)
+            return LambdaSandbox(client, settings.sandbox_function, s3, settings.bucket)
+
+        from a3s_core.store.api_keys import DynamoApiKeys
+
+        return cls(settings=settings, s3=s3, session=session, store=Lazy(store), queues=Lazy(queues),
+                   sandbox=Lazy(sandbox) if settings.sandbox_function else None,
+                   api_keys=DynamoApiKeys(dynamodb, settings.table))
+
+
+_CLIENT_LOCK = threading.Lock()
+
+
+def _session() -> Any:
+    import boto3
+
+    return boto3.session.Session()
+
+
+def _client(session: Any, service: str) -> Any:
+    from botocore.config import Config
+
+    # Adaptive retries absorb throttling instead of surfacing it as failed work. A boto3 session is
+    # not thread-safe, and clients built on first use may be asked for from several threads at once.
+    with _CLIENT_LOCK:
+        return session.client(service, config=Config(retries={"mode": "adaptive", "max_attempts": 8}))
 
 
 _runtime: Runtime | None = None
@@ -144,6 +200,10 @@ def get_runtime() -> Runtime:
     """The process-wide runtime, built from the environment on first use (a Lambda cold start)."""
     global _runtime
     if _runtime is None:
+        # What the imports made lives as long as the process, yet each full collection walks it
+        # again (~50 ms with pydantic and botocore loaded, once or more in a cold start): frozen, it
+        # is left out. (Tests and the embedded stack inject their runtime and never get here.)
+        gc.freeze()
         _runtime = Runtime.from_env()
     return _runtime
 

@@ -40,6 +40,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "MessagesGivenUp": ("Count", ()),
     "InternalErrors": ("Count", ()),        # HTTP requests answered 500
 }
+# What every Tracer patches: AWS calls (botocore) and the model's HTTPS calls (http.client). Its
+# default, every library X-Ray knows, imports and wraps ones the kit never calls at each cold start.
+TRACED_MODULES = ("botocore", "httplib")
 ERROR_STOP_REASONS = frozenset({"model_error", "internal_error"})  # the kit's failures, not the agent's
 _OTHER_TOOL = "other"
 
@@ -66,7 +69,7 @@ def tracer() -> Any:
         from aws_lambda_powertools import Tracer
 
         with _parts_lock:
-            _parts.setdefault("tracer", Tracer())
+            _parts.setdefault("tracer", Tracer(patch_modules=TRACED_MODULES))
     return _parts["tracer"]
 
 

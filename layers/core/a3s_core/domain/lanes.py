@@ -6,12 +6,11 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from a3s_core.domain.catalogue import CATALOGUE
+from a3s_core.domain.lane_names import LANES as LANES  # re-exported: the lane table is read here
 
 Lane = Literal["control", "query", "execute", "generate"]
 Mode = Literal["internal", "external", "hybrid"]
 
-# Strict priority order: control first, generate last.
-LANES: tuple[str, ...] = ("control", "query", "execute", "generate")
 DEFAULT_CONCURRENCY = {"control": 2, "query": 4, "execute": 2, "generate": 1}
 
 _QUERY_TOOLS = {"read", "ls", "list_files", "search", "grep", "glob", "web_fetch", "web_search", "skill"}

@@ -20,7 +20,6 @@ from a3s_core import telemetry
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Event, Run, RunStatus
 from a3s_core.engine import messages, workflows
-from a3s_core.engine.dispatch import Busy, handle_message
 from a3s_core.engine.messages import RUN_MESSAGES, WORKFLOW_MESSAGES, RunsMessage
 from a3s_core.runtime import Runtime
 
@@ -43,6 +42,9 @@ def deliver(rt: Runtime, body: dict[str, Any] | None, receive_count: int, max_re
     except on its last delivery (receive_count reaching max_receive_count; 0 means unknown, and
     the DLQ's consumer is the only backstop), where the message's work is given up instead.
     Returns what was given up, for the log, or None."""
+    # The run driver's own: the sweeper and the DLQ consumer, which only give work up, never load it.
+    from a3s_core.engine.dispatch import Busy, handle_message
+
     if body is None:
         return {"action": "dropped", "reason": "the message is not a JSON object"}
     message, why = messages.read(body)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, NamedTuple
 
-import jsonschema
-
 from a3s_core import telemetry
 from a3s_core.domain import skills
 from a3s_core.domain.errors import BadRequest, Conflict
@@ -237,6 +235,8 @@ class _Turns:
 
     def structured_answer(self, text: str) -> bool:
         """Validate the answer against the step's schema: one repair turn, then a clear failure."""
+        import jsonschema  # only a step with an output schema needs it: not at every cold start
+
         run = self.run
         try:
             value = parse_json_answer(text)

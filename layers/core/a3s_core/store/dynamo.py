@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
+from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
@@ -152,12 +153,10 @@ class DynamoStore:
 
     # -- api keys -------------------------------------------------------------------------
     def tenant_for_key(self, key_hash: str) -> str | None:
-        item = self._get({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY"})
-        return item["tenant_id"] if item else None
+        return DynamoApiKeys(self._db, self._table).tenant_for_key(key_hash)
 
     def put_api_key(self, key_hash: str, tenant: str) -> None:
-        self._db.put_item(TableName=self._table,
-                          Item=_to_ddb({"pk": f"APIKEY#{key_hash}", "sk": "APIKEY", "tenant_id": tenant}))
+        self._db.put_item(TableName=self._table, Item=api_key_item(key_hash, tenant))
 
     # -- sessions -------------------------------------------------------------------------
     def _session_item(self, session: Session) -> dict[str, Any]:

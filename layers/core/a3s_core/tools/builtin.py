@@ -9,8 +9,6 @@ import glob as globlib
 import re
 from collections.abc import Callable
 
-import jsonschema
-
 from a3s_core.tools import isolation
 from a3s_core.workspace.base import Workspace, WorkspaceError
 
@@ -94,6 +92,8 @@ def run_tool(name: str, arguments: dict, workspace: Workspace) -> dict:
     run = _TOOLS.get(name)
     if run is None:
         raise ToolError(f"unknown tool {name!r}")
+    import jsonschema  # when a tool runs, not when the schemas are read (every function that drives a run)
+
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(TOOL_SCHEMAS[name]["input_schema"]).iter_errors(arguments)
     )
