@@ -214,7 +214,7 @@ def test_given_a_running_workflow_when_shown_then_its_steps_progress_to_done_on_
     assert width["build"] > width["fetch"] > width["lint"]  # one time axis: longer work, longer bar
     assert bars["lint"].get_attribute("class") == "bar failed"
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg circle.settle")) == 3
-    assert "lint found 3 problems" in text_of(browser, ".detail pre.error")
+    wait(browser, lambda d: "lint found 3 problems" in text_of(d, ".detail pre.error"))
     screenshot(browser, tmp_path, "console-workflow")
 
 
@@ -278,7 +278,7 @@ def test_given_markup_in_a_runs_text_when_shown_then_it_is_text_not_elements(sig
 
     show(browser, "run", result.run_id)
     wait(browser, lambda d: payload in text_of(d, ".run-text"))
-    assert payload in text_of(browser, "#timeline li.text")
+    wait(browser, lambda d: payload in text_of(d, "#timeline li.text"))  # the events come on their own request
     show(browser, "session", session.session_id)
     wait(browser, lambda d: "<img src=x" in text_of(d, "#runs td.text"))
     assert browser.find_elements(By.CSS_SELECTOR, "#app img, #app script") == []
