@@ -201,7 +201,7 @@ def test_given_a_running_workflow_when_shown_then_its_steps_progress_to_done_on_
         "return [...document.querySelectorAll('#steps tbody tr')].map((r) => r.dataset.status)")
         == ["succeeded", "succeeded", "failed"])
     wait(browser, lambda d: "3 of 3 steps settled" in text_of(d, "#workflow-progress"))
-    assert text_of(browser, "h2 .badge") == "failed"  # one step failed: so did the workflow
+    wait(browser, lambda d: text_of(d, "h2 .badge") == "failed")  # one step failed: so did the workflow
 
     # Once done, the steps are named by the caller's task ids.
     wait(browser, lambda d: d.execute_script(
@@ -242,8 +242,8 @@ def test_given_a_confirm_task_when_approved_in_the_console_then_the_run_goes_on_
 
     show(browser, "run", handle.run_id)
     wait(browser, lambda d: text_of(d, "h2 .badge") == "succeeded")
-    timeline = wait(browser, lambda d: text_of(d, "#timeline li.tool"))
-    assert "tool write" in timeline and "wrote 5 bytes to a.txt" in timeline
+    wait(browser, lambda d: "tool write" in text_of(d, "#timeline li.tool")
+         and "wrote 5 bytes to a.txt" in text_of(d, "#timeline li.tool"))
     assert handle.wait(timeout=WAIT_S).status == "succeeded"
     assert (connect.workspace / "a.txt").read_text() == "hello"
     screenshot(browser, tmp_path, "console-run")
@@ -263,7 +263,7 @@ def test_given_a_confirm_task_when_denied_in_the_console_then_the_tool_is_refuse
 
     show(browser, "run", handle.run_id)
     wait(browser, lambda d: text_of(d, "h2 .badge") == "succeeded")
-    assert "permission denied for bash: denied" in wait(browser, lambda d: text_of(d, "#timeline li.tool"))
+    wait(browser, lambda d: "permission denied for bash: denied" in text_of(d, "#timeline li.tool"))
     assert not (connect.workspace / "x").exists()
 
 
