@@ -19,7 +19,7 @@ demo: install                     ## the seed examples end to end on the embedde
 	$(BIN)/python scripts/demo.py
 
 lint: install                     ## ruff and mypy over layers/, functions/, sdk/, local/ (config in pyproject.toml): no finding passes
-	$(BIN)/ruff check layers functions sdk local
+	$(BIN)/ruff check
 	$(BIN)/mypy
 
 test: install lint                ## lint, then the whole suite: unit, integration (moto), e2e

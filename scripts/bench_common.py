@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -278,7 +279,7 @@ class ApiCounter:
 def stack_clients(stack: Any) -> list[Any]:
     """Every boto3 client the stack's runtime and pumps hold (they were made before we could hook)."""
     def is_client(v: Any) -> bool:
-        return hasattr(v, "meta") and hasattr(getattr(v, "meta"), "events") and hasattr(v, "_make_api_call")
+        return hasattr(v, "meta") and hasattr(v.meta, "events") and hasattr(v, "_make_api_call")
 
     found = [v for v in vars(stack).values() if is_client(v)]
     for holder in [stack.runtime, *vars(stack.runtime).values()]:  # the runtime, its store, queues, ...

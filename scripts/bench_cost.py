@@ -34,14 +34,14 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from bench_common import REPO, CountingTransport, write_json  # noqa: E402
 from cost_model import PRICES, FunctionClock, attach_cost_counter, dollars, step_functions  # noqa: E402
-from a3s_serverless import Agent  # noqa: E402
+
 from a3s_local.embedded import EmbeddedStack  # noqa: E402
 from a3s_local.template import load_stack  # noqa: E402
+from a3s_serverless import Agent  # noqa: E402
 from a3s_serverless.worker import Worker  # noqa: E402
 
 PROMPT = 'rt\n/tool bash {"command": "x"}'
@@ -80,7 +80,7 @@ class CostTransport(CountingTransport):
 class Mark:
     """Every counter at one moment."""
 
-    def __init__(self, bench: "Bench") -> None:
+    def __init__(self, bench: Bench) -> None:
         self.api = bench.counter.snapshot()
         self.http = bench.transport.snapshot()
         self.http_s = bench.transport.snapshot_seconds()

@@ -41,13 +41,14 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
-from bench_common import (ApiCounter, CountingTransport, attach_counter, per_unit, table_items,  # noqa: E402
-                          write_json)
-from a3s_serverless import Agent  # noqa: E402
+from bench_common import ApiCounter, CountingTransport, attach_counter, per_unit, table_items, write_json  # noqa: E402
+
 from a3s_local import embedded  # noqa: E402
 from a3s_local.embedded import EmbeddedStack  # noqa: E402
+from a3s_serverless import Agent  # noqa: E402
 
 AGENT = "general"
 WARM_UP_STEPS = 2

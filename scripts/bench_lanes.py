@@ -33,12 +33,13 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any
 
-from bench_common import (REPO, CountingTransport, attach_counter, pct, per_unit, table_items,  # noqa: E402
-                          write_json)
-from a3s_serverless import Agent  # noqa: E402
+from bench_common import REPO, CountingTransport, attach_counter, pct, per_unit, table_items, write_json  # noqa: E402
+
 from a3s_local.embedded import EmbeddedStack  # noqa: E402
+from a3s_serverless import Agent  # noqa: E402
 
 PROMPT = 'rt\n/tool bash {"command": "echo i"}'
 TASK_TIMEOUT_MS = 600_000          # long enough that no timeout fires during the run

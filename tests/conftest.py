@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from openapi_contract import Recorder
 
 # Fake credentials before anything builds a boto3 client: nothing here may reach real AWS.
@@ -22,9 +21,8 @@ CONTRACT = Recorder()
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    from a3s_local.embedded import EmbeddedStack
-
     from a3s_local import embedded
+    from a3s_local.embedded import EmbeddedStack
 
     s = EmbeddedStack(parameters=TEST_PARAMETERS, workspace_root=str(tmp_path_factory.mktemp("workspaces"))).start()
     CONTRACT.watch(s)

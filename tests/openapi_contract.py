@@ -17,7 +17,8 @@ import json
 import re
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource

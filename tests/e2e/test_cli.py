@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from a3s_local.embedded import LOCAL_API_KEY as LOCAL_KEY
+from a3s_local.server import make_server
 from a3s_serverless import Agent
 from a3s_serverless.cli import main
-from a3s_local.server import make_server
-
-from a3s_local.embedded import LOCAL_API_KEY as LOCAL_KEY
 
 A3S = str(Path(sys.executable).with_name("a3s"))  # the console script of this environment
 

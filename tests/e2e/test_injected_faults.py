@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from a3s_core.engine import driver
-from a3s_core.tools import builtin as tools
 from a3s_core.llm.registry import MODEL_FACTORIES
+from a3s_core.tools import builtin as tools
 from a3s_serverless import RunFailed
 
 BUG = "#driver-bug"

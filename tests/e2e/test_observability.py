@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from a3s_core.engine import dispatch

@@ -231,7 +231,7 @@ def structured(stack, tmp_path_factory):
         spec("impossible", "give", output_schema=digits),
         spec("plain", "give"),
     ])
-    yield dict(zip(["valid", "minimal", "not-json", "wrong-shape", "impossible", "plain"], outcomes))
+    yield dict(zip(["valid", "minimal", "not-json", "wrong-shape", "impossible", "plain"], outcomes, strict=True))
     s.close()
 
 

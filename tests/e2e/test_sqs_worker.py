@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from a3s_serverless import Agent
 from a3s_serverless.sqs_worker import handle_lane_event
 
 LOCAL_KEY = "a3s-local-key"

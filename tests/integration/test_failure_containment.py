@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from a3s_core.engine import containment, dispatch, driver, workflows
-from a3s_core.domain.items import Run, Session
-from a3s_core.engine.queues import MemoryQueues
-from a3s_core.runtime import Runtime, Settings
 from a3s_core.api.schemas import CreateSessionBody, LaneHandlerBody, StartRunBody
 from a3s_core.api.service import Service
-from a3s_core.store.memory import MemoryStore
+from a3s_core.domain.items import Run, Session
+from a3s_core.engine import containment, dispatch, driver, workflows
+from a3s_core.engine.queues import MemoryQueues
 from a3s_core.engine.sweeper import MAX_REDRIVES, STALE_GRACE_MS, sweep
+from a3s_core.runtime import Runtime, Settings
+from a3s_core.store.memory import MemoryStore
 from a3s_local.embedded import LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]

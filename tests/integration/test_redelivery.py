@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from a3s_core.api.schemas import CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody
+from a3s_core.api.service import Service
 from a3s_core.engine import driver
 from a3s_core.engine.dispatch import Busy, handle_message
 from a3s_core.llm.registry import MODEL_FACTORIES
-from a3s_core.tools.sandbox import LocalSandbox
-from a3s_core.api.schemas import CompleteTaskBody, CreateSessionBody, LaneHandlerBody, StartRunBody
 from a3s_core.llm.scripted import ScriptedModel
-from a3s_core.api.service import Service
+from a3s_core.tools.sandbox import LocalSandbox
 from a3s_serverless import RunFailed
 
 APPEND = "echo line >> log.txt; echo appended"

@@ -5,7 +5,6 @@ and serves the presigned requests from moto."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys

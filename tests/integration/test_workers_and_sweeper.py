@@ -5,8 +5,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from a3s_core.engine.sweeper import sweep
 from a3s_core.engine.messages import wire
+from a3s_core.engine.sweeper import sweep
 from a3s_local.embedded import Function
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
+from a3s_core.api.schemas import CreateSessionBody, StartWorkflowBody
+from a3s_core.api.service import Service
+from a3s_core.domain.errors import NotFound
 from a3s_core.engine import workflows
 from a3s_core.engine.dispatch import handle_message
-from a3s_core.domain.errors import NotFound
-from a3s_core.llm.registry import MODEL_FACTORIES
-from a3s_core.api.schemas import CreateSessionBody, StartWorkflowBody
-from a3s_core.llm.scripted import ScriptedModel
-from a3s_core.api.service import Service
-from a3s_core.store.memory import MemoryStore
 from a3s_core.engine.messages import wire
+from a3s_core.llm.registry import MODEL_FACTORIES
+from a3s_core.llm.scripted import ScriptedModel
+from a3s_core.store.memory import MemoryStore
 
 LOCAL = "local"
 

@@ -10,8 +10,8 @@ import pytest
 
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Step, Workflow
-from a3s_core.store.memory import MemoryStore
 from a3s_core.engine.workflows import spec_hash
+from a3s_core.store.memory import MemoryStore
 
 
 @pytest.fixture(params=["memory", "dynamo"])

@@ -2,11 +2,10 @@
 the workspace boundary, prefix isolation and paginated listings."""
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import uuid
 
 import pytest
 
@@ -141,7 +140,7 @@ def test_given_crlf_text_when_read_then_newlines_are_universal_as_in_the_local_w
 def test_given_text_when_written_then_the_object_is_utf8_text_under_the_prefix(s3, ws):
     ws.write_text("new/dir/file.md", "héllo ✓\r\n")
     obj = s3.get_object(Bucket=BUCKET, Key="tenant/session-1/new/dir/file.md")
-    assert obj["Body"].read() == "héllo ✓\r\n".encode("utf-8")
+    assert obj["Body"].read() == "héllo ✓\r\n".encode()
     assert obj["ContentType"] == CONTENT_TYPE == "text/plain; charset=utf-8"
     assert ws.is_dir("new") and ws.is_dir("new/dir")
 

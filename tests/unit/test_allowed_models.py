@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+from a3s_core.api.schemas import CreateSessionBody
+from a3s_core.api.service import Service
 from a3s_core.domain.errors import BadRequest
 from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings
-from a3s_core.api.schemas import CreateSessionBody
-from a3s_core.api.service import Service
 from a3s_core.store.memory import MemoryStore
 
 ENV = {"A3S_TABLE": "t", "A3S_RUNS_QUEUE_URL": "q", "A3S_LANE_QUEUE_CONTROL": "c", "A3S_LANE_QUEUE_QUERY": "q",

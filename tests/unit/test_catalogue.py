@@ -28,5 +28,5 @@ def test_given_the_read_only_agents_then_every_tool_they_may_use_exists_and_chan
 def test_given_a_tool_then_its_lane_is_the_catalogues_and_only_code_tools_go_to_the_sandbox():
     assert {name: lane_for(name) for name in ("read", "write", "bash", "skill", "confirm")} == {
         "read": "query", "write": "execute", "bash": "execute", "skill": "query", "confirm": "control"}
-    assert sandbox.CODE_TOOLS == {"bash"}
+    assert {"bash"} == sandbox.CODE_TOOLS
     assert lane_for("web_search") == "query" and lane_for("deploy") == "execute"  # A3S Code's table for the rest

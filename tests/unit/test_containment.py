@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from a3s_core.engine import workflows
-from a3s_core.engine.containment import dead_letter, fail_run, give_up
 from a3s_core.domain.errors import Conflict
 from a3s_core.domain.items import Event, PendingCall, Run, Session, Task
+from a3s_core.engine import workflows
+from a3s_core.engine.containment import dead_letter, fail_run, give_up
 from a3s_core.engine.queues import MemoryQueues
 from a3s_core.runtime import Runtime, Settings
 from a3s_core.store.memory import MemoryStore

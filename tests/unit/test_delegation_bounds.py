@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from a3s_core.engine.delegation import check
 from a3s_core.domain.items import PendingCall
+from a3s_core.engine.delegation import check
 
 
 def parallel(count: int, prompt: str = "p") -> PendingCall:

@@ -2,8 +2,8 @@
 never an exception, and a command's timeout cut to the time the task has left."""
 from __future__ import annotations
 
-from a3s_core.tools.lane_work import execute_task
 from a3s_core.tools.builtin import ToolError
+from a3s_core.tools.lane_work import execute_task
 
 
 class RecordingSandbox:

@@ -9,13 +9,13 @@ import threading
 import pytest
 from pydantic import ValidationError
 
-from a3s_core.engine import driver
-from a3s_core.engine.dispatch import handle_message
-from a3s_core.domain.lanes import LaneHandler, lane_for
-from a3s_core.engine.queues import MemoryQueues
-from a3s_core.runtime import Runtime, Settings
 from a3s_core.api.schemas import CreateSessionBody, StartRunBody
 from a3s_core.api.service import Service
+from a3s_core.domain.lanes import LaneHandler, lane_for
+from a3s_core.engine import driver
+from a3s_core.engine.dispatch import handle_message
+from a3s_core.engine.queues import MemoryQueues
+from a3s_core.runtime import Runtime, Settings
 from a3s_core.store.memory import MemoryStore
 
 QUERY_TOOLS = ["read", "ls", "list_files", "search", "grep", "glob", "web_fetch", "web_search",

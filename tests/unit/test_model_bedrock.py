@@ -9,8 +9,8 @@ from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 
 from a3s_core.llm.base import ModelError, ToolCall, Usage
-from a3s_core.llm.registry import get_model
 from a3s_core.llm.bedrock import BedrockModel, _default_client
+from a3s_core.llm.registry import get_model
 
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 READ_TOOL = {"name": "read", "description": "Read a file",

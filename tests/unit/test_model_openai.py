@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from a3s_core.llm.base import ModelError, ToolCall, Usage
-from a3s_core.llm.registry import get_model
 from a3s_core.llm.openai import OpenAIModel
+from a3s_core.llm.registry import get_model
 
 READ_TOOL = {"name": "read", "description": "Read a file",
              "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},

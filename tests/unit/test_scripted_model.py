@@ -9,7 +9,7 @@ import pytest
 
 from a3s_core.llm.base import ModelError, ModelResponse, ToolCall, Usage
 from a3s_core.llm.registry import get_model
-from a3s_core.llm.scripted import ScriptedModel, SchemaError, minimal_instance
+from a3s_core.llm.scripted import SchemaError, ScriptedModel, minimal_instance
 
 
 def user(text: str) -> dict:

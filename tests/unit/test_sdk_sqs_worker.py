@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from a3s_serverless.errors import ServiceError
 from a3s_local.template import read_template
+from a3s_serverless.errors import ServiceError
 from a3s_serverless.sqs_worker import handle_lane_event
 
 ROOT = Path(__file__).resolve().parents[2]

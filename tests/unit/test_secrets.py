@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from a3s_core import runtime as runtime_module
-from a3s_core.llm.openai import OpenAIModel
 from a3s_core.engine.queues import MemoryQueues
+from a3s_core.llm.openai import OpenAIModel
 from a3s_core.runtime import SECRET_MAX_AGE_S, Runtime, Settings
 from a3s_core.store.memory import MemoryStore
 
@@ -18,7 +18,7 @@ class FakeSession:
     def __init__(self) -> None:
         self.reads, self.value = 0, "sk-one"
 
-    def client(self, service: str) -> "FakeSession":
+    def client(self, service: str) -> FakeSession:
         assert service == "secretsmanager"
         return self
 
