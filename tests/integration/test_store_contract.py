@@ -301,3 +301,44 @@ def test_given_a_stale_copy_of_a_session_when_saved_then_conflict(store, tenant)
         store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/elsewhere"))
     with pytest.raises(NotFound):
         store.get_session(tenant + "-other", "sess-1")
+
+
+# -- a session's conversation -------------------------------------------------------------------------
+def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
+    try:
+        store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))
+    except Conflict:
+        pass
+    run = a_run(tenant, run_id)
+    run.messages = [{"role": "user", "content": f"q {run_id}"}, {"role": "assistant", "content": f"a {run_id}"}]
+    store.create_run(run, [])
+    return store.get_session(tenant, "sess-1"), store.get_run(tenant, run_id)
+
+
+def test_given_runs_that_end_with_append_then_the_next_run_reads_each_exchange_once_in_order(store, tenant):
+    for i in range(3):
+        session, run = _session_with_run(store, tenant, f"run-{i}")
+        store.save_run(run, [], append_to=session)
+        assert session.turns == i + 1  # the caller's copy follows the write
+    assert store.get_session(tenant, "sess-1").turns == 3
+    assert [m["content"] for m in store.history(tenant, "sess-1", 2)] == ["q run-0", "a run-0", "q run-1", "a run-1"]
+    assert len(store.history(tenant, "sess-1", 3)) == 6
+    assert store.history(tenant, "sess-1", 0) == []
+
+
+def test_given_runs_of_one_session_appending_at_once_then_every_exchange_is_kept(store, tenant):
+    pairs = [_session_with_run(store, tenant, f"run-{i}") for i in range(4)]  # all read turns == 0
+    race(4, lambda i: store.save_run(pairs[i][1], [], append_to=pairs[i][0]))
+    assert store.get_session(tenant, "sess-1").turns == 4
+    contents = [m["content"] for m in store.history(tenant, "sess-1", 4)]
+    assert sorted(contents) == sorted(f"{k} run-{i}" for i in range(4) for k in "qa")
+
+
+def test_given_an_append_then_a_stale_session_save_is_refused_not_allowed_to_undo_it(store, tenant):
+    session, run = _session_with_run(store, tenant, "run-0")
+    stale = store.get_session(tenant, "sess-1")
+    store.save_run(run, [], append_to=session)
+    stale.permissive = True
+    with pytest.raises(Conflict, match="changed underneath"):
+        store.save_session(stale)
+    assert store.get_session(tenant, "sess-1").turns == 1

@@ -37,7 +37,6 @@ from a3s_core.engine.queues import advance_message
 from a3s_core.llm.base import ModelError
 from a3s_core.llm.registry import get_model
 from a3s_core.runtime import Runtime
-from a3s_core.store.base import update_session
 from a3s_core.tools.builtin import TOOL_SCHEMAS, ToolError, run_tool
 from a3s_core.tools.sandbox import CODE_TOOLS, within
 from a3s_core.workspace.tenant import workspace_for
@@ -91,6 +90,7 @@ class _Turns:
         self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
         self.events: list[Event] = []
         self.session: Session = rt.store.get_session(run.tenant, run.session_id)
+        self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
 
     def skills(self) -> dict[str, dict[str, str]]:
@@ -104,25 +104,24 @@ class _Turns:
         self.run.event_seq += 1
         self.events.append(Event(seq=self.run.event_seq, type=type_, data=data))
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, append: bool = False) -> None:
         self.run.updated_at = self.rt.clock()
-        self.rt.store.save_run(self.run, self.events)
+        self.rt.store.save_run(self.run, self.events, append_to=self.session if append else None)
         self.events = []
 
-    def release(self, status: str) -> None:
+    def release(self, status: str, append: bool = False) -> None:
         self.run.status, self.run.lease_owner, self.run.lease_until = RunStatus(status), None, 0
-        self.checkpoint()
+        self.checkpoint(append)
 
     def finish(self, status: str, stop_reason: str, text: str = "", error: str | None = None) -> None:
         self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
         self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
-        self.release(status)
+        # A top-level run that succeeded adds its exchange to the session's conversation, in the
+        # same write that ends it: the session's next run continues from there.
+        self.release(status, append=status == "succeeded" and self.run.parent is None)
         telemetry.run_ended(self.run)
         if self.run.parent:
             workflows.on_child_end(self.rt, self.run)
-        elif status == "succeeded":  # the session's next run continues this conversation
-            update_session(self.rt.store, self.run.tenant, self.run.session_id,
-                           lambda s: setattr(s, "history_run_id", self.run.run_id))
 
     # -- the loop ------------------------------------------------------------------------
     def go(self) -> None:
@@ -179,7 +178,7 @@ class _Turns:
         try:
             model = get_model(run.model)
             with telemetry.model_call(run):
-                resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
+                resp = model.complete(self.history + run.messages, tools, system, output_schema=run.output_schema)
         except Exception as err:  # whatever an adapter raises ends this run, not the delivery
             telemetry.model_failed(run, err)
             detail = str(err) if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"

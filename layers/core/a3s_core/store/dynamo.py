@@ -6,7 +6,9 @@ attributes so conditions can test them, and the rest of the model as one JSON `d
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,17 @@ def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
 
 def _session_key(tenant: str, session_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": "SESSION"}
+
+
+def _session_from(item: dict[str, Any]) -> Session:
+    session = Session.model_validate_json(item["doc"])
+    session.version, session.turns = int(item["version"]), int(item.get("turns", 0))  # changed in place by appends
+    return session
+
+
+def _exchange_key(tenant: str, session_id: str, n: int) -> dict[str, str]:
+    """The session's n-th exchange (0-based): the messages of one run, written once when it succeeds."""
+    return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"MSG#{n:08d}"}
 
 
 def _run_key(tenant: str, run_id: str) -> dict[str, str]:
@@ -108,6 +121,7 @@ class _SizeCheckedClient:
 # A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
 # (one object per version, so a failed transaction leaves no half-state behind).
 OFFLOAD_BYTES = 300_000
+HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
 
 
 class DynamoStore:
@@ -115,6 +129,8 @@ class DynamoStore:
                  retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self._db, self._table, self._s3, self._bucket = _SizeCheckedClient(client), table, s3, bucket
         self._retention_s = retention_days * 24 * 3600
+        self._exchanges: OrderedDict[tuple[str, str], list[list[dict]]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def _expiry(self) -> int:
         """The `ttl` of an item written now."""
@@ -163,6 +179,7 @@ class DynamoStore:
         # In gsi1 under the tenant, newest last, so sessions are listed without a scan; the entry
         # keeps its keys for the session's life and expires with it.
         return {**_session_key(session.tenant, session.session_id), "version": session.version,
+                "turns": session.turns,
                 "gsi1pk": f"T#{session.tenant}#SESSIONS", "gsi1sk": f"{session.created_at:015d}#{session.session_id}",
                 "ttl": self._expiry(), "doc": session.model_dump_json()}
 
@@ -174,13 +191,13 @@ class DynamoStore:
     def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
         items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p",
                             ScanIndexForward=False, ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))
-        return [Session.model_validate_json(i["doc"]) for i in items]
+        return [_session_from(i) for i in items]
 
     def get_session(self, tenant: str, session_id: str) -> Session:
         item = self._get(_session_key(tenant, session_id))
         if item is None:
             raise NotFound(f"session {session_id!r} not found")
-        return Session.model_validate_json(item["doc"])
+        return _session_from(item)
 
     def save_session(self, session: Session) -> None:
         expected = session.version
@@ -251,24 +268,91 @@ class DynamoStore:
             ReturnValues="ALL_NEW")
         return self._run_from(_from_ddb(out["Attributes"])) if out else None
 
-    def save_run(self, run: Run, events: list[Event]) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         expected = run.version
         run.version += 1
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
                "ConditionExpression": "version = :v", "ExpressionAttributeValues": _to_ddb({":v": expected})}
         # A transaction holds at most 100 items: extra events go first, keyed by seq so a replay
         # overwrites them rather than duplicating them.
-        head, tail = events[:99], events[99:]
+        head, tail = events[:97], events[97:]
         for event in tail:
             self._db.put_item(**self._event_put(run.tenant, run.run_id, event)["Put"])
+        items = [{"Put": put}] + [self._event_put(run.tenant, run.run_id, e) for e in head]
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}] + [
-                self._event_put(run.tenant, run.run_id, e) for e in head])
+            for _ in range(20):  # another run of the session appended first: append after it
+                try:
+                    self._db.transact_write_items(
+                        TransactItems=items + (self._append(run, append_to) if append_to else []))
+                    break
+                except ClientError as err:
+                    reasons = err.response.get("CancellationReasons") or []
+                    lost_append = append_to is not None and len(reasons) == len(items) + 2 and any(
+                        r.get("Code") == "ConditionalCheckFailed" for r in reasons[len(items):]) and not any(
+                        r.get("Code") == "ConditionalCheckFailed" for r in reasons[:len(items)])
+                    if not lost_append:
+                        raise
+                    assert append_to is not None
+                    fresh = self.get_session(run.tenant, run.session_id)
+                    append_to.turns, append_to.version = fresh.turns, fresh.version
+            else:
+                raise Conflict(f"session {run.session_id} is changing too often; try again")
         except ClientError as err:
             run.version = expected
             if _failed_condition(err):
                 raise Conflict(f"run {run.run_id} changed underneath (version {expected})") from err
             raise
+        except Conflict:
+            run.version = expected
+            raise
+        if append_to is not None:
+            append_to.turns, append_to.version = append_to.turns + 1, append_to.version + 1
+
+    def _append(self, run: Run, session: Session) -> list[dict[str, Any]]:
+        """The two writes that add run's messages as the session's next exchange: the exchange item
+        (once: a replay cannot write it twice) and the session's count (still what we read)."""
+        n = session.turns
+        doc = json.dumps(run.messages, ensure_ascii=False, separators=(",", ":"))
+        item: dict[str, Any] = {**_exchange_key(run.tenant, run.session_id, n), "ttl": self._expiry(), "doc": doc}
+        if len(doc) > OFFLOAD_BYTES:
+            if self._s3 is None:
+                raise ValueError(f"run {run.run_id}'s exchange is {len(doc)} bytes and no bucket is configured")
+            key = f"history/{run.tenant}/{run.session_id}/{run.run_id}.json"
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
+            item.update(doc="", doc_key=key)
+        return [
+            {"Put": {"TableName": self._table, "Item": _to_ddb(item),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": {"TableName": self._table, "Key": _to_ddb(_session_key(run.tenant, run.session_id)),
+                        "UpdateExpression": "SET turns = :n1, version = version + :one, #ttl = :ttl",
+                        "ConditionExpression": "version = :v",
+                        "ExpressionAttributeNames": {"#ttl": "ttl"},
+                        "ExpressionAttributeValues": _to_ddb({":n1": n + 1, ":one": 1, ":v": session.version,
+                                                              ":ttl": self._expiry()})}}]
+
+    def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
+        # Exchanges never change once written: this container keeps what it has read, and asks
+        # DynamoDB only for those it has not seen (a warm driver reads none for its session's next run).
+        known = self._exchanges.get((tenant, session_id), [])
+        if len(known) < upto:
+            pk = f"T#{tenant}#S#{session_id}"
+            items = self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi", ConsistentRead=True,
+                                ExpressionAttributeValues=_to_ddb({":pk": pk, ":lo": f"MSG#{len(known):08d}",
+                                                                   ":hi": f"MSG#{upto - 1:08d}"}))
+            for item in items:
+                doc = item["doc"] or self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
+                known = [*known, json.loads(doc)]
+            if len(known) < upto:
+                raise NotFound(f"session {session_id!r} has {len(known)} exchanges, not {upto}")
+            self._remember(tenant, session_id, known)
+        return [m for exchange in known[:upto] for m in exchange]
+
+    def _remember(self, tenant: str, session_id: str, exchanges: list[list[dict]]) -> None:
+        with self._cache_lock:  # the driver may run several runs in threads of one container
+            self._exchanges[(tenant, session_id)] = exchanges
+            self._exchanges.move_to_end((tenant, session_id))
+            while len(self._exchanges) > HISTORY_CACHE_SESSIONS:
+                self._exchanges.popitem(last=False)
 
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         return self._conditional(
