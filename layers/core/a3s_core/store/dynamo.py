@@ -16,7 +16,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
-from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, Workflow, now_ms
+from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
 
@@ -41,6 +41,11 @@ def _session_from(item: dict[str, Any]) -> Session:
     session = Session.model_validate_json(item["doc"])
     session.version, session.turns = int(item["version"]), int(item.get("turns", 0))  # changed in place by appends
     return session
+
+
+def _live_key(tenant: str, run_id: str) -> dict[str, str]:
+    """A queued or running run's entry in gsi1: its key never changes while the run is live."""
+    return {"gsi1pk": "RUNS#LIVE", "gsi1sk": f"{tenant}#{run_id}"}
 
 
 def _exchange_key(tenant: str, session_id: str, n: int) -> dict[str, str]:
@@ -189,9 +194,16 @@ class DynamoStore:
             raise Conflict(f"session {session.session_id} exists")
 
     def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
-        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p",
-                            ScanIndexForward=False, ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))
-        return [_session_from(i) for i in items]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+            index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p", ScanIndexForward=False,
+            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))]
+        return [_session_from(i) for i in self._in_order(keys, self._batch_get(keys))]
+
+    @staticmethod
+    def _in_order(keys: list[dict[str, str]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """BatchGetItem answers in any order: put its items back in the order of `keys`."""
+        by_key = {(i["pk"], i["sk"]): i for i in items}
+        return [by_key[(k["pk"], k["sk"])] for k in keys if (k["pk"], k["sk"]) in by_key]
 
     def get_session(self, tenant: str, session_id: str) -> Session:
         item = self._get(_session_key(tenant, session_id))
@@ -211,7 +223,7 @@ class DynamoStore:
     def _run_item(self, run: Run) -> dict[str, Any]:
         doc = run.model_dump_json(exclude=set(_RUN_STATE))
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
-                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE},
+                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
                 "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc}
         if len(doc) > OFFLOAD_BYTES:
             if self._s3 is None:
@@ -220,7 +232,7 @@ class DynamoStore:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
             item["doc"], item["doc_key"] = "", key
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
-            item.update(gsi1pk="RUNS#LIVE", gsi1sk=f"{run.updated_at:015d}#{run.tenant}#{run.run_id}")
+            item.update(_live_key(run.tenant, run.run_id))
         return item
 
     def _run_from(self, item: dict[str, Any]) -> Run:
@@ -357,10 +369,10 @@ class DynamoStore:
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         return self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
-            UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :live, gsi1sk = :since",
+            UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :p, gsi1sk = :k, touched = :now",
             ConditionExpression="#s = :waiting", ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":queued": "queued", ":waiting": from_status, ":one": 1,
-                                               ":live": "RUNS#LIVE", ":since": f"{now_ms():015d}#{tenant}#{run_id}"}),
+                                               ":p": "RUNS#LIVE", ":k": f"{tenant}#{run_id}", ":now": now_ms()}),
         ) is not None
 
     def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
@@ -404,19 +416,39 @@ class DynamoStore:
         return {**args, "ExpressionAttributeValues": _to_ddb(values)}
 
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
-        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
-                            ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE", ":b": f"{before:015d}"}))
-        return [(i["tenant"], i["run_id"]) for i in items]
+        # The index holds live runs by key only (a checkpoint never rewrites it): when each was last
+        # touched is read from the runs themselves, 100 to a request.
+        found: list[tuple[str, str]] = []
+        keys = [_run_key(*i["gsi1sk"].rsplit("#", 1)) for i in self._query(
+            index="gsi1", KeyConditionExpression="gsi1pk = :p", ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE"}))]
+        for item in self._batch_get(keys, "tenant, run_id, #s, touched", {"#s": "status"}):
+            if item.get("status") in ("queued", "running") and int(item.get("touched", 0)) < before:
+                found.append((item["tenant"], item["run_id"]))
+        return sorted(found)[:limit]
+
+    def _batch_get(self, keys: list[dict[str, str]], projection: str | None = None,
+                   names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The items at `keys` that exist (consistent reads, 100 to a request, unprocessed ones again)."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), 100):
+            request: dict[str, Any] = {"Keys": [_to_ddb(k) for k in keys[i:i + 100]], "ConsistentRead": True}
+            if projection:
+                request.update(ProjectionExpression=projection, ExpressionAttributeNames=names or {})
+            while request.get("Keys"):
+                page = self._db.batch_get_item(RequestItems={self._table: request})
+                out.extend(_from_ddb(item) for item in page.get("Responses", {}).get(self._table, []))
+                request = page.get("UnprocessedKeys", {}).get(self._table) or {}
+        return out
 
     def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
         # No version bump: a driver that takes the run over afterwards must not conflict on it.
         out = self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
-            UpdateExpression="SET redrives = if_not_exists(redrives, :zero) + :one, gsi1sk = :since",
-            ConditionExpression="#s IN (:queued, :running) AND gsi1sk < :before",
+            UpdateExpression="SET redrives = if_not_exists(redrives, :zero) + :one, touched = :now",
+            ConditionExpression="#s IN (:queued, :running) AND touched < :before",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":zero": 0, ":one": 1, ":queued": "queued", ":running": "running",
-                                               ":before": f"{before:015d}", ":since": f"{now:015d}#{tenant}#{run_id}"}),
+                                               ":before": before, ":now": now}),
             ReturnValues="UPDATED_NEW")
         return int(out["Attributes"]["redrives"]["N"]) if out else None
 
@@ -458,21 +490,28 @@ class DynamoStore:
         return sorted((self._task_from(i) for i in items), key=lambda t: t.created_at)
 
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
-        items = self._query(index="gsi1", limit=limit,
-                            KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
-                            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))
-        return [self._task_from(i) for i in items]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+            index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
+            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))]
+        return self._pending(keys)
+
+    def _pending(self, keys: list[dict[str, str]]) -> list[Task]:
+        """The tasks an index named, read from the table, still pending (one may have finished since)."""
+        if not keys:
+            return []
+        tasks = [self._task_from(i) for i in self._in_order(keys, self._batch_get(keys))]
+        return [t for t in tasks if t.status == TaskStatus.PENDING]
 
     def overdue_tasks(self, now: int, limit: int) -> list[Task]:
-        found: list[Task] = []
-        for lane in LANES:
-            items = self._query(index="gsi1", limit=limit - len(found), KeyConditionExpression="gsi1pk = :p",
-                                FilterExpression="deadline <= :now",
-                                ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":now": now}))
-            found.extend(self._task_from(i) for i in items)
-            if len(found) >= limit:
+        keys: list[dict[str, str]] = []
+        for lane in LANES:  # a pending task's deadline is in the index (it never changes), so no item is read
+            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+                index="gsi1", limit=limit - len(keys), KeyConditionExpression="gsi1pk = :p",
+                FilterExpression="deadline <= :now",
+                ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":now": now})))
+            if len(keys) >= limit:
                 break
-        return found
+        return self._pending(keys)
 
     def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
                     result: dict | None = None, error: str | None = None) -> bool:
