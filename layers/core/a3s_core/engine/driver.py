@@ -89,6 +89,7 @@ class _Turns:
     def __init__(self, rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
         self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
         self.events: list[Event] = []
+        self.answer_unsaved = False  # the model answered and the answer is not checkpointed yet
         self.session: Session = rt.store.get_session(run.tenant, run.session_id)
         self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
@@ -107,7 +108,7 @@ class _Turns:
     def checkpoint(self, append: bool = False) -> None:
         self.run.updated_at = self.rt.clock()
         self.rt.store.save_run(self.run, self.events, append_to=self.session if append else None)
-        self.events = []
+        self.events, self.answer_unsaved = [], False
 
     def release(self, status: str, append: bool = False) -> None:
         self.run.status, self.run.lease_owner, self.run.lease_until = RunStatus(status), None, 0
@@ -212,7 +213,10 @@ class _Turns:
                     f"invalid arguments for {c['name']}: a string is not valid Unicode text (it holds a lone "
                     "surrogate, half of a UTF-16 pair); nothing was run"))
             run.pending.append(call)
-        self.checkpoint()  # the model's answer is never asked for twice
+        # Not saved yet: the same invocation goes on to the calls, and what it does first saves the
+        # answer with it (a tool's start, or the suspend that makes its tasks). A crash before then
+        # asks the model again; at worst a task made for the lost answer is done for nothing.
+        self.answer_unsaved = True
         return True
 
     def cancel(self) -> None:
@@ -260,6 +264,8 @@ class _Turns:
         """Run or dispatch this turn's tool calls. True when the run is now suspended."""
         run, session = self.run, self.session
         waiting: list[Awaited] = []
+        if self.answer_unsaved and any(c.name in delegation.TOOLS for c in run.pending):
+            self.checkpoint()  # a child workflow is work of its own: the answer that asks for it comes first
         for lane in LANES:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
@@ -311,8 +317,7 @@ class _Turns:
                 self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
                           output=outcome.content[:EVENT_OUTPUT_CHARS])
         run.pending = []
-        self.emit("turn_end", turn=run.turn)
-        self.checkpoint()
+        self.emit("turn_end", turn=run.turn)  # saved with the next turn's answer: nothing happens in between
         return False
 
     def finished(self, task_id: str, call: PendingCall) -> Task | None:
