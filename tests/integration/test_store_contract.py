@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from a3s_core.domain.errors import Conflict, NotFound
-from a3s_core.domain.items import Run, Session, Task, now_ms
+from a3s_core.domain.items import Event, Run, Session, Task, now_ms
 from a3s_core.store.memory import MemoryStore
 
 T0 = 1_700_000_000_000  # a fixed "now" for tasks, so deadlines are exact
@@ -342,3 +342,20 @@ def test_given_an_append_then_a_stale_session_save_is_refused_not_allowed_to_und
     with pytest.raises(Conflict, match="changed underneath"):
         store.save_session(stale)
     assert store.get_session(tenant, "sess-1").turns == 1
+
+
+# -- events -----------------------------------------------------------------------------------------
+def test_given_checkpoints_of_many_and_large_events_then_events_after_any_seq_come_back_in_order(store, tenant):
+    run = a_run(tenant)
+    store.create_run(run, [Event(seq=1, type="run_start")])
+    run = store.get_run(tenant, "run-1")
+    small = [Event(seq=s, type="text", data={"text": f"e{s}"}) for s in range(2, 7)]
+    store.save_run(run, small)
+    large = [Event(seq=s, type="tool_end", data={"output": str(s) * 60_000}) for s in range(7, 11)]
+    store.save_run(run, large)  # more than one item's worth: split, and still all there
+    assert [e.seq for e in store.list_events(tenant, "run-1", 0)] == list(range(1, 11))
+    assert [e.seq for e in store.list_events(tenant, "run-1", 3)] == list(range(4, 11))  # from inside a checkpoint
+    assert [e.seq for e in store.list_events(tenant, "run-1", 8)] == [9, 10]
+    assert [e.seq for e in store.list_events(tenant, "run-1", 2, limit=3)] == [3, 4, 5]
+    assert store.list_events(tenant, "run-1", 10) == []
+    assert store.list_events(tenant, "run-1", 9)[0].data["output"] == "10" * 60_000

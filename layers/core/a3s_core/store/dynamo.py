@@ -126,6 +126,7 @@ class _SizeCheckedClient:
 # A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
 # (one object per version, so a failed transaction leaves no half-state behind).
 OFFLOAD_BYTES = 300_000
+EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
 
 
@@ -243,10 +244,25 @@ class DynamoStore:
         doc["lease_owner"] = doc.get("lease_owner") or None
         return Run.model_validate(doc)
 
-    def _event_put(self, tenant: str, run_id: str, event: Event) -> dict[str, Any]:
-        return {"Put": {"TableName": self._table, "Item": _to_ddb(
-            {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{event.seq:010d}", "ttl": self._expiry(),
-             "doc": event.model_dump_json()})}}
+    def _event_puts(self, tenant: str, run_id: str, events: list[Event]) -> list[dict[str, Any]]:
+        """A checkpoint's events as few items as fit (usually one), each keyed by its last seq: a
+        replay overwrites them rather than duplicating them, and a reader after seq n starts at the
+        first item whose key is past n."""
+        batches: list[list[str]] = [[]]
+        size = 0
+        for doc in (e.model_dump_json() for e in events):
+            if batches[-1] and size + len(doc) > EVENT_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(doc)
+            size += len(doc)
+        last, puts = events[0].seq - 1 if events else 0, []
+        for batch in filter(None, batches):
+            last += len(batch)
+            puts.append({"Put": {"TableName": self._table, "Item": _to_ddb(
+                {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{last:010d}", "ttl": self._expiry(),
+                 "doc": "[" + ",".join(batch) + "]"})}})
+        return puts
 
     def create_run(self, run: Run, events: list[Event]) -> None:
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
@@ -256,8 +272,8 @@ class DynamoStore:
             "pk": f"T#{run.tenant}#RUNS", "sk": f"{run.created_at:015d}#{run.run_id}",
             "run_id": run.run_id, "session_id": run.session_id, "ttl": self._expiry()})}}
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}, index] + [
-                self._event_put(run.tenant, run.run_id, e) for e in events])
+            self._db.transact_write_items(TransactItems=[{"Put": put}, index, *self._event_puts(
+                run.tenant, run.run_id, events)])
         except ClientError as err:
             if _failed_condition(err):
                 raise Conflict(f"run {run.run_id} exists") from err
@@ -285,12 +301,12 @@ class DynamoStore:
         run.version += 1
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
                "ConditionExpression": "version = :v", "ExpressionAttributeValues": _to_ddb({":v": expected})}
-        # A transaction holds at most 100 items: extra events go first, keyed by seq so a replay
-        # overwrites them rather than duplicating them.
-        head, tail = events[:97], events[97:]
-        for event in tail:
-            self._db.put_item(**self._event_put(run.tenant, run.run_id, event)["Put"])
-        items = [{"Put": put}] + [self._event_put(run.tenant, run.run_id, e) for e in head]
+        # Events that do not fit one item go first, on their own (keyed by seq: a replay overwrites
+        # them); the last of them commits with the run.
+        event_puts = self._event_puts(run.tenant, run.run_id, events)
+        for event_put in event_puts[:-1]:
+            self._db.put_item(**event_put["Put"])
+        items = [{"Put": put}, *event_puts[-1:]]
         try:
             for _ in range(20):  # another run of the session appended first: append after it
                 try:
@@ -453,11 +469,16 @@ class DynamoStore:
         return int(out["Attributes"]["redrives"]["N"]) if out else None
 
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
-        items = self._query(limit=limit, KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+        items = self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
                             ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#R#{run_id}",
                                                                ":lo": f"EV#{after + 1:010d}", ":hi": "EV#9999999999"}),
                             ConsistentRead=True)
-        return [Event.model_validate_json(i["doc"]) for i in items]
+        found: list[Event] = []
+        for item in items:
+            found.extend(e for e in map(Event.model_validate, json.loads(item["doc"])) if e.seq > after)
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
     # -- external tasks -------------------------------------------------------------------
     @staticmethod
