@@ -120,6 +120,10 @@ class Run(BaseModel):
     injected: int = 0                # control injections already added to the conversation
     paused_by_signal: bool = False
     children: list[str] = Field(default_factory=list)  # workflows this run started (delegation tools)
+    # Requests from outside, on the run's own item (the driver reads them with the run): `ctl`
+    # counts every request and nudge, so a checkpoint that has not seen the latest one fails.
+    control: Control = Field(default_factory=lambda: Control())
+    ctl: int = 0
     background: list[str] = Field(default_factory=list)  # background tasks not yet reported back
 
     @property

@@ -28,10 +28,13 @@ class Store(Protocol):
 
     def create_run(self, run: Run, events: list[Event]) -> None: ...
     def get_run(self, tenant: str, run_id: str) -> Run: ...
+    def run_status(self, tenant: str, run_id: str) -> str | None:
+        """The run's status only (None: no such run)."""
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         """queued/running with no live lease -> running, leased to owner. None if not possible."""
     def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         """Checkpoint run (and append events) atomically if run.version is still current; bumps it.
+        Interrupted (run.control and run.ctl refreshed) if only a request from outside came since.
         With `append_to`, the same write adds the run's own messages to that session's conversation
         as its next exchange (whatever other runs appended meanwhile) and updates append_to.turns."""
     def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
@@ -43,6 +46,9 @@ class Store(Protocol):
                         inject: str | None = None) -> None:
         """Record a control request (the driver or the API applies it)."""
     def get_control(self, tenant: str, run_id: str) -> Control: ...
+    def nudge_run(self, tenant: str, run_id: str) -> bool:
+        """Count a change on a running run (its driver's next checkpoint is Interrupted). False if
+        the run is not running."""
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]: ...
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         """(tenant, run_id) of queued/running runs not touched since `before`: a message was lost."""

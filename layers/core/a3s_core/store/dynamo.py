@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
+from a3s_core.domain.errors import Conflict, Interrupted, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
-_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives")
+_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives", "ctl")
 
 
 def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +41,11 @@ def _session_from(item: dict[str, Any]) -> Session:
     session = Session.model_validate_json(item["doc"])
     session.version, session.turns = int(item["version"]), int(item.get("turns", 0))  # changed in place by appends
     return session
+
+
+def _control_from(item: dict[str, Any]) -> Control:
+    return Control(pause=bool(item.get("pause")), cancel=bool(item.get("cancel")),
+                   injections=list(item.get("injections") or []))
 
 
 def _live_key(tenant: str, run_id: str) -> dict[str, str]:
@@ -222,10 +227,11 @@ class DynamoStore:
 
     # -- runs -----------------------------------------------------------------------------
     def _run_item(self, run: Run) -> dict[str, Any]:
-        doc = run.model_dump_json(exclude=set(_RUN_STATE))
+        doc = run.model_dump_json(exclude={*_RUN_STATE, "control"})
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
                 "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
-                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc}
+                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc,
+                "pause": run.control.pause, "cancel": run.control.cancel, "injections": run.control.injections}
         if len(doc) > OFFLOAD_BYTES:
             if self._s3 is None:
                 raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
@@ -242,6 +248,7 @@ class DynamoStore:
         doc = json.loads(item["doc"])
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["lease_owner"] = doc.get("lease_owner") or None
+        doc["control"] = _control_from(item)
         return Run.model_validate(doc)
 
     def _event_puts(self, tenant: str, run_id: str, events: list[Event]) -> list[dict[str, Any]]:
@@ -285,6 +292,11 @@ class DynamoStore:
             raise NotFound(f"run {run_id!r} not found")
         return self._run_from(item)
 
+    def run_status(self, tenant: str, run_id: str) -> str | None:
+        out = self._db.get_item(TableName=self._table, Key=_to_ddb(_run_key(tenant, run_id)), ConsistentRead=True,
+                                ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"})
+        return _from_ddb(out["Item"]).get("status") if "Item" in out else None
+
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         out = self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
@@ -300,7 +312,8 @@ class DynamoStore:
         expected = run.version
         run.version += 1
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
-               "ConditionExpression": "version = :v", "ExpressionAttributeValues": _to_ddb({":v": expected})}
+               "ConditionExpression": "version = :v AND ctl = :c",
+               "ExpressionAttributeValues": _to_ddb({":v": expected, ":c": run.ctl})}
         # Events that do not fit one item go first, on their own (keyed by seq: a replay overwrites
         # them); the last of them commits with the run.
         event_puts = self._event_puts(run.tenant, run.run_id, events)
@@ -328,7 +341,7 @@ class DynamoStore:
         except ClientError as err:
             run.version = expected
             if _failed_condition(err):
-                raise Conflict(f"run {run.run_id} changed underneath (version {expected})") from err
+                self._interrupted_or_conflict(run, err)
             raise
         except Conflict:
             run.version = expected
@@ -382,6 +395,20 @@ class DynamoStore:
             while len(self._exchanges) > HISTORY_CACHE_SESSIONS:
                 self._exchanges.popitem(last=False)
 
+    def _interrupted_or_conflict(self, run: Run, err: Exception) -> None:
+        """Why a checkpoint lost: only a request from outside (the run takes it in) or another writer."""
+        item = self._get(_run_key(run.tenant, run.run_id))
+        if item is not None and int(item["version"]) == run.version and int(item.get("ctl", 0)) != run.ctl:
+            run.control, run.ctl = _control_from(item), int(item.get("ctl", 0))
+            raise Interrupted(run.run_id) from err
+        raise Conflict(f"run {run.run_id} changed underneath (version {run.version})") from err
+
+    def nudge_run(self, tenant: str, run_id: str) -> bool:
+        return self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)), UpdateExpression="ADD ctl :one",
+            ConditionExpression="#s = :running", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":one": 1, ":running": "running"})) is not None
+
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         return self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
@@ -404,17 +431,15 @@ class DynamoStore:
         if inject is not None:
             sets.append("injections = list_append(if_not_exists(injections, :empty), :i)")
             values.update({":empty": [], ":i": [inject]})
-        if sets:
-            sets.append("#ttl = :ttl")
-            values[":ttl"] = self._expiry()
-            self._db.update_item(TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}),
-                                 UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeNames={"#ttl": "ttl"},
-                                 ExpressionAttributeValues=_to_ddb(values))
+        if sets:  # on the run's item, counted: a driver's next checkpoint sees it (Interrupted)
+            values[":one"] = 1
+            if self._conditional(Key=_to_ddb(_run_key(tenant, run_id)), ConditionExpression="attribute_exists(pk)",
+                                 UpdateExpression="SET " + ", ".join(sets) + " ADD ctl :one",
+                                 ExpressionAttributeValues=_to_ddb(values)) is None:
+                raise NotFound(f"run {run_id!r} not found")
 
     def get_control(self, tenant: str, run_id: str) -> Control:
-        item = self._get({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}) or {}
-        return Control(pause=bool(item.get("pause")), cancel=bool(item.get("cancel")),
-                       injections=list(item.get("injections", [])))
+        return self.get_run(tenant, run_id).control
 
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
         index = self._query(limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id))
