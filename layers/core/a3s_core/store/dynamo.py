@@ -530,6 +530,9 @@ class DynamoStore:
                 **{k: getattr(task, k) for k in _TASK_STATE}, "lease_owner": task.lease_owner or "",
                 "gsi1pk": f"PENDING#{task.lane}",
                 "gsi1sk": f"{task.tenant}#{task.created_at:015d}#{task.session_id}#{task.task_id}",
+                # and in the session's sparse index of pending tasks (gsi2), for its claims and listings
+                "gsi2pk": f"T#{task.tenant}#S#{task.session_id}#PENDING",
+                "gsi2sk": f"{task.created_at:015d}#{task.task_id}",
                 "ttl": self._expiry(), "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
         return self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is not None
 
@@ -538,12 +541,11 @@ class DynamoStore:
         return self._task_from(item) if item else None
 
     def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
-        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :t)",
-                            FilterExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
-                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}",
-                                                               ":t": "TASK#", ":pending": "pending"}),
-                            ConsistentRead=True)
-        return sorted((self._task_from(i) for i in items), key=lambda t: t.created_at)
+        # Only pending tasks are in gsi2 (a finished one leaves it): the read does not grow with the
+        # session's history. Oldest first.
+        items = self._query(index="gsi2", KeyConditionExpression="gsi2pk = :p",
+                            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#S#{session_id}#PENDING"}))
+        return [t for t in map(self._task_from, items) if t.status == TaskStatus.PENDING]
 
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
@@ -576,7 +578,8 @@ class DynamoStore:
                   ":e": error or "", ":ttl": self._expiry()}
         return self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
-            UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl REMOVE gsi1pk, gsi1sk",
+            UpdateExpression=("SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl "
+                              "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk"),
             ConditionExpression="#s = :pending" + cond,
             ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error", "#ttl": "ttl"},
             ExpressionAttributeValues=_to_ddb(values),
