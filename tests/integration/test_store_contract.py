@@ -64,17 +64,18 @@ def test_given_a_task_when_created_twice_then_the_second_is_refused_and_the_firs
 
 def test_given_a_pending_task_when_finished_twice_then_the_first_wins_and_its_result_stays(store, tenant):
     store.create_task(a_task(tenant))
-    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 10, result={"output": "first"}) is True
-    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 20, result={"output": "second"}) is False
-    assert store.finish_task(tenant, "sess-1", "task-1", "failed", T0 + 30, error="third") is False
-    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 40) is False
+    won = store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 10, result={"output": "first"})
+    assert won is not None and (won.status, won.result, won.run_id) == ("completed", {"output": "first"}, "run-1")
+    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 20, result={"output": "second"}) is None
+    assert store.finish_task(tenant, "sess-1", "task-1", "failed", T0 + 30, error="third") is None
+    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 40) is None
     task = store.get_task(tenant, "sess-1", "task-1")
     assert (task.status, task.result, task.completed_at) == ("completed", {"output": "first"}, T0 + 10)
 
 
 def test_given_a_failed_completion_then_the_error_is_kept(store, tenant):
     store.create_task(a_task(tenant))
-    assert store.finish_task(tenant, "sess-1", "task-1", "failed", T0 + 1, error="disk full") is True
+    assert store.finish_task(tenant, "sess-1", "task-1", "failed", T0 + 1, error="disk full") is not None
     task = store.get_task(tenant, "sess-1", "task-1")
     assert (task.status, task.error, task.result) == ("failed", "disk full", None)
 
@@ -84,35 +85,35 @@ def test_given_a_task_past_its_deadline_then_a_completion_is_refused(store, tena
     store.create_task(a_task(tenant))
     for status in ("completed", "failed"):
         assert store.finish_task(tenant, "sess-1", "task-1", status, T0 + 1000 + late_by,
-                                 result={"output": "late"}) is False
+                                 result={"output": "late"}) is None
     assert store.get_task(tenant, "sess-1", "task-1").status == "pending"
 
 
 @pytest.mark.parametrize("early_by", [1, 999])
 def test_given_a_task_before_its_deadline_then_a_timeout_is_refused(store, tenant, early_by):
     store.create_task(a_task(tenant))
-    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 1000 - early_by) is False
+    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 1000 - early_by) is None
     assert store.get_task(tenant, "sess-1", "task-1").status == "pending"
     assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1000 - early_by,
-                             result={"output": "in time"}) is True
+                             result={"output": "in time"}) is not None
 
 
 def test_given_a_task_at_its_deadline_then_it_times_out_once_and_nothing_completes_it_afterwards(store, tenant):
     store.create_task(a_task(tenant))
-    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 1000) is True
-    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 2000) is False
-    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"}) is False
+    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 1000) is not None
+    assert store.finish_task(tenant, "sess-1", "task-1", "timed_out", T0 + 2000) is None
+    assert store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"}) is None
     assert store.get_task(tenant, "sess-1", "task-1").status == "timed_out"
 
 
 def test_given_a_pending_task_then_it_can_be_cancelled_once_even_after_its_deadline(store, tenant):
     store.create_task(a_task(tenant))
-    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 5000) is True
-    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 5000) is False
+    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 5000) is not None
+    assert store.finish_task(tenant, "sess-1", "task-1", "cancelled", T0 + 5000) is None
 
 
 def test_given_an_unknown_task_then_finish_and_claim_are_refused(store, tenant):
-    assert store.finish_task(tenant, "sess-1", "nope", "completed", T0, result={"output": "x"}) is False
+    assert store.finish_task(tenant, "sess-1", "nope", "completed", T0, result={"output": "x"}) is None
     assert store.claim_task(tenant, "sess-1", "nope", "w", T0, 1000) is False
     assert store.get_task(tenant, "sess-1", "nope") is None
 
@@ -142,7 +143,7 @@ def test_given_another_tenant_then_it_cannot_see_or_finish_the_task(store, tenan
     assert store.get_task(other, "sess-1", "task-1") is None
     assert store.list_pending_tasks(other, "sess-1") == []
     assert store.pending_tasks_for_lane(other, "execute", 10) == []
-    assert store.finish_task(other, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"}) is False
+    assert store.finish_task(other, "sess-1", "task-1", "completed", T0 + 1, result={"output": "x"}) is None
     assert store.get_task(tenant, "sess-1", "task-1").status == "pending"
 
 
@@ -151,7 +152,7 @@ def test_given_16_concurrent_finishers_of_one_task_then_exactly_one_wins_every_t
         task_id = f"task-{round_}"
         store.create_task(a_task(tenant, task_id, timeout_ms=600_000))
         wins = race(16, lambda i: store.finish_task(tenant, "sess-1", task_id, "completed", T0 + 1,
-                                                    result={"output": str(i)}))
+                                                    result={"output": str(i)}) is not None)
         assert wins.count(True) == 1, (round_, wins)
         winner = wins.index(True)
         assert store.get_task(tenant, "sess-1", task_id).result == {"output": str(winner)}

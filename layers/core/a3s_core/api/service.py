@@ -131,24 +131,29 @@ class Service:
         return [t.public() for t in self.rt.store.list_pending_tasks(self.tenant, session_id)]
 
     def complete_task(self, session_id: str, task_id: str, body: CompleteTaskBody) -> bool:
-        self.session(session_id)
         store = self.rt.store
-        task = store.get_task(self.tenant, session_id, task_id)
         approved = (body.result or {}).get("approved", True)
-        if task is not None and task.command_type == "confirm" and not isinstance(approved, bool):
-            raise Invalid(f"a confirm task's result.approved must be true or false, got {approved!r}")
+        if not isinstance(approved, bool):  # refused for a confirm task only: look which it is (rare)
+            task = store.get_task(self.tenant, session_id, task_id)
+            if task is not None and task.command_type == "confirm":
+                raise Invalid(f"a confirm task's result.approved must be true or false, got {approved!r}")
         status, now = "completed" if body.success else "failed", self.rt.clock()
+        # The write answers with the task it finished: nothing is read before or after it.
         won = store.finish_task(self.tenant, session_id, task_id, status, now, result=body.result, error=body.error)
-        if won and task is not None:
-            lane_metrics.record_task_end(store, task, status, now)
-            telemetry.task_ended(task, status, now)
-        # Wake the run even when this call lost (unknown, already finished: the first call won):
-        # a retried completion then also repairs a wake-up that a crashed first call never sent.
-        if task is not None and not won and task.status == TaskStatus.PENDING:
-            task = store.get_task(self.tenant, session_id, task_id)  # finished by another, just now?
-        if task is not None and (won or task.status != TaskStatus.PENDING):
+        if won is not None:
+            lane_metrics.record_task_end(store, won, status, now)
+            telemetry.task_ended(won, status, now)
+            self.rt.wake(self.tenant, won.run_id)
+            return True
+        task = store.get_task(self.tenant, session_id, task_id)
+        if task is None:
+            self.session(session_id)  # an unknown session is a 404; an unknown task of a known one, False
+            return False
+        # Lost: finished already (by another call, or a timeout). Wake the run anyway: a retried
+        # completion then repairs a wake-up that a crashed first call never sent.
+        if task.status != TaskStatus.PENDING:
             self.rt.wake(self.tenant, task.run_id)
-        return won
+        return False
 
     def claim(self, body: ClaimBody, session_id: str | None = None, lane: str | None = None) -> list[dict]:
         """Lease up to `max` pending tasks to one worker (of a session, or of a lane tenant-wide)."""

@@ -64,9 +64,10 @@ class Store(Protocol):
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]: ...
     def overdue_tasks(self, now: int, limit: int) -> list[Task]: ...
     def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
-                    result: dict | None = None, error: str | None = None) -> bool:
+                    result: dict | None = None, error: str | None = None) -> Task | None:
         """pending -> status, if still allowed at `now`: a completion must beat the deadline,
-        a timeout must not come before it. True for the one caller that made the change."""
+        a timeout must not come before it. The finished task for the one caller that made the
+        change (the write answers with it), else None."""
     def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
         """Lease a pending task to one worker, so two workers do not both do it."""
 

@@ -572,18 +572,19 @@ class DynamoStore:
         return self._pending(keys)
 
     def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
-                    result: dict | None = None, error: str | None = None) -> bool:
+                    result: dict | None = None, error: str | None = None) -> Task | None:
         cond = {"timed_out": " AND deadline <= :now", "cancelled": ""}.get(status, " AND deadline > :now")
         values = {":pending": "pending", ":st": status, ":now": now, ":r": json.dumps(result, ensure_ascii=False),
                   ":e": error or "", ":ttl": self._expiry()}
-        return self._conditional(
+        out = self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
             UpdateExpression=("SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl "
                               "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk"),
-            ConditionExpression="#s = :pending" + cond,
+            ConditionExpression="#s = :pending" + cond, ReturnValues="ALL_NEW",
             ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error", "#ttl": "ttl"},
             ExpressionAttributeValues=_to_ddb(values),
-        ) is not None
+        )
+        return self._task_from(_from_ddb(out["Attributes"])) if out else None
 
     def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
         return self._conditional(

@@ -198,13 +198,13 @@ class MemoryStore:
                 if t.status == "pending" and t.deadline <= now][:limit]
 
     def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
-                    result: dict | None = None, error: str | None = None) -> bool:
+                    result: dict | None = None, error: str | None = None) -> Task | None:
         with self._lock:
             t = self._tasks.get((tenant, session_id, task_id))
             if t is None or not task_transition_allowed(t, status, now):
-                return False
+                return None
             t.status, t.result, t.error, t.completed_at = TaskStatus(status), result, error, now
-            return True
+            return t.model_copy(deep=True)
 
     def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
         with self._lock:
