@@ -535,8 +535,10 @@ def load_stack(
                 )
 
     ws_routes: list[WsRoute] = []
-    integrations = {lid: _uri_function(p.get("IntegrationUri")) for lid, p in of_type("AWS::ApiGatewayV2::Integration").items()}
-    ws_authorizers = {lid: _uri_function(p.get("AuthorizerUri")) for lid, p in of_type("AWS::ApiGatewayV2::Authorizer").items()}
+    integrations = {lid: _uri_function(p.get("IntegrationUri"))
+                    for lid, p in of_type("AWS::ApiGatewayV2::Integration").items()}
+    ws_authorizers = {lid: _uri_function(p.get("AuthorizerUri"))
+                      for lid, p in of_type("AWS::ApiGatewayV2::Authorizer").items()}
     for props in of_type("AWS::ApiGatewayV2::Route").values():
         target = props.get("Target")
         text = target.get("Fn::Sub", "") if isinstance(target, dict) else str(target or "")
@@ -544,8 +546,8 @@ def load_stack(
         fn = integrations.get(m.group(1)) if m else None
         if fn is None or fn not in functions:
             continue
-        ws_routes.append(WsRoute(key=props["RouteKey"], function_id=fn,
-                                 authorizer_function_id=ws_authorizers.get(_target_id(props.get("AuthorizerId")) or "")))
+        ws_auth = ws_authorizers.get(_target_id(props.get("AuthorizerId")) or "")
+        ws_routes.append(WsRoute(key=props["RouteKey"], function_id=fn, authorizer_function_id=ws_auth))
 
     # API Gateway picks the most specific route; keep greedy paths last so a first-match router agrees.
     routes.sort(key=lambda rt: ("+}" in rt.path, -rt.path.count("/"), rt.path))

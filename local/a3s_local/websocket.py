@@ -73,7 +73,7 @@ class LocalConnections:
         if route is not None and route.authorizer_function_id:
             answer = self.stack.functions[route.authorizer_function_id].invoke({
                 "type": "REQUEST", "headers": headers, "queryStringParameters": query,
-                "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:local/events/$connect",
+                "methodArn": "arn:aws:execute-api:us-east-1:123456789012:local/events/$connect",
                 "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": connection_id}})
             statement = answer["policyDocument"]["Statement"][0]
             if statement["Effect"] != "Allow":
