@@ -21,7 +21,10 @@ from .transport import Transport
 
 log = logging.getLogger("a3s_serverless.push")
 EVENT_WAIT_MS = 15_000  # a long poll's wait (the polling path)
-IDLE_S = 10.0           # this long without a frame: read once over HTTP (a push may be lost)
+IDLE_S = 300.0          # this long without a frame: read once over HTTP (a push may be lost)
+# Until the first push arrives, quiet reads come sooner: the engine may hold the run from before the
+# subscription (its watchers counter is read when it takes the run), so its pushes may start late.
+FIRST_QUIET_S = 0.25
 SAFETY_POLL_S = 60.0    # a lane drainer claims at least this often, pushed or not
 STOP_CHECK_S = 0.5      # how soon a drainer waiting on its socket notices it is told to stop
 OPEN_TIMEOUT_S = 5.0
@@ -134,19 +137,25 @@ def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float
             yield {"seq": after, "type": "_done"}
 
     sock.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": after}))
+    quiet, subscribed, pushed = FIRST_QUIET_S, False, False
     while True:
-        left = _left(deadline, IDLE_S)
+        left = _left(deadline, quiet if not pushed else IDLE_S)
         if left <= 0:
             raise TimeoutError(f"run {run_id} has not ended")
         try:
             frame = _frame(sock, left)
         except TimeoutError:  # quiet: read once over HTTP, in case a push was lost
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} has not ended") from None
+            quiet = min(IDLE_S, quiet * 2)
             for event in fill(None):
                 if event["type"] == "_done":
                     return
                 after = event["seq"]
                 yield event
             continue
+        pushed = pushed or (subscribed and frame.get("type") == "events")  # the catch-up comes before the ack
+        subscribed = subscribed or frame.get("type") == "subscribed"
         if frame.get("type") == "subscribed" and frame.get("done") and frame.get("next", 0) <= after:
             return  # it had ended, and the catch-up held all of it
         for event in frame.get("events", []) if frame.get("type") == "events" else []:
