@@ -47,8 +47,9 @@ class WebSocket:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # loopback (`make dev`) never goes through a proxy; anything else as the environment says
         proxy: Literal[True] | None = None if host in ("127.0.0.1", "localhost", "::1") else True
-        self._c = connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT_S, proxy=proxy,
-                          compression=None)
+        self._opened = connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT_S, proxy=proxy,
+                               compression=None)
+        self._c = self._opened.__enter__()  # the connection is ours to close (close())
 
     def send(self, text: str) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -68,7 +69,7 @@ class WebSocket:
         return data if isinstance(data, str) else data.decode()
 
     def close(self) -> None:
-        self._c.close()
+        self._opened.__exit__(None, None, None)
 
 
 def open_socket(transport: Transport) -> Socket | None:
