@@ -21,13 +21,15 @@ from .transport import Transport
 
 log = logging.getLogger("a3s_serverless.push")
 EVENT_WAIT_MS = 15_000  # a long poll's wait (the polling path)
-IDLE_S = 300.0          # this long without a frame: read once over HTTP (a push may be lost)
+IDLE_S = 300.0          # this long without a frame: read once over HTTP (a push may be lost, a run
+                        # failed by the runs DLQ or the sweeper ends without one)
 # Until the first push arrives, quiet reads come sooner: the engine may hold the run from before the
 # subscription (its watchers counter is read when it takes the run), so its pushes may start late.
 FIRST_QUIET_S = 0.25
 SAFETY_POLL_S = 60.0    # a lane drainer claims at least this often, pushed or not
 STOP_CHECK_S = 0.5      # how soon a drainer waiting on its socket notices it is told to stop
 OPEN_TIMEOUT_S = 5.0
+RECONNECT_AFTER_S = 30.0  # a connection that lasted this long is opened again when it closes
 
 
 class Socket(Protocol):
@@ -112,8 +114,8 @@ def poll_run(t: Transport, run_id: str, after: int, deadline: float | None = Non
 def follow_run(t: Transport, run_id: str, after: int = 0, deadline: float | None = None) -> Iterator[dict[str, Any]]:
     """Every event of the run after `after`, in order and once, until it ends: pushed if it can
     be, polled if not. TimeoutError at `deadline` (monotonic), if given."""
-    sock = open_socket(t)
-    if sock is not None:
+    while (sock := open_socket(t)) is not None:
+        opened = time.monotonic()
         try:
             for event in _pushed(sock, t, run_id, after, deadline):
                 after = event["seq"]
@@ -121,8 +123,10 @@ def follow_run(t: Transport, run_id: str, after: int = 0, deadline: float | None
                 if event["type"] == "run_end":
                     return
             return
-        except ConnectionError as err:  # the connection went: carry on by polling from where it was
-            log.debug("WebSocket closed (%s): polling from seq %d", err, after)
+        except ConnectionError as err:  # closed (idle, or API Gateway's 2 h): connect again, from where it was
+            log.debug("WebSocket closed (%s) at seq %d", err, after)
+            if time.monotonic() - opened < RECONNECT_AFTER_S:
+                break  # it closes as soon as it opens: poll instead
         finally:
             sock.close()
     yield from poll_run(t, run_id, after, deadline)
@@ -138,9 +142,9 @@ def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float
             yield {"seq": after, "type": "_done"}
 
     sock.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": after}))
-    quiet, subscribed, pushed = FIRST_QUIET_S, False, False
+    quiet, subscribed, pushed = OPEN_TIMEOUT_S, False, False
     while True:
-        left = _left(deadline, quiet if not pushed else IDLE_S)
+        left = _left(deadline, quiet)
         if left <= 0:
             raise TimeoutError(f"run {run_id} has not ended")
         try:
@@ -155,10 +159,15 @@ def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float
                 after = event["seq"]
                 yield event
             continue
-        pushed = pushed or (subscribed and frame.get("type") == "events")  # the catch-up comes before the ack
-        subscribed = subscribed or frame.get("type") == "subscribed"
-        if frame.get("type") == "subscribed" and frame.get("done") and frame.get("next", 0) <= after:
-            return  # it had ended, and the catch-up held all of it
+        if frame.get("type") == "subscribed":
+            subscribed = True
+            if frame.get("done") and frame.get("next", 0) <= after:
+                return  # it had ended, and the catch-up held all of it
+            # A driver holding the run since before the subscription may not push until it takes
+            # the run again: read sooner until a push comes. Otherwise the next taker pushes.
+            quiet = FIRST_QUIET_S if frame.get("status") == "running" and not pushed else IDLE_S
+        elif frame.get("type") == "events" and subscribed and not pushed:
+            pushed, quiet = True, IDLE_S  # the catch-up comes before the ack: this one was pushed
         for event in frame.get("events", []) if frame.get("type") == "events" else []:
             if event["seq"] <= after:
                 continue  # had it (catch-up and push overlap)
