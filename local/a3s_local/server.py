@@ -159,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     stack = EmbeddedStack(workspace_root=args.workspace_root).start()
     server = make_server(stack, args.port)
     port = server.server_address[1]
-    ws_server = make_ws_server(stack, args.ws_port if args.ws_port is not None else (port + 1 if args.port else 0))
+    if args.ws_port is not None:
+        ws_server = make_ws_server(stack, args.ws_port)
+    else:  # the next port, or any free one if that is taken (the URL is printed, and GET /health says it)
+        try:
+            ws_server = make_ws_server(stack, port + 1 if args.port else 0)
+        except OSError:
+            ws_server = make_ws_server(stack, 0)
     endpoint, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{ws_server.socket.getsockname()[1]}"
     stack.runtime.settings = dataclasses.replace(stack.runtime.settings, ws_url=ws_url)  # GET /health says so
     threading.Thread(target=ws_server.serve_forever, daemon=True, name="ws-server").start()
