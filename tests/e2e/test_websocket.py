@@ -39,8 +39,8 @@ def commits(stack, monkeypatch):
     store, at = stack.runtime.store, {}
     save = store.save_run
 
-    def timed(run, events):
-        save(run, events)
+    def timed(run, events, *args, **kwargs):
+        save(run, events, *args, **kwargs)
         now = time.time() * 1000
         at.update({(run.run_id, e.seq): now for e in events})
 

@@ -214,15 +214,17 @@ DATA_GRANTS = {
     "AuthorizerFunction": {"dynamodb:GetItem Table"},
     "ApiFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
-        "dynamodb:Query Table/index/gsi1", "dynamodb:BatchWriteItem Table", "dynamodb:DeleteItem Table",
+        "dynamodb:Query Table/index/gsi1", "dynamodb:BatchWriteItem Table", "dynamodb:BatchGetItem Table",
+        "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"},
     "RunDriverFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
         "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*",
+        "s3:GetObject WorkspaceBucket/history/*", "s3:PutObject WorkspaceBucket/history/*",
         "s3:GetObject WorkspaceBucket/workspaces/*", "s3:PutObject WorkspaceBucket/workspaces/*",
         "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
-    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", *FAIL_A_RUN},
+    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", "dynamodb:BatchGetItem Table", *FAIL_A_RUN},
     "RunsDLQFunction": FAIL_A_RUN,
     "LaneWorkerFunction": {
         "dynamodb:GetItem Table", "dynamodb:UpdateItem Table", "s3:GetObject WorkspaceBucket/workspaces/*",
@@ -232,7 +234,8 @@ DATA_GRANTS = {
     # connection and watcher items, a run's watchers counter; the catch-up reads events, a run, a lane's tasks
     "WsFunction": {"dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table",
                    "dynamodb:DeleteItem Table", "dynamodb:ConditionCheckItem Table", "dynamodb:Query Table",
-                   "dynamodb:Query Table/index/gsi1", "s3:GetObject WorkspaceBucket/runs/*"},
+                   "dynamodb:Query Table/index/gsi1", "dynamodb:BatchGetItem Table",
+                   "s3:GetObject WorkspaceBucket/runs/*"},
 }
 QUEUE_GRANTS = {
     "AuthorizerFunction": set(),

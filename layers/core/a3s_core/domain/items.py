@@ -51,7 +51,7 @@ class Session(BaseModel):
     max_parallel_tasks: int = 8
     lanes: dict[str, LaneHandler] = Field(default_factory=lambda: {lane: LaneHandler() for lane in LANES})
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
-    history_run_id: str | None = None  # the run whose conversation the next run continues
+    turns: int = 0  # exchanges in the session's conversation, each stored once (the next run continues it)
     agents: dict[str, dict[str, Any]] = Field(default_factory=dict)  # user-defined subagents
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)  # the session's own skills
     closed: bool = False
@@ -92,6 +92,7 @@ class Run(BaseModel):
     prompt: str
     model: str
     workspace: str
+    history: int = 0  # the session's exchanges this run continues; `messages` holds only its own
     messages: list[dict] = Field(default_factory=list)
     pending: list[PendingCall] = Field(default_factory=list)
     turn: int = 0

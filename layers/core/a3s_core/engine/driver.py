@@ -37,7 +37,6 @@ from a3s_core.engine.queues import advance_message
 from a3s_core.llm.base import ModelError
 from a3s_core.llm.registry import get_model
 from a3s_core.runtime import Runtime
-from a3s_core.store.base import update_session
 from a3s_core.tools.builtin import TOOL_SCHEMAS, ToolError, run_tool
 from a3s_core.tools.sandbox import CODE_TOOLS, within
 from a3s_core.workspace.tenant import workspace_for
@@ -90,7 +89,9 @@ class _Turns:
     def __init__(self, rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
         self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
         self.events: list[Event] = []
+        self.answer_unsaved = False  # the model answered and the answer is not checkpointed yet
         self.session: Session = rt.store.get_session(run.tenant, run.session_id)
+        self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
 
     def skills(self) -> dict[str, dict[str, str]]:
@@ -104,26 +105,25 @@ class _Turns:
         self.run.event_seq += 1
         self.events.append(Event(seq=self.run.event_seq, type=type_, data=data))
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, append: bool = False) -> None:
         self.run.updated_at = self.rt.clock()
-        self.rt.store.save_run(self.run, self.events)
+        self.rt.store.save_run(self.run, self.events, append_to=self.session if append else None)
         push.publish_run(self.rt, self.run, self.events)  # committed first, then pushed (engine/push.py)
-        self.events = []
+        self.events, self.answer_unsaved = [], False
 
-    def release(self, status: str) -> None:
+    def release(self, status: str, append: bool = False) -> None:
         self.run.status, self.run.lease_owner, self.run.lease_until = RunStatus(status), None, 0
-        self.checkpoint()
+        self.checkpoint(append)
 
     def finish(self, status: str, stop_reason: str, text: str = "", error: str | None = None) -> None:
         self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
         self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
-        self.release(status)
+        # A top-level run that succeeded adds its exchange to the session's conversation, in the
+        # same write that ends it: the session's next run continues from there.
+        self.release(status, append=status == "succeeded" and self.run.parent is None)
         telemetry.run_ended(self.run)
         if self.run.parent:
             workflows.on_child_end(self.rt, self.run)
-        elif status == "succeeded":  # the session's next run continues this conversation
-            update_session(self.rt.store, self.run.tenant, self.run.session_id,
-                           lambda s: setattr(s, "history_run_id", self.run.run_id))
 
     # -- the loop ------------------------------------------------------------------------
     def go(self) -> None:
@@ -180,7 +180,7 @@ class _Turns:
         try:
             model = get_model(run.model)
             with telemetry.model_call(run):
-                resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
+                resp = model.complete(self.history + run.messages, tools, system, output_schema=run.output_schema)
         except Exception as err:  # whatever an adapter raises ends this run, not the delivery
             telemetry.model_failed(run, err)
             detail = str(err) if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"
@@ -214,7 +214,10 @@ class _Turns:
                     f"invalid arguments for {c['name']}: a string is not valid Unicode text (it holds a lone "
                     "surrogate, half of a UTF-16 pair); nothing was run"))
             run.pending.append(call)
-        self.checkpoint()  # the model's answer is never asked for twice
+        # Not saved yet: the same invocation goes on to the calls, and what it does first saves the
+        # answer with it (a tool's start, or the suspend that makes its tasks). A crash before then
+        # asks the model again; at worst a task made for the lost answer is done for nothing.
+        self.answer_unsaved = True
         return True
 
     def cancel(self) -> None:
@@ -262,6 +265,8 @@ class _Turns:
         """Run or dispatch this turn's tool calls. True when the run is now suspended."""
         run, session = self.run, self.session
         waiting: list[Awaited] = []
+        if self.answer_unsaved and any(c.name in delegation.TOOLS for c in run.pending):
+            self.checkpoint()  # a child workflow is work of its own: the answer that asks for it comes first
         for lane in LANES:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
@@ -313,8 +318,7 @@ class _Turns:
                 self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
                           output=outcome.content[:EVENT_OUTPUT_CHARS])
         run.pending = []
-        self.emit("turn_end", turn=run.turn)
-        self.checkpoint()
+        self.emit("turn_end", turn=run.turn)  # saved with the next turn's answer: nothing happens in between
         return False
 
     def finished(self, task_id: str, call: PendingCall) -> Task | None:

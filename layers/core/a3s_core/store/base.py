@@ -31,8 +31,12 @@ class Store(Protocol):
     def get_run(self, tenant: str, run_id: str) -> Run: ...
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         """queued/running with no live lease -> running, leased to owner. None if not possible."""
-    def save_run(self, run: Run, events: list[Event]) -> None:
-        """Checkpoint run (and append events) atomically if run.version is still current; bumps it."""
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
+        """Checkpoint run (and append events) atomically if run.version is still current; bumps it.
+        With `append_to`, the same write adds the run's own messages to that session's conversation
+        as its next exchange (whatever other runs appended meanwhile) and updates append_to.turns."""
+    def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
+        """The messages of the session's first `upto` exchanges, in order (they never change)."""
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         """waiting (or paused) -> queued. True for the one caller that made the change."""
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]: ...

@@ -32,6 +32,7 @@ class MemoryStore:
         self._sessions: dict[tuple[str, str], Session] = {}
         self._runs: dict[tuple[str, str], Run] = {}
         self._events: dict[tuple[str, str], list[Event]] = {}
+        self._history: dict[tuple[str, str], list[list[dict]]] = {}
         self._tasks: dict[tuple[str, str, str], Task] = {}
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self._controls: dict[tuple[str, str], Control] = {}
@@ -94,7 +95,7 @@ class MemoryStore:
             r.version += 1
             return r.model_copy(deep=True)
 
-    def save_run(self, run: Run, events: list[Event]) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         with self._lock:
             key = (run.tenant, run.run_id)
             cur = self._runs.get(key)
@@ -103,6 +104,16 @@ class MemoryStore:
             run.version += 1
             self._runs[key] = run.model_copy(deep=True)
             self._events.setdefault(key, []).extend(events)
+            if append_to is not None:
+                exchanges = self._history.setdefault((run.tenant, run.session_id), [])
+                exchanges.append([dict(m) for m in run.messages])
+                session = self._sessions[(run.tenant, run.session_id)]
+                session.turns, session.version = len(exchanges), session.version + 1
+                append_to.turns, append_to.version = session.turns, session.version
+
+    def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
+        exchanges = self._history.get((tenant, session_id), [])[:upto]
+        return [dict(m) for exchange in exchanges for m in exchange]
 
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         with self._lock:
