@@ -81,6 +81,7 @@ def test_given_a_subscription_when_the_run_commits_then_every_event_arrives_in_o
     assert len(got) >= 10
     late = {e["seq"]: round(arrived - commits[(handle.run_id, e["seq"])])
             for arrived, f in pushed for e in f.get("events", [])}
+    print("ms from commit to arrival, by seq:", late)
     assert late and max(late.values()) <= PUSH_BUDGET_MS, late
 
 
