@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from a3s_core.domain.errors import A3SError, BadRequest
+from a3s_core.domain.items import Run, RunStatus
 from a3s_core.domain.lane_names import LANES
 from a3s_core.engine import push
 from a3s_core.runtime import Runtime
@@ -74,6 +75,19 @@ def reply(rt: Runtime, tenant: str, connection_id: str, frame: dict[str, Any]) -
             disconnect(rt, tenant, connection_id)
 
 
+def counted(rt: Runtime, tenant: str, run_id: str, connection_id: str, expires: int) -> Run:
+    """The run, once its counter shows this watcher. A checkpoint that began before the
+    subscription writes the counter it read: if it wrote it over ours, count the watcher again.
+    A run still `running` is left as it is: its driver may push late, and the client reads sooner."""
+    for _ in range(3):
+        run = rt.store.get_run(tenant, run_id)
+        if run.watchers > 0 or run.status == RunStatus.RUNNING or run.done:
+            break
+        rt.store.remove_watcher(tenant, "run", run_id, connection_id)
+        rt.store.add_watcher(tenant, "run", run_id, connection_id, expires)
+    return run
+
+
 def subscribe(rt: Runtime, tenant: str, connection_id: str, body: dict[str, Any]) -> None:
     """The watcher first, then the catch-up: an event committed before the watcher was written
     is in the catch-up, one committed after is pushed (engine/push.py)."""
@@ -81,9 +95,10 @@ def subscribe(rt: Runtime, tenant: str, connection_id: str, body: dict[str, Any]
     after = body.get("after", 0)
     if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= 10**9:
         raise BadRequest("after must be an event seq (an integer >= 0)")
-    rt.store.add_watcher(tenant, kind, key, connection_id, int(time.time()) + CONNECTION_S)  # NotFound: not yours
+    expires = int(time.time()) + CONNECTION_S
+    rt.store.add_watcher(tenant, kind, key, connection_id, expires)  # NotFound: not yours
     if kind == "run":
-        run = rt.store.get_run(tenant, key)
+        run = counted(rt, tenant, key, connection_id, expires)
         last = after
         while True:
             events = rt.store.list_events(tenant, key, last)
