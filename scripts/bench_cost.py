@@ -6,9 +6,10 @@ Units, measured in one process on one embedded stack (moto + the kit's handlers,
             execute lane is external, its bash task done by set_external_task_handler; --round-trips
             in ONE session, the first five and the last five reported apart (a session's history grows)
   step      one step of session.parallel of --steps steps (no tools)
-  wait-min  a client long-polling a run's events (wait_ms 15000, as the SDK does) for a minute
-  idle-min  an idle a3s-worker (POST /lanes/{lane}/claim) and an idle external task handler
-            (POST /sessions/{id}/external-tasks/claim): a minute without work, extrapolated to a month
+  wait-min  a client following a waiting run's events over the WebSocket API (RunHandle.events(),
+            as the SDK does) for --wait-s, connect, subscribe and catch-up included: per minute
+  idle-min  an idle a3s-worker (subscribed to its lane) and an idle external task handler
+            (subscribed to the session's lanes): a minute without work, extrapolated to a month
 
 Per unit: AWS calls by service and operation; DynamoDB write request units (1 KB of the larger of the
 item before and after, x2 in a transaction, plus each gsi1 write), read request units (4 KB; eventual
@@ -27,6 +28,7 @@ from bench_common import setup_env
 setup_env()  # before anything imports Powertools or boto3
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -41,7 +43,7 @@ from cost_model import PRICES, FunctionClock, attach_cost_counter, dollars, step
 
 from a3s_local.embedded import EmbeddedStack  # noqa: E402
 from a3s_local.template import load_stack  # noqa: E402
-from a3s_serverless import Agent  # noqa: E402
+from a3s_serverless import Agent, push  # noqa: E402
 from a3s_serverless.worker import Worker  # noqa: E402
 
 PROMPT = 'rt\n/tool bash {"command": "x"}'
@@ -76,6 +78,67 @@ class CostTransport(CountingTransport):
         with self._lock:
             return Counter(self.seconds)
 
+    socket: Any = None  # set for the units measured over the WebSocket API (wait-min, idle-min)
+
+    def open_socket(self) -> Any:
+        if self.socket is None:  # rt and step: measured over the HTTP API alone, as the SDK polls
+            raise ConnectionRefusedError("no WebSocket for this unit")
+        return self.socket()
+
+
+class CountingSocket:
+    """The SDK's WebSocket connection, counted: messages both ways (32 KB units, as API Gateway bills
+    them), and the WebSocket function's AWS calls labelled by route ("WS $connect", "WS subscribe")."""
+
+    def __init__(self, bench: Bench, who: str) -> None:
+        self.bench, self.who = bench, who
+        self.inner = self._as("$connect", lambda: bench.transport.inner.open_socket())
+
+    def _as(self, route: str, fn: Any) -> Any:
+        counter, label = self.bench.counter, f"WS {self.who} {route}"
+        counter.local.route, counter.local.pending = label, Counter()
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            counter.flush_route(label)
+            self.bench.ws.add(label, time.perf_counter() - t0)
+
+    def send(self, text: str) -> None:
+        self.bench.ws.message(self.who, text)
+        self._as(str(json.loads(text).get("action", "$default")), lambda: self.inner.send(text))
+
+    def recv(self, timeout: float) -> str:
+        text = self.inner.recv(timeout)
+        self.bench.ws.message(self.who, text)
+        return text
+
+    def close(self) -> None:
+        self._as("WS $disconnect", self.inner.close)
+
+
+class WsCounts:
+    """Messages (32 KB units), connections, and the WebSocket routes' invocations and seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: Counter[str] = Counter()  # who -> messages
+        self.routes: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
+
+    def message(self, who: str, text: str) -> None:
+        with self._lock:
+            self.messages[who] += max(1, -(-len(text.encode()) // (32 * 1024)))
+
+    def add(self, label: str, seconds: float) -> None:
+        with self._lock:
+            self.routes[label] += 1
+            self.seconds[label] += seconds
+
+    def snapshot(self) -> tuple[Counter, Counter, Counter]:
+        with self._lock:
+            return Counter(self.messages), Counter(self.routes), Counter(self.seconds)
+
 
 class Mark:
     """Every counter at one moment."""
@@ -85,6 +148,7 @@ class Mark:
         self.http = bench.transport.snapshot()
         self.http_s = bench.transport.snapshot_seconds()
         self.fn = bench.clock.snapshot()
+        self.ws = bench.ws.snapshot()
         self.t = time.perf_counter()
 
 
@@ -97,6 +161,7 @@ class Bench:
             self.counter = attach_cost_counter(self.stack, queue_ops=SQS_OPS, hook_id="bench-cost")
             self.clock = FunctionClock(self.stack)
             self.transport = CostTransport(self.stack.transport(), self.counter)
+            self.ws = WsCounts()
             self.agent = Agent(self.transport, default_model="scripted", local=True)
             self.memory = {fid: spec.memory for fid, spec in load_stack(REPO / "template.yaml").functions.items()}
         except BaseException:
@@ -209,8 +274,10 @@ class Bench:
         unit["workflow_wall_s"] = round(wall, 3)
         return unit
 
-    # -- 3 and 4, side by side: a waiting client and idle workers --------------------------------
+    # -- 3 and 4, side by side: a waiting client and idle workers, over the WebSocket API ------
     def waiting_and_idle(self, seconds: float) -> dict[str, Any]:
+        from a3s_serverless.session import RunHandle
+
         waiting = self.quiet(lambda: self.agent.session(self.workspace, model="scripted", permissive=True))
         self.quiet(lambda: waiting.set_lane_handler("execute", "external", 3_600_000))
         handle = self.quiet(lambda: waiting.send_async(PROMPT))
@@ -225,45 +292,101 @@ class Bench:
         idle_session = self.quiet(lambda: self.agent.session(self.workspace, model="scripted", permissive=True))
         stop = threading.Event()
         lane_worker = Worker(self.transport, "query", self.workspace, name="bench-idle")
-        threads = [threading.Thread(target=lane_worker.run, args=(stop,), daemon=True, name="bench-idle-worker")]
+        who = threading.local()
+        self.transport.socket = lambda: CountingSocket(self, getattr(who, "name", "other"))
+
+        def named(name: str, fn: Any) -> Any:
+            def run() -> None:
+                who.name = name
+                fn()
+            return run
+
+        pushed: list[dict] = []
+        follower = threading.Thread(target=named("wait", lambda: pushed.extend(
+            RunHandle(self.transport, handle.run_id).events(after))), daemon=True, name="bench-wait")
+        threads = [threading.Thread(target=named("worker", lambda: lane_worker.run(stop)), daemon=True,
+                                    name="bench-idle-worker")]
         a = self.mark(settle=False)
+        follower.start()
+        original_drain = idle_session._drain  # the handler's socket is opened on its own thread: name it
+
+        def handler_drain(fn: Any, stop_: threading.Event) -> None:
+            who.name = "handler"
+            original_drain(fn, stop_)
+
+        idle_session._drain = handler_drain  # type: ignore[method-assign]
         idle_session.set_external_task_handler(lambda task: {"success": True})
         for t in threads:
             t.start()
-        ramp = min(5.0, seconds / 4)  # the idle back-off reaches its 1 s cap after ~1.6 s
-        end = time.perf_counter() + seconds
-        steady: list[Mark] = []
-        timer = threading.Timer(ramp, lambda: steady.append(self.mark(settle=False)))
-        timer.start()
-        polls = 0
-        while (left := end - time.perf_counter()) > 0.05:
-            page = self.transport.request("GET", f"/runs/{handle.run_id}/events",
-                                          query={"after": after, "wait_ms": int(min(EVENT_WAIT_MS, left * 1000))})
-            polls += 1
-            if page["events"]:
-                raise RuntimeError(f"the waiting run moved on: {page['events'][0]['type']}")
+        time.sleep(seconds)  # the unit is wall time: a minute of waiting
         b = self.mark(settle=False)
         stop.set()
         idle_session._stop_handler()
         for t in threads:
             t.join(5)
-        timer.join()
         self.quiet(handle.cancel)
-        minutes = (b.t - a.t) / 60
-        events = ("GET /runs/{run}/events",)
-        wait = self.per_unit(a, b, minutes, events)
-        s, minutes_steady = steady[0], (b.t - steady[0].t) / 60
-        lane = self.per_unit(s, b, minutes_steady, ("POST /lanes/query/claim (empty)",))
-        handler = self.per_unit(s, b, minutes_steady, ("POST /sessions/{sess}/external-tasks/claim (empty)",))
+        follower.join(30)
+        self.transport.socket = None
+        if not pushed or pushed[-1]["type"] != "run_end":
+            raise RuntimeError(f"the waiting client did not get the run's end pushed: {pushed[-3:]}")
+        # Steady state: the connection's minute, and the HTTP reads the SDK still makes (a quiet read
+        # every IDLE_S; a drainer's claim every SAFETY_POLL_S), each measured once here.
         auth = self.authorizer_minute(b)
-        for unit in (wait, lane, handler):  # API Gateway caches the answer 60 s per key: once a minute
-            self.add_authorizer(unit, auth)
-        wait["long_polls_per_minute"] = round(polls / minutes, 2)
+
+        def one(method: str, path: str, route: str, body: Any = None, query: dict | None = None) -> float:
+            x = self.mark(settle=False)
+            self.transport.request(method, path, body, query)
+            unit = self.per_unit(x, self.mark(settle=False), 1, (route,))
+            self.add_authorizer(unit, auth)  # at most once a minute: each of these is a minute apart or more
+            return unit["usd"]["total"]
+
+        claim = {"max": 4, "lease_ms": 300_000, "worker": "bench-once"}
+        quiet_read = one("GET", f"/runs/{handle.run_id}/events", "GET /runs/{run}/events",
+                         query={"after": after, "wait_ms": 0})
+        lane_claim = one("POST", "/lanes/query/claim", "POST /lanes/query/claim (empty)", claim)
+        handler_claim = one("POST", f"/sessions/{idle_session.session_id}/external-tasks/claim",
+                            "POST /sessions/{sess}/external-tasks/claim (empty)", claim)
+        minute = PRICES["ws_connection_minute"]
+        steady = {"wait": minute + quiet_read * 60 / push.IDLE_S, "worker": minute + lane_claim * 60 / push.SAFETY_POLL_S,
+                  "handler": minute + handler_claim * 60 / push.SAFETY_POLL_S}
+        minutes = (b.t - a.t) / 60
+        wait = self.ws_unit(a, b, minutes, "wait", ("GET /runs/{run}/events",))
+        lane = self.ws_unit(a, b, minutes, "worker", ("POST /lanes/query/claim (empty)",))
+        handler = self.ws_unit(a, b, minutes, "handler", ("POST /sessions/{sess}/external-tasks/claim (empty)",))
+        for unit in (wait, lane, handler):  # API Gateway caches the answer 60 s per key: at most once a minute
+            if unit["http_requests"]:
+                self.add_authorizer(unit, auth)
+        for unit, key in ((wait, "wait"), (lane, "worker"), (handler, "handler")):
+            unit["steady_usd_per_1m"] = round(steady[key] * 1e6, 3)
         for unit in (lane, handler):
-            unit["requests_per_month"] = round(unit["http_requests"] * MINUTES_PER_MONTH)
-            unit["usd_per_month"] = round(unit["usd"]["total"] * MINUTES_PER_MONTH, 4)
+            unit["steady_requests_per_minute"] = 60 / push.SAFETY_POLL_S
+            unit["requests_per_month"] = round(unit["steady_requests_per_minute"] * MINUTES_PER_MONTH)
+            unit["usd_per_month"] = round(steady["worker" if unit is lane else "handler"] * MINUTES_PER_MONTH, 4)
         return {"wait_minute": wait, "idle_worker_minute": lane, "idle_handler_minute": handler,
-                "measured_s": round(b.t - a.t, 1)}
+                "measured_s": round(b.t - a.t, 1), "pushed_events": len(pushed)}
+
+    def ws_unit(self, a: Mark, b: Mark, minutes: float, who: str, routes: tuple[str, ...]) -> dict[str, Any]:
+        """One client's minute: its HTTP requests (routes) and its WebSocket connection (messages,
+        connection-minutes, the WebSocket function's invocations and their AWS calls)."""
+        labels = tuple(r for r in set(b.ws[1]) | set(a.ws[1]) if r.startswith(f"WS {who} "))
+        unit = self.per_unit(a, b, minutes, routes + labels)
+        invocations = sum(b.ws[1][r] - a.ws[1][r] for r in labels)
+        secs = sum(b.ws[2][r] - a.ws[2][r] for r in labels)
+        connects = sum(b.ws[1][r] - a.ws[1][r] for r in labels if r.endswith("$connect"))
+        mem = self.memory["WsFunction"]
+        if invocations:  # $connect's time holds the authorizer's too: all of it billed at WsFunction's size
+            unit["lambda"]["by_function"]["WsFunction"] = {
+                "invocations": round(invocations / minutes, 4), "seconds": round(secs / minutes, 5),
+                "mean_ms": round(1000 * secs / invocations, 1), "memory_mb": mem,
+                "gb_s": round(secs * mem / 1024 / minutes, 6)}
+            unit["lambda"]["invocations"] = round(unit["lambda"]["invocations"] + (invocations + connects) / minutes, 4)
+            unit["lambda"]["gb_s"] = round(unit["lambda"]["gb_s"] + secs * mem / 1024 / minutes, 6)
+        unit["ws_messages"] = round((b.ws[0][who] - a.ws[0][who]) / minutes, 3)
+        unit["ws_connection_minutes"] = 1.0  # one connection, open the whole minute
+        unit["ws_routes"] = {r.split(" ", 2)[2]: round((b.ws[1][r] - a.ws[1][r]) / minutes, 3) for r in labels}
+        unit["usd"] = {k: round(v, 10) for k, v in dollars(unit).items()}
+        unit["usd_per_1m"] = round(unit["usd"]["total"] * 1e6, 2)
+        return unit
 
     def authorizer_minute(self, b: Mark) -> dict[str, float]:
         inv, sec = b.fn["invocations"][AUTH_FN], b.fn["seconds"][AUTH_FN]
@@ -367,9 +490,11 @@ def table(units: dict[str, dict[str, Any]]) -> None:
         row(f"  {f.replace('Function', '')} (ms each)", lambda u, f=f: u["lambda"]["by_function"][f]["mean_ms"],
             "{:>14.1f}")
     row("Lambda GB-s", lambda u: u["lambda"]["gb_s"], "{:>14.4f}")
+    row("WebSocket messages (32 KB units)", lambda u: u.get("ws_messages"), "{:>14.2f}")
+    row("WebSocket connection-minutes", lambda u: u.get("ws_connection_minutes"), "{:>14.2f}")
     print("-" * (w + 14 * len(names)))
     for line in ("lambda_requests", "lambda_gb_s", "dynamodb_writes", "dynamodb_reads", "sqs", "api_gateway",
-                 "secrets_manager"):
+                 "secrets_manager", "ws_messages", "ws_connection_minutes"):
         row(f"$ per 1M: {line}", lambda u, line=line: u["usd"][line] * 1e6, "{:>14.2f}")
     row("$ per 1M units", lambda u: u["usd_per_1m"], "{:>14.2f}")
 
@@ -384,23 +509,28 @@ def print_report(out: dict[str, Any]) -> None:
     table(units)
     print("\nprices (us-east-1, on demand): Lambda $0.20/1M requests + $0.0000133334/GB-s (arm64); DynamoDB "
           "$0.625/1M WRU, $0.125/1M RRU;\n  SQS $0.40/1M requests; HTTP API $1.00/1M requests; Secrets Manager "
-          "$0.05/10k calls. The model's own cost is excluded.")
+          "$0.05/10k calls; WebSocket API $1.00/1M messages (32 KB),\n  $0.25/1M connection-minutes. "
+          "The model's own cost is excluded.")
     print("  Lambda duration = the handler's wall time on the embedded stack (moto), at the template's MemorySize;\n"
-          "  wait-minute: the API function is held for each long-poll's wait_ms; the authorizer runs once a minute\n"
-          "  per key (API Gateway caches its answer 60 s); the embedded pumps' empty polls are left out (on AWS\n"
-          "  Lambda's SQS pollers are a fixed cost per queue).")
+          "  wait-minute and idle: over the WebSocket API (connect, subscribe and catch-up in the window, the\n"
+          "  $disconnect after it); an HTTP request's authorizer runs at most once a minute per key (API Gateway\n"
+          "  caches its answer 60 s); the embedded pumps' empty polls are left out (on AWS Lambda's SQS pollers\n"
+          "  are a fixed cost per queue).")
     growth = rt["per_turn"]
     print("\ngrowth over one session (per round trip): turn " + ", ".join(
         f"{g['turn']}: {g['aws_calls']:.0f} calls/{g['wru']:.0f} WRU/{g['rru']:.1f} RRU/{g['item_bytes_written']:.0f} B"
         for g in growth if g["turn"] in (1, 2, 5, 10, 20, len(growth))))
     idle = out["waiting"]
-    print(f"\nidle a3s-worker: {idle['idle_worker_minute']['http_requests']:.1f} requests/min = "
-          f"{idle['idle_worker_minute']['requests_per_month']:,} a month = ${idle['idle_worker_minute']['usd_per_month']:.2f}"
-          f" a month; idle task handler: {idle['idle_handler_minute']['http_requests']:.1f}/min = "
-          f"${idle['idle_handler_minute']['usd_per_month']:.2f} a month")
+    iw, ih = idle["idle_worker_minute"], idle["idle_handler_minute"]
+    print(f"\nidle a3s-worker (WebSocket): {iw['http_requests']:.1f} requests in its first minute (connect, subscribe, "
+          f"claim); then {iw['steady_requests_per_minute']:.0f}/min = {iw['requests_per_month']:,} a month = "
+          f"${iw['usd_per_month']:.2f} a month (${iw['steady_usd_per_1m']:.2f} per 1M idle minutes); idle task "
+          f"handler: {ih['http_requests']:.1f} in its first minute, then ${ih['usd_per_month']:.2f} a month")
     w = out["waiting"]["wait_minute"]
-    print(f"waiting client: {w['long_polls_per_minute']:.1f} long-polls/min, {w['lambda']['gb_s']:.1f} GB-s, "
-          f"{w['aws_calls']:.0f} AWS calls per minute = ${w['usd']['total']:.6f} per client-minute")
+    print(f"waiting client (WebSocket): first minute (connect, subscribe, catch-up) {w['http_requests']:.2f} HTTP "
+          f"requests, {w['ws_messages']:.2f} messages = ${w['usd_per_1m']:.2f} per 1M; each minute after: the "
+          f"connection and a quiet read every {push.IDLE_S:.0f} s = ${w['steady_usd_per_1m']:.2f} per 1M "
+          f"client-minutes (goal: <= $1)")
     s = out["step_functions"]
     print(f"\nStep Functions for comparison ($ per 1M, incl. {s['includes']}):")
     print(f"  external round trip: Standard ({s['round_trip']['transitions']} transitions) "

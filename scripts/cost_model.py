@@ -34,7 +34,7 @@ PRICES = {
     "ddb_rru": 0.125 / 1e6,
     "sqs_request": 0.40 / 1e6,
     "http_api_request": 1.00 / 1e6,
-    "ws_message": 1.00 / 1e6,
+    "ws_message": 1.00 / 1e6,              # API Gateway WebSocket: per message (32 KB units), both ways
     "ws_connection_minute": 0.25 / 1e6,
     "sfn_standard_transition": 25.0 / 1e6,
     "sfn_express_request": 1.00 / 1e6,
@@ -281,6 +281,9 @@ def dollars(unit: dict[str, Any]) -> dict[str, float]:
         "sqs": unit["sqs_requests"] * PRICES["sqs_request"],
         "api_gateway": unit["http_requests"] * PRICES["http_api_request"],
         "secrets_manager": unit.get("secrets_calls", 0) * PRICES["secrets_api_call"],
+        # API Gateway WebSocket: messages both ways in 32 KB units, and each minute a connection is open
+        "ws_messages": unit.get("ws_messages", 0) * PRICES["ws_message"],
+        "ws_connection_minutes": unit.get("ws_connection_minutes", 0) * PRICES["ws_connection_minute"],
     }
     out["total"] = sum(out.values())
     return out

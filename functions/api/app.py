@@ -214,7 +214,8 @@ def _document() -> dict[str, Any]:
 # -- routes --------------------------------------------------------------------------------------
 @_route("GET", "/health", Health, public=True)
 def health() -> dict:
-    return {"ok": True}
+    """Up, and where to connect for pushed events (null: no WebSocket API; poll GET /runs/{id}/events)."""
+    return {"ok": True, "websocket_url": get_runtime().settings.ws_url or None}
 
 
 @_route("GET", "/openapi.json", dict[str, Any], public=True)

@@ -1,4 +1,8 @@
-"""HTTP API Lambda authorizer: an API key (Authorization: Bearer <key>) maps to one tenant."""
+"""API key authorizer: an API key (Authorization: Bearer <key>) maps to one tenant.
+
+The HTTP API asks with a v2 event and takes a simple answer; the WebSocket API's $connect asks
+with a REQUEST event (methodArn) and takes an IAM policy, and a browser, which cannot set headers
+on a WebSocket, may send the key as the `key` query parameter."""
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +26,15 @@ def key_hash(key: str) -> str:
 def handler(event: dict, context: LambdaContext) -> dict:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     auth = headers.get("authorization", "")
+    if "methodArn" in event and not auth:
+        auth = (event.get("queryStringParameters") or {}).get("key") or ""
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else auth.strip()
     tenant = get_runtime().tenant_for_key(key_hash(key)) if key else None
     if tenant is None:  # never the key itself: its hash prefix is enough to tell callers apart
         logger.info("api key refused", extra={"key_hash": key_hash(key)[:12] if key else None})
+    if "methodArn" in event:  # the WebSocket API
+        effect = "Allow" if tenant else "Deny"
+        return {"principalId": tenant or "anonymous", "context": {"tenant": tenant or ""},
+                "policyDocument": {"Version": "2012-10-17", "Statement": [
+                    {"Action": "execute-api:Invoke", "Effect": effect, "Resource": event["methodArn"]}]}}
     return {"isAuthorized": tenant is not None, "context": {"tenant_id": tenant or ""}}

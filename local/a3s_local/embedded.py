@@ -7,6 +7,7 @@ Development tooling only: deployed code never imports this module or moto.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -274,6 +275,13 @@ class EmbeddedStack:
             self._environ_before[key] = os.environ.get(key)
             os.environ[key] = value
         self.runtime = Runtime.from_env(env, session=self.boto)
+        # post_to_connection reaches the live local connections (through moto's management API)
+        from .websocket import LocalConnections
+
+        self.connections = LocalConnections(self, env.get("A3S_WS_ENDPOINT", ""))
+        self.runtime.connections = self.connections
+        # No WebSocket server until `make dev` starts one (and says where): in-process sockets only.
+        self.runtime.settings = dataclasses.replace(self.runtime.settings, ws_url="")
         set_runtime(self.runtime)
         self.add_api_key(LOCAL_API_KEY, LOCAL_TENANT)
         for fid, spec in model.functions.items():
@@ -422,6 +430,12 @@ class LocalTransport:
 
     def __init__(self, stack: EmbeddedStack, api_key: str) -> None:
         self.stack, self.api_key = stack, api_key
+
+    def open_socket(self) -> Any:
+        """A WebSocket connection into the stack, in-process (the SDK's push path)."""
+        from .websocket import LocalSocket
+
+        return LocalSocket(self.stack.connections, self.api_key)
 
     def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
         from a3s_serverless.transport import decode

@@ -1,18 +1,20 @@
 """`make dev`: the embedded stack as a long-lived HTTP API on 127.0.0.1, for other processes
-(workers, clients) to use as they would a deployed kit.
+(workers, clients) to use as they would a deployed kit, and its WebSocket API on the next port.
 
-    python -m a3s_local.server --port 8787
+    python -m a3s_local.server --port 8787      # ws://127.0.0.1:8788 for pushed events
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from .embedded import LOCAL_API_KEY, EmbeddedStack
 
@@ -105,18 +107,72 @@ def make_server(stack: EmbeddedStack, port: int = 8787) -> ThreadingHTTPServer:
     return server
 
 
+def make_ws_server(stack: EmbeddedStack, port: int = 8788) -> Any:
+    """The stack's WebSocket API on 127.0.0.1 (websockets' threaded server): $connect through the
+    key authorizer (the Authorization header, or ?key= as a browser sends it), frames routed by
+    `action`, and what the engine posts delivered to the connection."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.server import ServerConnection, serve
+
+    from a3s_core.engine.push import Gone
+
+    from .websocket import Refused
+
+    ids: dict[int, str] = {}
+
+    def process_request(connection: ServerConnection, request: Any) -> Any:
+        headers = {k.lower(): v for k, v in request.headers.raw_items()}
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query))
+
+        def sink(text: str) -> None:
+            try:
+                connection.send(text)
+            except ConnectionClosed as err:
+                raise Gone(str(err)) from err
+
+        try:
+            ids[id(connection)] = stack.connections.connect(headers, query, sink)
+        except Refused as err:
+            return connection.respond(err.status, f"{err}\n")
+        return None
+
+    def handler(connection: ServerConnection) -> None:
+        connection_id = ids.pop(id(connection))
+        try:
+            for message in connection:
+                stack.connections.message(connection_id, message if isinstance(message, str) else message.decode())
+        except ConnectionClosed:
+            pass
+        finally:
+            stack.connections.disconnect(connection_id)
+
+    return serve(handler, "127.0.0.1", port, process_request=process_request, compression=None)  # loopback only
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run the a3s-serverless embedded stack as a local HTTP API.")
     p.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    p.add_argument("--ws-port", type=int, default=None, help="the WebSocket API's port (default: --port + 1)")
     p.add_argument("--workspace-root", default=None, help="where workspaces that do not exist are made")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stack = EmbeddedStack(workspace_root=args.workspace_root).start()
     server = make_server(stack, args.port)
-    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    port = server.server_address[1]
+    if args.ws_port is not None:
+        ws_server = make_ws_server(stack, args.ws_port)
+    else:  # the next port, or any free one if that is taken (the URL is printed, and GET /health says it)
+        try:
+            ws_server = make_ws_server(stack, port + 1 if args.port else 0)
+        except OSError:
+            ws_server = make_ws_server(stack, 0)
+    endpoint, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{ws_server.socket.getsockname()[1]}"
+    stack.runtime.settings = dataclasses.replace(stack.runtime.settings, ws_url=ws_url)  # GET /health says so
+    threading.Thread(target=ws_server.serve_forever, daemon=True, name="ws-server").start()
     # One machine-readable line first, so scripts and tests can find the endpoint.
-    print(json.dumps({"endpoint": endpoint, "api_key": LOCAL_API_KEY}), flush=True)
-    print(f"a3s-serverless dev stack on {endpoint} (API key {LOCAL_API_KEY}); Ctrl-C stops it", flush=True)
+    print(json.dumps({"endpoint": endpoint, "api_key": LOCAL_API_KEY, "websocket_url": ws_url}), flush=True)
+    print(f"a3s-serverless dev stack on {endpoint}, events over WebSocket on {ws_url} (API key {LOCAL_API_KEY}); "
+          "Ctrl-C stops it", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
         server.serve_forever()
@@ -124,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         server.server_close()
+        ws_server.shutdown()
         stack.stop()
     return 0
 

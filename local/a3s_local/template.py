@@ -88,6 +88,15 @@ class Route:
 
 
 @dataclass
+class WsRoute:
+    """One WebSocket API route: its key ($connect, subscribe, ...), function and authorizer (if any)."""
+
+    key: str
+    function_id: str
+    authorizer_function_id: str | None = None
+
+
+@dataclass
 class StackModel:
     parameters: dict[str, str]
     functions: dict[str, FunctionSpec]
@@ -102,6 +111,7 @@ class StackModel:
     secrets: dict[str, SecretSpec] = field(default_factory=dict)
     policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # each function's IAM statements
     authorizer_ttl: int = 0  # seconds API Gateway caches the authorizer's answer per identity
+    ws_routes: list[WsRoute] = field(default_factory=list)  # the WebSocket API's routes
     region: str = "us-east-1"
     account: str = "123456789012"
     transformed: dict[str, Any] = field(default_factory=dict, repr=False)  # the CloudFormation SAM produced
@@ -524,6 +534,21 @@ def load_stack(
                     )
                 )
 
+    ws_routes: list[WsRoute] = []
+    integrations = {lid: _uri_function(p.get("IntegrationUri"))
+                    for lid, p in of_type("AWS::ApiGatewayV2::Integration").items()}
+    ws_authorizers = {lid: _uri_function(p.get("AuthorizerUri"))
+                      for lid, p in of_type("AWS::ApiGatewayV2::Authorizer").items()}
+    for props in of_type("AWS::ApiGatewayV2::Route").values():
+        target = props.get("Target")
+        text = target.get("Fn::Sub", "") if isinstance(target, dict) else str(target or "")
+        m = re.search(r"integrations/\$\{([^}]+)\}", text if isinstance(text, str) else "")
+        fn = integrations.get(m.group(1)) if m else None
+        if fn is None or fn not in functions:
+            continue
+        ws_auth = ws_authorizers.get(_target_id(props.get("AuthorizerId")) or "")
+        ws_routes.append(WsRoute(key=props["RouteKey"], function_id=fn, authorizer_function_id=ws_auth))
+
     # API Gateway picks the most specific route; keep greedy paths last so a first-match router agrees.
     routes.sort(key=lambda rt: ("+}" in rt.path, -rt.path.count("/"), rt.path))
 
@@ -549,6 +574,7 @@ def load_stack(
         routes=routes,
         authorizer_function_id=authorizer,
         authorizer_ttl=authorizer_ttl,
+        ws_routes=ws_routes,
         schedules=schedules,
         conditions={name: r.condition(name) for name in cfn.get("Conditions", {})},
         region=region,

@@ -1,10 +1,12 @@
 """parallel, pipeline and parallel_resumable over the service's workflow engine."""
 from __future__ import annotations
 
+import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import push
 from .progress import ProgressArg, Reporter, check_progress
 from .transport import Transport
 
@@ -49,17 +51,46 @@ class Workflows:
         return self._t.request("POST", f"/sessions/{self.session_id}/workflows", body)
 
     def wait(self, workflow_id: str, total: int, progress: ProgressArg = None) -> dict[str, Any]:
-        with Reporter(progress, total) as report:
-            seen = -1
-            while True:
-                # Watched, come back on every finished step; unwatched, only at the end.
-                after = seen if report.active else max(seen, total - 1)
-                view = self._t.request("GET", f"/workflows/{workflow_id}",
-                                       query={"wait_ms": WAIT_MS, "after_finished": after})
-                report.update(view["finished"])
-                seen = view["finished"]
-                if view["done"]:
-                    return view
+        """Until the workflow ends: told of each settled step over the WebSocket API (subscribed
+        before the first read, so nothing is missed), or long-polling where there is none."""
+        sock = push.open_socket(self._t)
+        try:
+            if sock is not None:
+                sock.send(json.dumps({"action": "subscribe", "workflow_id": workflow_id}))
+            with Reporter(progress, total) as report:
+                seen = -1
+                while True:
+                    # Watched, come back on every finished step; unwatched, only at the end.
+                    after = seen if report.active else max(seen, total - 1)
+                    view = self._t.request("GET", f"/workflows/{workflow_id}",
+                                           query={"wait_ms": 0 if sock else WAIT_MS, "after_finished": after})
+                    report.update(view["finished"])
+                    seen = view["finished"]
+                    if view["done"]:
+                        return view
+                    if sock is not None:
+                        sock = self._notice(sock, seen, report.active)
+        finally:
+            if sock is not None:
+                sock.close()
+
+    @staticmethod
+    def _notice(sock: push.Socket, seen: int, watched: bool) -> push.Socket | None:
+        """Until the next read is worth making: the workflow ended, or (watched) a step settled;
+        at most IDLE_S. None once the connection has gone (then long-poll)."""
+        while True:
+            try:
+                frame = json.loads(sock.recv(push.IDLE_S))
+            except TimeoutError:
+                return sock
+            except ConnectionError:
+                sock.close()
+                return None
+            if frame.get("type") == "error":
+                return sock  # the read that follows says what is wrong
+            if frame.get("done") or frame.get("status", "running") != "running" or \
+                    (watched and frame.get("finished", -1) > seen):
+                return sock
 
     def parallel(self, specs: list[dict], budget_tokens: int | None = None,
                  progress: ProgressArg = None) -> list[dict]:

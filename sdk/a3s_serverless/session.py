@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import push
 from .errors import RunFailed
 from .orchestration import Workflows
 from .orchestrator import AgentOrchestrator
@@ -16,7 +17,7 @@ from .transport import Transport
 
 LANES = ("control", "query", "execute", "generate")
 MODES = ("internal", "external", "hybrid")
-EVENT_WAIT_MS = 15_000
+EVENT_WAIT_MS = push.EVENT_WAIT_MS
 
 
 @dataclass
@@ -108,29 +109,19 @@ class RunHandle:
         return AgentOrchestrator(self._t).inject_prompt(self.run_id, text)
 
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
-        """Every event of the run, in order, until it ends (long-polls the service)."""
-        while True:
-            page = self._t.request("GET", f"/runs/{self.run_id}/events",
-                                   query={"after": after, "wait_ms": EVENT_WAIT_MS})
-            yield from page["events"]
-            after = page["next"]
-            if page["done"] and not page["events"]:
-                return
+        """Every event of the run, in order, until it ends: pushed over the WebSocket API, or
+        long-polled where there is none."""
+        return push.follow_run(self._t, self.run_id, after)
 
     def wait(self, timeout: float | None = None) -> AgentResult:
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
-        after = 0
-        while True:
-            left_ms = EVENT_WAIT_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
-            wait_ms = max(0, min(EVENT_WAIT_MS, left_ms))
-            page = self._t.request("GET", f"/runs/{self.run_id}/events", query={"after": after, "wait_ms": wait_ms})
-            after = page["next"]
-            if page["done"]:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"run {self.run_id} still {page['status']} after {timeout} s")
+        try:
+            for _ in push.follow_run(self._t, self.run_id, 0, deadline):
+                pass
+        except TimeoutError:
+            raise TimeoutError(f"run {self.run_id} still {self.status()} after {timeout} s") from None
         result = AgentResult.from_run(self._t.request("GET", f"/runs/{self.run_id}"))
         if result.status != "succeeded":
             raise RunFailed(result, f"run {self.run_id} {result.status}: {result.error}")
@@ -207,19 +198,26 @@ class Session:
     def _drain(self, fn: Callable[[dict], dict], stop: threading.Event) -> None:
         from .worker import complete_with, idle_backoff
 
+        # Told of new tasks on the lanes (claimed once now, then when told, and every minute);
+        # without a WebSocket API, polled with a backoff.
+        watch = push.LaneWatch(self._t, list(LANES))
         backoff = idle_backoff()
-        while not stop.is_set():
-            try:
-                tasks = self.claim_external_tasks(max_tasks=4, worker=f"handler-{self.session_id}")
-            except Exception:  # service briefly unreachable: try again, never kill the thread
-                tasks = []
-            for task in tasks:
-                # an error here: the completion did not arrive, the lease runs out and it is claimed again
-                with contextlib.suppress(Exception):
-                    complete_with(fn, task, self.complete_external_task)
-            stop.wait(0 if tasks else next(backoff))
-            if tasks:
-                backoff = idle_backoff()
+        try:
+            while not stop.is_set():
+                try:
+                    tasks = self.claim_external_tasks(max_tasks=4, worker=f"handler-{self.session_id}")
+                except Exception:  # service briefly unreachable: try again, never kill the thread
+                    tasks = []
+                for task in tasks:
+                    # an error here: the completion did not arrive, the lease runs out and it is claimed again
+                    with contextlib.suppress(Exception):
+                        complete_with(fn, task, self.complete_external_task)
+                if tasks:
+                    backoff = idle_backoff()
+                    continue
+                watch.wait(stop, next(backoff))
+        finally:
+            watch.close()
 
     def _stop_handler(self) -> None:
         if self._handler_thread is not None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,10 +27,36 @@ def decode(status: int, raw: bytes | str) -> Any:
 
 
 class HttpTransport:
-    def __init__(self, endpoint: str, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(self, endpoint: str, api_key: str | None = None, timeout_s: float = 60.0,
+                 ws_url: str | None = None) -> None:
+        """ws_url: the WebSocket API (default: $A3S_WS_URL, else what GET /health says; "" polls)."""
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+        if ws_url and not ws_url.startswith(("ws://", "wss://")):
+            raise ValueError(f"ws_url must be a ws(s) URL, got {ws_url!r}")
         self.endpoint, self.api_key, self.timeout_s = endpoint.rstrip("/"), api_key, timeout_s
+        self._ws_url = ws_url
+
+    def websocket_url(self) -> str:
+        """Where pushed events come from ("" if nowhere): asked of the service once."""
+        if self._ws_url is None:
+            url = os.environ.get("A3S_WS_URL", "")
+            if not url:
+                try:
+                    url = self.request("GET", "/health").get("websocket_url") or ""
+                except Exception:  # an older service, or unreachable: poll
+                    url = ""
+            self._ws_url = url
+        return self._ws_url
+
+    def open_socket(self) -> Any:
+        """A connection to the WebSocket API (push.WebSocket); ConnectionError if there is none."""
+        url = self.websocket_url()
+        if not url:
+            raise ConnectionError("the service has no WebSocket API")
+        from .push import WebSocket
+
+        return WebSocket(url, self.api_key)
 
     def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
         url = self.endpoint + path + (f"?{urllib.parse.urlencode(query)}" if query else "")

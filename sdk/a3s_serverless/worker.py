@@ -11,10 +11,12 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .extras import WORKER, require
+from .push import LaneWatch
 from .transport import HttpTransport, Transport
 
 
@@ -52,7 +54,7 @@ def complete_with(fn: Callable[[dict], Any], task: dict, complete: Callable[...,
 class Worker:
     def __init__(self, transport: Transport, lane: str, workspace: str, batch: int = 4,
                  lease_ms: int = 300_000, name: str | None = None,
-                 handler: Callable[[dict], dict] | None = None) -> None:
+                 handler: Callable[[dict], dict] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}: expected one of {', '.join(LANES)}")
         if not os.path.isdir(workspace):
@@ -64,6 +66,7 @@ class Worker:
             builtin_tools()  # the built-in tools are the [worker] extra: refuse now, not fail each task
         self.handler = handler or self.run_builtin
         self.completed = 0
+        self.clock = clock  # what the safety poll's minute is measured by
 
     def run_builtin(self, task: dict) -> dict:
         return builtin_tools().execute_task(task, self.workspace)
@@ -88,17 +91,24 @@ class Worker:
         return len(tasks)
 
     def run(self, stop: threading.Event, max_tasks: int | None = None) -> None:
+        """Claim now, then whenever the lane's subscription tells of a task, and at least once a
+        minute; without a WebSocket API, poll with a backoff."""
+        watch = LaneWatch(self.transport, [self.lane], clock=self.clock)
+        log.info("worker on lane %s: %s", self.lane, "tasks pushed over WebSocket" if watch.pushed else "polling")
         backoff = idle_backoff()
-        while not stop.is_set() and (max_tasks is None or self.completed < max_tasks):
-            try:
-                done = self.run_once()
-            except Exception as err:  # a blip of the service must not end the worker
-                log.warning("poll failed: %s", err)
-                done = 0
-            if done:
-                backoff = idle_backoff()
-            else:
-                stop.wait(next(backoff))
+        try:
+            while not stop.is_set() and (max_tasks is None or self.completed < max_tasks):
+                try:
+                    done = self.run_once()
+                except Exception as err:  # a blip of the service must not end the worker
+                    log.warning("poll failed: %s", err)
+                    done = 0
+                if done:
+                    backoff = idle_backoff()
+                else:
+                    watch.wait(stop, next(backoff))
+        finally:
+            watch.close()
 
 
 def main(argv: list[str] | None = None) -> int:

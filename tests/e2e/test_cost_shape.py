@@ -58,5 +58,8 @@ def test_given_the_figures_then_every_unit_is_priced(figures):
     units = [figures["round_trip"]["first"], figures["parallel_step"], figures["waiting"]["wait_minute"],
              figures["waiting"]["idle_worker_minute"]]
     assert all(u["usd_per_1m"] > 0 for u in units)
-    # a waiting client holds the API function for each long-poll's wait: most of a minute of Lambda time
-    assert figures["waiting"]["wait_minute"]["lambda"]["by_function"]["ApiFunction"]["seconds"] > 30
+    # a waiting client is pushed to over the WebSocket API: a connection, no HTTP request, no API function
+    wait = figures["waiting"]["wait_minute"]
+    assert wait["ws_connection_minutes"] == 1 and wait["http_requests"] == 0, wait["http_requests_by_route"]
+    assert "ApiFunction" not in wait["lambda"]["by_function"] and "WsFunction" in wait["lambda"]["by_function"]
+    assert figures["waiting"]["pushed_events"] >= 1  # the run's end reached it

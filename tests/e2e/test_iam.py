@@ -40,6 +40,11 @@ def needs(service: str, op: str, params: dict, region: str, account: str) -> lis
         return [(f"sqs:{op}", f"arn:aws:sqs:{region}:{account}:{params['QueueUrl'].rsplit('/', 1)[1]}", None)]
     if service == "secretsmanager":
         return [(f"secretsmanager:{op}", params["SecretId"], None)]
+    if service == "apigatewaymanagementapi":  # the WebSocket API's connections (the local stack's name for it)
+        method = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}[op]
+        return [("execute-api:ManageConnections",
+                 f"arn:aws:execute-api:{region}:{account}:a3s-WebSocketApi/events/{method}/@connections/"
+                 f"{params['ConnectionId']}", None)]
     raise AssertionError(f"no IAM mapping for {service}:{op}; add one")
 
 
@@ -87,7 +92,7 @@ def recorded(stack, monkeypatch):
 
     monkeypatch.setattr(Function, "invoke", traced)
     rt = stack.runtime
-    clients = [rt.store._db, rt.s3, rt.queues._sqs]
+    clients = [rt.store._db, rt.s3, rt.queues._sqs, rt.connections._client]
     for client in clients:
         client.meta.events.register("before-parameter-build", hook)
     yield calls
@@ -152,4 +157,7 @@ def test_given_a_broad_flow_then_every_call_of_every_function_is_allowed_by_its_
     assert {fn for fn, *_ in recorded} == set(model.policies) - {"SandboxFunction"}  # it calls no AWS API
     assert {(fn, a, r.split("/")[1]) for fn, a, r, _ in recorded if a == "s3:PutObject"} >= {
         ("RunDriverFunction", "s3:PutObject", "runs"), ("RunDriverFunction", "s3:PutObject", "history")}
+    # Pushed events (the driver), catch-ups (the WebSocket function): both post to connections.
+    assert {fn for fn, a, *_ in recorded if a == "execute-api:ManageConnections"} >= {"RunDriverFunction",
+                                                                                     "WsFunction"}
     assert sorted(denied) == []

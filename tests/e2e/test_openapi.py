@@ -123,4 +123,5 @@ def test_given_run_control_then_each_action_is_an_operation_of_its_own(doc):
 
 
 def test_given_health_then_it_is_public_too(api):
-    assert api.call("GET", "/health", key=None) == (200, {"ok": True})
+    # no WebSocket server runs in-process (Agent.local() connects to the stack directly): none to name
+    assert api.call("GET", "/health", key=None) == (200, {"ok": True, "websocket_url": None})

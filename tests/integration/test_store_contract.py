@@ -304,6 +304,65 @@ def test_given_a_stale_copy_of_a_session_when_saved_then_conflict(store, tenant)
         store.get_session(tenant + "-other", "sess-1")
 
 
+# -- push subscriptions ---------------------------------------------------------------------------
+EXPIRES = 2_000_000_000
+
+
+def test_given_a_run_when_watched_then_the_watcher_is_listed_and_counted_once_per_connection(store, tenant):
+    store.create_run(a_run(tenant), [])
+    for _ in range(2):  # a repeated subscribe of one connection counts once
+        store.add_watcher(tenant, "run", "run-1", "c1", EXPIRES)
+    store.add_watcher(tenant, "run", "run-1", "c2", EXPIRES)
+
+    assert sorted(store.watchers(tenant, "run", "run-1")) == ["c1", "c2"]
+    assert store.get_run(tenant, "run-1").watchers == 2
+    assert store.list_events(tenant, "run-1", 0) == []  # watcher items are no events
+
+
+def test_given_watchers_when_removed_then_the_counter_drops_and_never_below_zero(store, tenant):
+    store.create_run(a_run(tenant), [])
+    store.add_watcher(tenant, "run", "run-1", "c1", EXPIRES)
+
+    assert store.remove_watcher(tenant, "run", "run-1", "c1") is True
+    assert store.remove_watcher(tenant, "run", "run-1", "c1") is False
+    assert store.watchers(tenant, "run", "run-1") == []
+    assert store.get_run(tenant, "run-1").watchers == 0
+
+
+def test_given_another_tenants_run_or_workflow_when_watched_then_not_found_and_nothing_written(store, tenant):
+    store.create_run(a_run(tenant), [])
+    other = f"{tenant}-other"
+
+    with pytest.raises(NotFound):
+        store.add_watcher(other, "run", "run-1", "c1", EXPIRES)
+    with pytest.raises(NotFound):
+        store.add_watcher(other, "workflow", "wf-1", "c1", EXPIRES)
+    assert store.watchers(other, "run", "run-1") == [] and store.watchers(tenant, "run", "run-1") == []
+    assert store.get_run(tenant, "run-1").watchers == 0
+
+
+def test_given_a_connection_when_closed_then_it_names_its_subscriptions(store, tenant):
+    store.create_run(a_run(tenant), [])
+    store.open_connection(tenant, "c1", EXPIRES)
+    store.add_watcher(tenant, "run", "run-1", "c1", EXPIRES)
+    store.add_watcher(tenant, "lane", "execute", "c1", EXPIRES)
+    store.add_watcher(tenant, "lane", "query", "c1", EXPIRES)
+    store.remove_watcher(tenant, "lane", "query", "c1")
+
+    assert store.close_connection(tenant, "c1") == [("lane", "execute"), ("run", "run-1")]
+    assert store.close_connection(tenant, "c1") == []
+    assert store.watchers(tenant, "lane", "execute") == ["c1"]  # the caller removes them (api/subscriptions.py)
+
+
+def test_given_a_lane_when_watched_by_two_tenants_then_each_sees_only_its_own(store, tenant):
+    other = f"{tenant}-other"
+    store.add_watcher(tenant, "lane", "execute", "c1", EXPIRES)
+    store.add_watcher(other, "lane", "execute", "c2", EXPIRES)
+
+    assert store.watchers(tenant, "lane", "execute") == ["c1"]
+    assert store.watchers(other, "lane", "execute") == ["c2"]
+
+
 # -- a session's conversation -------------------------------------------------------------------------
 def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
     try:

@@ -50,7 +50,7 @@ def test_given_no_aws_access_when_transforming_then_sam_produces_plain_cloudform
     assert not any(t.startswith("AWS::Serverless::") for t in types)
     assert {"AWS::Lambda::Function", "AWS::ApiGatewayV2::Api", "AWS::Lambda::LayerVersion"} <= types
     assert set(model.functions) == {"AuthorizerFunction", "ApiFunction", "RunDriverFunction", "SweeperFunction",
-                                   "SandboxFunction", "RunsDLQFunction"}
+                                   "SandboxFunction", "RunsDLQFunction", "WsFunction"}
     assert model.authorizer_function_id == "AuthorizerFunction"
 
 
@@ -215,10 +215,11 @@ DATA_GRANTS = {
     "ApiFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
         "dynamodb:Query Table/index/gsi1", "dynamodb:Query Table/index/gsi2", "dynamodb:BatchWriteItem Table",
-        "dynamodb:BatchGetItem Table",
+        "dynamodb:BatchGetItem Table", "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"},
     "RunDriverFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
+        "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*",
         "s3:GetObject WorkspaceBucket/history/*", "s3:PutObject WorkspaceBucket/history/*",
         "s3:GetObject WorkspaceBucket/workspaces/*", "s3:PutObject WorkspaceBucket/workspaces/*",
@@ -230,6 +231,11 @@ DATA_GRANTS = {
         "s3:PutObject WorkspaceBucket/workspaces/*", "s3:DeleteObject WorkspaceBucket/workspaces/*",
         "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
     "SandboxFunction": set(),  # nothing at all: see test_template_sandbox.py
+    # connection and watcher items, a run's watchers counter; the catch-up reads events, a run, a lane's tasks
+    "WsFunction": {"dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table",
+                   "dynamodb:DeleteItem Table", "dynamodb:ConditionCheckItem Table", "dynamodb:Query Table",
+                   "dynamodb:Query Table/index/gsi1", "dynamodb:BatchGetItem Table",
+                   "s3:GetObject WorkspaceBucket/runs/*"},
 }
 QUEUE_GRANTS = {
     "AuthorizerFunction": set(),
@@ -239,6 +245,7 @@ QUEUE_GRANTS = {
     "RunsDLQFunction": {"RunsQueue"},
     "LaneWorkerFunction": {"RunsQueue"},
     "SandboxFunction": set(),
+    "WsFunction": set(),
 }
 
 
@@ -259,13 +266,15 @@ def test_given_allowed_models_then_the_functions_get_them_and_the_default_is_the
     assert listed["A3S_ALLOWED_MODELS"] == "scripted,bedrock/*"
 
 
-def test_given_throttling_parameters_then_the_http_api_stage_applies_them_to_every_route() -> None:
+def test_given_throttling_parameters_then_the_api_stages_apply_them_to_every_route() -> None:
     model = load_stack(TEMPLATE, {"ThrottlingBurstLimit": "40", "ThrottlingRateLimit": "20"})
-    (stage,) = [r for r in model.transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    stages = [r for r in model.transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
 
-    settings = stage["Properties"]["DefaultRouteSettings"]
-    assert settings == {"ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
-                        "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"}}
+    assert len(stages) == 2  # the HTTP API's and the WebSocket API's
+    for stage in stages:
+        settings = stage["Properties"]["DefaultRouteSettings"]
+        assert settings == {"ThrottlingBurstLimit": {"Ref": "ThrottlingBurstLimit"},
+                            "ThrottlingRateLimit": {"Ref": "ThrottlingRateLimit"}}
     assert (model.parameters["ThrottlingBurstLimit"], model.parameters["ThrottlingRateLimit"]) == ("40", "20")
     defaults = load_stack(TEMPLATE).parameters
     assert 0 < float(defaults["ThrottlingRateLimit"]) <= float(defaults["ThrottlingBurstLimit"])
@@ -361,3 +370,35 @@ def test_given_the_functions_then_logs_and_metrics_name_the_stack_and_only_the_s
         assert (env["POWERTOOLS_SERVICE_NAME"], env["POWERTOOLS_METRICS_NAMESPACE"]) == ("a3s-local", "A3S"), lid
         tracing = functions[lid]["Properties"].get("TracingConfig", {}).get("Mode")
         assert tracing == (None if lid == "SandboxFunction" else "Active"), lid
+
+
+def test_given_the_websocket_api_then_its_routes_take_the_key_authorizer_at_connect_and_one_thin_function() -> None:
+    model = load_stack(TEMPLATE)
+    resources = model.transformed["Resources"]
+
+    (api,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"
+              and r["Properties"].get("ProtocolType") == "WEBSOCKET"]
+    assert api["RouteSelectionExpression"] == "$request.body.action"
+    routes = {r.key: r for r in model.ws_routes}
+    assert set(routes) == {"$connect", "$disconnect", "subscribe", "unsubscribe", "$default"}
+    assert {r.function_id for r in routes.values()} == {"WsFunction"}
+    assert routes["$connect"].authorizer_function_id == "AuthorizerFunction"
+    assert [k for k, r in routes.items() if r.authorizer_function_id] == ["$connect"]
+    (authorizer,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Authorizer"]
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert "WebSocketUrl" in model.transformed["Outputs"]
+    assert {r["Type"] for r in resources.values()} >= {"AWS::ApiGatewayV2::Stage", "AWS::ApiGatewayV2::Deployment"}
+
+
+def test_given_the_websocket_api_then_only_the_functions_that_push_may_post_to_its_connections() -> None:
+    model = load_stack(TEMPLATE, {"EnableLaneWorker": "true"})
+    manage = {fid: [r for st in sts if "execute-api:ManageConnections" in _as_list(st["Action"])
+                    for r in _as_list(st["Resource"])] for fid, sts in model.policies.items()}
+
+    assert {fid for fid, resources in manage.items() if resources} == {"ApiFunction", "RunDriverFunction", "WsFunction"}
+    api_id = "a3s-WebSocketApi"  # the local stack's name for the WebSocket API
+    for fid in ("ApiFunction", "RunDriverFunction", "WsFunction"):
+        assert manage[fid] == [f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*"], fid
+        assert model.functions[fid].environment["A3S_WS_ENDPOINT"] == \
+            f"https://{api_id}.execute-api.us-east-1.amazonaws.com/events"
+    assert model.functions["ApiFunction"].environment["A3S_WS_URL"].startswith("wss://")

@@ -41,6 +41,8 @@ class Settings:
     allowed_models: tuple[str, ...] = ()  # names or patterns; empty: the default model only
     openai_key_secret_arn: str = ""  # the run driver's only: the model key in Secrets Manager
     retention_days: int = 30   # A3S_RETENTION_DAYS: items expire this long after their last write
+    ws_endpoint: str = ""      # A3S_WS_ENDPOINT: the WebSocket API's management endpoint (https://.../stage)
+    ws_url: str = ""           # A3S_WS_URL: where clients connect (wss://.../stage)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -60,6 +62,8 @@ class Settings:
             allowed_models=tuple(m.strip() for m in env.get("A3S_ALLOWED_MODELS", "").split(",") if m.strip()),
             openai_key_secret_arn=env.get("OPENAI_API_KEY_SECRET_ARN", ""),
             retention_days=int(env.get("A3S_RETENTION_DAYS") or 30),
+            ws_endpoint=env.get("A3S_WS_ENDPOINT", ""),
+            ws_url=env.get("A3S_WS_URL", ""),
         )
 
     def model_allowed(self, model: str) -> bool:
@@ -97,6 +101,7 @@ class Runtime:
 
     session: Any = None  # the boto3 session the clients come from
     api_keys: Any = None  # where the authorizer looks keys up (store/api_keys.py); None: the store
+    connections: Any = None  # posts frames to WebSocket connections (engine/push.py); None: nobody to push to
     _secrets: dict[str, tuple[str, float]] = field(default_factory=dict, init=False, repr=False)
 
     def tool_sandbox(self) -> Any:
@@ -105,6 +110,10 @@ class Runtime:
 
             self.sandbox = LocalSandbox()
         return self.sandbox
+
+    def poster(self) -> Any:
+        """What delivers frames to WebSocket connections (post(connection_id, data)), or None."""
+        return self.connections
 
     def secret(self, arn: str) -> str:
         """A Secrets Manager secret's value, fetched on first use and then at most every
@@ -175,11 +184,23 @@ class Runtime:
                 client = session.client("lambda", config=invoke)
             return LambdaSandbox(client, settings.sandbox_function, s3, settings.bucket)
 
+        def connections() -> Any:
+            from botocore.config import Config
+
+            from a3s_core.engine.push import ApiGatewayPoster
+
+            # A post is quick or pointless: a short timeout, and no retry storm on a gone connection.
+            config = Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 2})
+            with _CLIENT_LOCK:
+                client = session.client("apigatewaymanagementapi", endpoint_url=settings.ws_endpoint, config=config)
+            return ApiGatewayPoster(client)
+
         from a3s_core.store.api_keys import DynamoApiKeys
 
         return cls(settings=settings, s3=s3, session=session, store=Lazy(store), queues=Lazy(queues),
                    sandbox=Lazy(sandbox) if settings.sandbox_function else None,
-                   api_keys=DynamoApiKeys(dynamodb, settings.table))
+                   api_keys=DynamoApiKeys(dynamodb, settings.table),
+                   connections=Lazy(connections) if settings.ws_endpoint else None)
 
 
 _CLIENT_LOCK = threading.Lock()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..push import follow_run
 from .output import REFUSED, Fail, clip, clock, emit_json, out, pairs, table, when
 
-EVENT_WAIT_MS = 20_000  # the API's longest long-poll
 _EVENT_KEYS = {"seq", "type", "ts"}
 
 
@@ -46,19 +46,22 @@ def _event_line(event: dict) -> str:
 
 
 def events(api: Any, args: Any) -> None:
-    """Every event so far, or with --follow every event until the run ends: each once, in order."""
+    """Every event so far, or with --follow every event until the run ends: each once, in order
+    (followed over the WebSocket API where there is one)."""
+    if args.follow:
+        for event in follow_run(api, args.run):
+            out(json.dumps(event, ensure_ascii=False, separators=(",", ":")) if args.json else _event_line(event))
+        if not args.json:
+            out(f"run {args.run} {api.request('GET', f'/runs/{args.run}')['status']}")
+        return
     after = 0
     while True:
-        page = api.request("GET", f"/runs/{args.run}/events",
-                           query={"after": after, "wait_ms": EVENT_WAIT_MS if args.follow else 0})
+        page = api.request("GET", f"/runs/{args.run}/events", query={"after": after, "wait_ms": 0})
         for event in page["events"]:
             out(json.dumps(event, ensure_ascii=False, separators=(",", ":")) if args.json else _event_line(event))
         after = page["next"]
-        # A page is empty only once the run has nothing more (done) or the wait ran out (follow on).
-        if not page["events"] and (page["done"] or not args.follow):
+        if not page["events"]:  # a page is empty once there is nothing more so far
             break
-    if not args.json and args.follow:
-        out(f"run {args.run} {page['status']}")
 
 
 def control(api: Any, args: Any) -> None:

@@ -69,6 +69,7 @@ class GatewayError(_View):
 # -- sessions ------------------------------------------------------------------------------------
 class Health(_View):
     ok: bool
+    websocket_url: str | None = None
 
 
 class LaneHandlerView(_View):

@@ -108,6 +108,7 @@ class Run(BaseModel):
     lease_owner: str | None = None
     lease_until: int = 0
     redrives: int = 0  # times the sweeper sent a message for it again (bounded: sweeper.MAX_REDRIVES)
+    watchers: int = 0  # WebSocket connections subscribed to it: the engine looks them up only when > 0
     created_at: int = Field(default_factory=now_ms)
     updated_at: int = Field(default_factory=now_ms)
     # A child run of a workflow step: its subagent, its tools, and the step to settle when it ends.

@@ -19,7 +19,7 @@ from typing import Any
 from a3s_core import telemetry
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Event, Run, RunStatus
-from a3s_core.engine import messages, workflows
+from a3s_core.engine import messages, push, workflows
 from a3s_core.engine.messages import RUN_MESSAGES, WORKFLOW_MESSAGES, RunsMessage
 from a3s_core.runtime import Runtime
 
@@ -112,6 +112,7 @@ def fail_run(rt: Runtime, tenant: str, run_id: str, error: str, only_stuck: bool
             rt.store.save_run(run, [end])
         except Conflict:
             continue  # it moved on underneath: look again
+        push.publish_run(rt, run, [end])  # its watchers learn it ended (where this function may post)
         failed = True
         telemetry.run_ended(run)
         _abandon(rt, run)

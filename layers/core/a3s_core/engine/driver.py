@@ -29,7 +29,7 @@ from a3s_core.domain.items import (
     ToolOutcome,
 )
 from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
-from a3s_core.engine import delegation, lane_metrics, workflows
+from a3s_core.engine import delegation, lane_metrics, push, workflows
 from a3s_core.engine.answers import parse_json_answer, storable
 from a3s_core.engine.messages import timeout_message
 from a3s_core.engine.queues import advance_message
@@ -129,6 +129,7 @@ class _Turns:
                     raise _Stop() from None
         else:
             raise Conflict(f"run {self.run.run_id} keeps changing underneath")
+        push.publish_run(self.rt, self.run, self.events)  # committed first, then pushed (engine/push.py)
         self.events, self.answer_unsaved = [], False
 
     def release(self, status: str, append: bool = False, cancellable: bool = False) -> None:
@@ -471,6 +472,7 @@ class _Turns:
         # before they were, and a duplicate is harmless (claims and timeouts are conditional).
         if self.rt.store.create_task(task):
             telemetry.task_created(task)
+            push.publish_task(self.rt, task)
         self.rt.queues.send_lane(lane, {"tenant": run.tenant, **task.public()})
         self.rt.queues.send_run(timeout_message(task), math.ceil(timeout_ms / 1000))
         self.emit("external_task_pending", task_id=task.task_id, lane=lane, command_type=command_type,

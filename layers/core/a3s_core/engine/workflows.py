@@ -29,6 +29,7 @@ from a3s_core.domain.items import (
     WorkflowStatus,
     new_id,
 )
+from a3s_core.engine import push
 from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime
@@ -211,6 +212,8 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> Wo
     store.settle_step(step, status, outcome, outcome.get("usage", {}).get("total_tokens", 0), rt.clock())
     telemetry.step_settled(wf, step, status, outcome)
     current = store.get_workflow(wf.tenant, wf.workflow_id)
+    push.publish_workflow(rt, wf.tenant, wf.workflow_id, {"step": step.key, "status": current.status,
+                                                          "finished": current.finished, "total": current.n})
     if current.status == WorkflowStatus.RUNNING and current.attempt == step.attempt and current.finished >= current.n:
         # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
         ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id)
@@ -363,5 +366,6 @@ def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled"
 
 def ended(rt: Runtime, wf: Workflow) -> None:
     """A delegation tool's run waits on this workflow: it can go on now."""
+    push.publish_workflow(rt, wf.tenant, wf.workflow_id, {"done": True})
     if wf.parent_run_id:
         rt.wake(wf.tenant, wf.parent_run_id)

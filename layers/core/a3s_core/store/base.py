@@ -7,11 +7,12 @@ callers (SQS delivers at least once) cannot both win.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from a3s_core.domain.errors import Conflict
 from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, TaskStatus, Workflow
 
+WatchKind = Literal["run", "workflow", "lane"]
 FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
 
 
@@ -95,6 +96,20 @@ class Store(Protocol):
         """running -> status (if every step of the attempt is counted, when asked); one winner."""
     def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:
         """A finished workflow starts attempt+1 over `wf.order` (resumable re-runs)."""
+
+    # -- push subscriptions: WebSocket connections watching a run, a workflow or a lane -------
+    # A watcher lives in the watched thing's partition (tenant-scoped by its key); the connection
+    # remembers its subscriptions so that its end removes them. `expires` is epoch seconds.
+    def open_connection(self, tenant: str, connection_id: str, expires: int) -> None: ...
+    def close_connection(self, tenant: str, connection_id: str) -> list[tuple[str, str]]:
+        """Forget the connection; the (kind, key) subscriptions it still had."""
+    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+        """Watch a run, a workflow or a lane (NotFound for a run or workflow the tenant lacks);
+        a run's `watchers` counter goes up (once per connection)."""
+    def remove_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str) -> bool:
+        """Stop watching; True if the watcher was there (the run's counter goes down then)."""
+    def watchers(self, tenant: str, kind: WatchKind, key: str) -> list[str]:
+        """Connection ids watching it."""
 
 
 def task_transition_allowed(task: Task, status: str, now: int) -> bool:

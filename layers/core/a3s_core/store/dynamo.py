@@ -20,10 +20,12 @@ from a3s_core.domain.errors import Conflict, Interrupted, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
+from a3s_core.store.base import WatchKind
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
-_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives", "ctl")
+# `watchers` is written by subscriptions (UpdateItem ADD, no version bump, ctl + 1) and read back with the run.
+_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives", "ctl", "watchers")
 
 
 def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
@@ -410,6 +412,7 @@ class DynamoStore:
         item = self._get(_run_key(run.tenant, run.run_id))
         if item is not None and int(item["version"]) == run.version and int(item.get("ctl", 0)) != run.ctl:
             run.control, run.ctl = _control_from(item), int(item.get("ctl", 0))
+            run.watchers = int(item.get("watchers", 0))
             raise Interrupted(run.run_id) from err
         raise Conflict(f"run {run.run_id} changed underneath (version {run.version})") from err
 
@@ -752,6 +755,72 @@ class DynamoStore:
         if reopened:  # its place in the list lives as long as the workflow now does
             self._db.put_item(TableName=self._table, Item=_to_ddb(self._wf_index_item(wf)))
         return reopened
+
+    # -- push subscriptions ---------------------------------------------------------------
+    # A watcher is the item sk=W#<connection> in the watched thing's partition, so a lookup is
+    # one Query of the partition the engine writes anyway; a run's item counts its watchers, so
+    # a run nobody watches costs no lookup at all. Items expire with the connection (2 h).
+    @staticmethod
+    def _watch_key(tenant: str, kind: WatchKind, key: str, connection_id: str) -> dict[str, str]:
+        part = {"run": "R", "workflow": "W", "lane": "L"}[kind]
+        return {"pk": f"T#{tenant}#{part}#{key}", "sk": f"W#{connection_id}"}
+
+    @staticmethod
+    def _connection_key(tenant: str, connection_id: str) -> dict[str, str]:
+        return {"pk": f"T#{tenant}#C#{connection_id}", "sk": "CONN"}
+
+    def open_connection(self, tenant: str, connection_id: str, expires: int) -> None:
+        self._db.put_item(TableName=self._table, Item=_to_ddb({**self._connection_key(tenant, connection_id),
+                                                                "ttl": expires}))
+
+    def close_connection(self, tenant: str, connection_id: str) -> list[tuple[str, str]]:
+        out = self._db.delete_item(TableName=self._table, Key=_to_ddb(self._connection_key(tenant, connection_id)),
+                                   ReturnValues="ALL_OLD")
+        subs = _from_ddb(out.get("Attributes") or {}).get("subs") or set()
+        return sorted(tuple(s.split("#", 1)) for s in subs)
+
+    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+        watcher = {"Put": {"TableName": self._table, "ConditionExpression": "attribute_not_exists(pk)",
+                           "Item": _to_ddb({**self._watch_key(tenant, kind, key, connection_id), "ttl": expires})}}
+        target: dict[str, Any] = {"TableName": self._table, "ConditionExpression": "attribute_exists(pk)"}
+        if kind == "run":
+            target = {"Update": {**target, "Key": _to_ddb(_run_key(tenant, key)),
+                                 "UpdateExpression": "ADD watchers :one, ctl :one",  # a driver's save sees it
+                                 "ExpressionAttributeValues": _to_ddb({":one": 1})}}
+        elif kind == "workflow":
+            target = {"ConditionCheck": {**target, "Key": _to_ddb(_wf_key(tenant, key))}}
+        try:
+            self._db.transact_write_items(TransactItems=[watcher] + ([target] if kind != "lane" else []))
+        except ClientError as err:
+            reasons = [r.get("Code") for r in err.response.get("CancellationReasons") or []]
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                raise NotFound(f"{kind} {key!r} not found") from err
+            if not reasons or reasons[0] != "ConditionalCheckFailed":
+                raise  # else: this connection watches it already
+        self._db.update_item(TableName=self._table, Key=_to_ddb(self._connection_key(tenant, connection_id)),
+                             UpdateExpression="ADD subs :s SET #ttl = if_not_exists(#ttl, :ttl)",
+                             ExpressionAttributeNames={"#ttl": "ttl"},
+                             ExpressionAttributeValues=_to_ddb({":s": {f"{kind}#{key}"}, ":ttl": expires}))
+
+    def remove_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str) -> bool:
+        out = self._db.delete_item(TableName=self._table, ReturnValues="ALL_OLD",
+                                   Key=_to_ddb(self._watch_key(tenant, kind, key, connection_id)))
+        if "Attributes" not in out:
+            return False
+        if kind == "run":  # never below zero, whatever raced with it
+            self._conditional(Key=_to_ddb(_run_key(tenant, key)), UpdateExpression="ADD watchers :minus, ctl :one",
+                              ConditionExpression="watchers > :zero",
+                              ExpressionAttributeValues=_to_ddb({":minus": -1, ":zero": 0, ":one": 1}))
+        self._conditional(Key=_to_ddb(self._connection_key(tenant, connection_id)), UpdateExpression="DELETE subs :s",
+                          ConditionExpression="attribute_exists(pk)",
+                          ExpressionAttributeValues=_to_ddb({":s": {f"{kind}#{key}"}}))
+        return True
+
+    def watchers(self, tenant: str, kind: WatchKind, key: str) -> list[str]:
+        pk = self._watch_key(tenant, kind, key, "")["pk"]
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :w)", ProjectionExpression="sk",
+                            ExpressionAttributeValues=_to_ddb({":pk": pk, ":w": "W#"}))
+        return [i["sk"][2:] for i in items]
 
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from a3s_core.domain.items import (
     WorkflowStatus,
     now_ms,
 )
-from a3s_core.store.base import Store, task_transition_allowed
+from a3s_core.store.base import Store, WatchKind, task_transition_allowed
 
 
 class MemoryStore:
@@ -37,6 +37,8 @@ class MemoryStore:
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self._steps: dict[tuple[str, str, str], Step] = {}
         self._metrics: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
+        self._watchers: dict[tuple[str, str, str], set[str]] = {}  # (tenant, kind, key) -> connection ids
+        self._connections: dict[tuple[str, str], set[tuple[str, str]]] = {}  # -> its (kind, key)s
 
     def tenant_for_key(self, key_hash: str) -> str | None:
         return self._keys.get(key_hash)
@@ -103,7 +105,7 @@ class MemoryStore:
             if cur is None or cur.version != run.version:
                 raise Conflict(f"run {run.run_id} changed underneath (version {run.version})")
             if cur.ctl != run.ctl:  # a request from outside the driver has not seen
-                run.control, run.ctl = cur.control.model_copy(deep=True), cur.ctl
+                run.control, run.ctl, run.watchers = cur.control.model_copy(deep=True), cur.ctl, cur.watchers
                 raise Interrupted(run.run_id)
             run.version += 1
             self._runs[key] = run.model_copy(deep=True)
@@ -298,6 +300,43 @@ class MemoryStore:
                 return False
             self._workflows[(wf.tenant, wf.workflow_id)] = wf.model_copy(deep=True)
             return True
+
+    # -- push subscriptions ---------------------------------------------------------------
+    def open_connection(self, tenant: str, connection_id: str, expires: int) -> None:
+        with self._lock:
+            self._connections.setdefault((tenant, connection_id), set())
+
+    def close_connection(self, tenant: str, connection_id: str) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted(self._connections.pop((tenant, connection_id), set()))
+
+    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+        with self._lock:
+            if kind == "run" and (tenant, key) not in self._runs:
+                raise NotFound(f"run {key!r} not found")
+            if kind == "workflow" and (tenant, key) not in self._workflows:
+                raise NotFound(f"workflow {key!r} not found")
+            watching = self._watchers.setdefault((tenant, kind, key), set())
+            if connection_id not in watching and kind == "run":
+                self._runs[(tenant, key)].watchers += 1
+                self._runs[(tenant, key)].ctl += 1  # a driver's next save sees it
+            watching.add(connection_id)
+            self._connections.setdefault((tenant, connection_id), set()).add((kind, key))
+
+    def remove_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str) -> bool:
+        with self._lock:
+            watching = self._watchers.get((tenant, kind, key), set())
+            if connection_id not in watching:
+                return False
+            watching.discard(connection_id)
+            self._connections.get((tenant, connection_id), set()).discard((kind, key))
+            run = self._runs.get((tenant, key)) if kind == "run" else None
+            if run is not None and run.watchers > 0:
+                run.watchers, run.ctl = run.watchers - 1, run.ctl + 1
+            return True
+
+    def watchers(self, tenant: str, kind: WatchKind, key: str) -> list[str]:
+        return sorted(self._watchers.get((tenant, kind, key), set()))
 
 
 if TYPE_CHECKING:

@@ -1,0 +1,239 @@
+"""Events pushed over the WebSocket API, with short polling over HTTP where it is unavailable.
+
+A client subscribes to a run (events after a seq), a workflow (step notices) or a lane (new tasks);
+the service sends what was committed before the subscription (the catch-up), then pushes what is
+committed after. Frames may overlap, never leave a gap: events are deduplicated by seq, and a hole
+(or IDLE_S of silence) is filled by one GET. With no WebSocket URL, or a connection refused, every
+wait falls back to polling the HTTP API as before.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, Protocol
+
+from .errors import error_for
+from .transport import Transport
+
+log = logging.getLogger("a3s_serverless.push")
+EVENT_WAIT_MS = 15_000  # a long poll's wait (the polling path)
+IDLE_S = 300.0          # this long without a frame: read once over HTTP (a push may be lost, a run
+                        # failed by the runs DLQ or the sweeper ends without one)
+# Until the first push arrives, quiet reads come sooner: the engine may hold the run from before the
+# subscription (its watchers counter is read when it takes the run), so its pushes may start late.
+FIRST_QUIET_S = 0.25
+SAFETY_POLL_S = 60.0    # a lane drainer claims at least this often, pushed or not
+STOP_CHECK_S = 0.5      # how soon a drainer waiting on its socket notices it is told to stop
+OPEN_TIMEOUT_S = 5.0
+RECONNECT_AFTER_S = 30.0  # a connection that lasted this long is opened again when it closes
+
+
+class Socket(Protocol):
+    def send(self, text: str) -> None: ...
+    def recv(self, timeout: float) -> str:
+        """The next frame; TimeoutError if none within `timeout` s, ConnectionError once closed."""
+    def close(self) -> None: ...
+
+
+class WebSocket:
+    """A connection to the WebSocket API (websockets' synchronous client)."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        from websockets.sync.client import connect
+
+        host = urllib.parse.urlsplit(url).hostname or ""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # loopback (`make dev`) never goes through a proxy; anything else as the environment says
+        proxy: Literal[True] | None = None if host in ("127.0.0.1", "localhost", "::1") else True
+        self._opened = connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT_S, proxy=proxy,
+                               compression=None)
+        self._c = self._opened.__enter__()  # the connection is ours to close (close())
+
+    def send(self, text: str) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            self._c.send(text)
+        except ConnectionClosed as err:
+            raise ConnectionError(str(err)) from err
+
+    def recv(self, timeout: float) -> str:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            data = self._c.recv(timeout=max(0.0, timeout))
+        except ConnectionClosed as err:
+            raise ConnectionError(str(err)) from err
+        return data if isinstance(data, str) else data.decode()
+
+    def close(self) -> None:
+        self._opened.__exit__(None, None, None)
+
+
+def open_socket(transport: Transport) -> Socket | None:
+    """A WebSocket connection for this transport, or None (no URL, refused): then poll."""
+    opener = getattr(transport, "open_socket", None)
+    if opener is None:
+        return None
+    try:
+        return opener()
+    except Exception as err:  # no URL, connection refused, a key the gateway refuses: poll instead
+        log.debug("no WebSocket (%s): polling", err)
+        return None
+
+
+def _frame(sock: Socket, timeout: float) -> dict[str, Any]:
+    frame = json.loads(sock.recv(timeout))
+    if frame.get("type") == "error":
+        raise error_for(int(frame.get("status") or 400),
+                        {"error": {"code": frame.get("code"), "message": frame.get("message")}})
+    return frame
+
+
+def _left(deadline: float | None, cap: float) -> float:
+    return cap if deadline is None else min(cap, deadline - time.monotonic())
+
+
+def poll_run(t: Transport, run_id: str, after: int, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+    """A run's events after `after` until it ends, long-polling the HTTP API."""
+    while True:
+        wait_ms = max(0, int(_left(deadline, EVENT_WAIT_MS / 1000) * 1000))
+        page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": wait_ms})
+        yield from page["events"]
+        after = page["next"]
+        if page["done"] and (not page["events"] or page["events"][-1]["type"] == "run_end"):
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"run {run_id} still {page['status']}")
+
+
+def follow_run(t: Transport, run_id: str, after: int = 0, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+    """Every event of the run after `after`, in order and once, until it ends: pushed if it can
+    be, polled if not. TimeoutError at `deadline` (monotonic), if given."""
+    while (sock := open_socket(t)) is not None:
+        opened = time.monotonic()
+        try:
+            for event in _pushed(sock, t, run_id, after, deadline):
+                after = event["seq"]
+                yield event
+                if event["type"] == "run_end":
+                    return
+            return
+        except ConnectionError as err:  # closed (idle, or API Gateway's 2 h): connect again, from where it was
+            log.debug("WebSocket closed (%s) at seq %d", err, after)
+            if time.monotonic() - opened < RECONNECT_AFTER_S:
+                break  # it closes as soon as it opens: poll instead
+        finally:
+            sock.close()
+    yield from poll_run(t, run_id, after, deadline)
+
+
+def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float | None) -> Iterator[dict[str, Any]]:
+    def fill(upto: int | None) -> Iterator[dict[str, Any]]:
+        page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
+        for event in page["events"]:
+            if upto is None or event["seq"] < upto:
+                yield event
+        if upto is None and page["done"] and not page["events"]:
+            yield {"seq": after, "type": "_done"}
+
+    sock.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": after}))
+    quiet, subscribed, pushed = OPEN_TIMEOUT_S, False, False
+    while True:
+        left = _left(deadline, quiet)
+        if left <= 0:
+            raise TimeoutError(f"run {run_id} has not ended")
+        try:
+            frame = _frame(sock, left)
+        except TimeoutError:  # quiet: read once over HTTP, in case a push was lost
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} has not ended") from None
+            quiet = min(IDLE_S, quiet * 2)
+            for event in fill(None):
+                if event["type"] == "_done":
+                    return
+                after = event["seq"]
+                yield event
+            continue
+        if frame.get("type") == "subscribed":
+            subscribed = True
+            if frame.get("done") and frame.get("next", 0) <= after:
+                return  # it had ended, and the catch-up held all of it
+            # A driver holding the run since before the subscription may not push until it takes
+            # the run again: read sooner until a push comes. Otherwise the next taker pushes.
+            quiet = FIRST_QUIET_S if frame.get("status") == "running" and not pushed else IDLE_S
+        elif frame.get("type") == "events" and subscribed and not pushed:
+            pushed, quiet = True, IDLE_S  # the catch-up comes before the ack: this one was pushed
+        for event in frame.get("events", []) if frame.get("type") == "events" else []:
+            if event["seq"] <= after:
+                continue  # had it (catch-up and push overlap)
+            if event["seq"] > after + 1:  # a hole: what is missing, from the API
+                for missing in fill(event["seq"]):
+                    after = missing["seq"]
+                    yield missing
+            after = event["seq"]
+            yield event
+
+
+class LaneWatch:
+    """When a lane drainer should claim: a task pushed on its lanes, or SAFETY_POLL_S since its
+    last claim (a lost push strands no task for longer). Without a WebSocket: its own backoff."""
+
+    def __init__(self, transport: Transport, lanes: list[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self.transport, self.lanes, self.clock = transport, lanes, clock
+        self.sock = self._open()
+
+    def _open(self) -> Socket | None:
+        sock = open_socket(self.transport)
+        try:
+            for lane in self.lanes if sock is not None else []:
+                sock.send(json.dumps({"action": "subscribe", "lane": lane}))  # type: ignore[union-attr]
+        except ConnectionError:
+            return None
+        return sock
+
+    @property
+    def pushed(self) -> bool:
+        return self.sock is not None
+
+    def wait(self, stop: threading.Event, poll_delay: float) -> None:
+        """Until the next claim is due (or stop is set)."""
+        if self.sock is None:
+            stop.wait(poll_delay)
+            return
+        due = self.clock() + SAFETY_POLL_S
+        while not stop.is_set():
+            left = due - self.clock()
+            if left <= 0:
+                return
+            try:
+                frame = _frame(self.sock, min(left, STOP_CHECK_S))
+            except TimeoutError:
+                continue
+            except ConnectionError:  # closed (API Gateway ends connections after 2 h): open another
+                self.sock.close()
+                self.sock = self._open()
+                return  # and claim: what was pushed meanwhile is lost
+            except Exception as err:  # an error frame (say, a lane refused): log it, keep waiting
+                log.warning("lane subscription: %s", err)
+                continue
+            if frame.get("type") == "task" or frame.get("pending"):
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        """Frames already here: one claim answers them all."""
+        while self.sock is not None:
+            try:
+                self.sock.recv(0)
+            except (TimeoutError, ConnectionError):
+                return
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
