@@ -59,7 +59,7 @@ class Session(BaseModel):
     created_at: int = Field(default_factory=now_ms)
 
     def has_queue(self) -> bool:
-        return any(h.mode != "internal" for h in self.lanes.values())
+        return any(h.policy.has_queue for h in self.lanes.values())
 
 
 class ToolOutcome(BaseModel):
