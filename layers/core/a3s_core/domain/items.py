@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from a3s_core.domain.lanes import DEFAULT_CONCURRENCY, LANES, LaneHandler
+from a3s_core.domain.outcomes import StepOutcome, TeamState
 
 
 class RunStatus(StrEnum):
@@ -79,7 +80,7 @@ class PendingCall(BaseModel):
     approved: bool = False
     fallback: bool = False              # its external task timed out and the lane runs it here instead
     workflow_id: str | None = None      # a delegation tool's child workflow (of its current phase)
-    team: dict[str, Any] | None = None  # run_team's progress: phase, round, tasks
+    team: TeamState | None = None       # run_team's progress: phase, round, tasks
     reported: bool = False               # its tool_end event has been emitted
     outcome: ToolOutcome | None = None
 
@@ -261,7 +262,7 @@ class Step(BaseModel):
     spec_hash: str = ""
     status: StepStatus = StepStatus.PENDING
     run_id: str | None = None
-    outcome: dict[str, Any] | None = None
+    outcome: StepOutcome | None = None
     stage: int = 0                   # declarative pipeline: the stage this item has reached
     started_at: int | None = None
     finished_at: int | None = None

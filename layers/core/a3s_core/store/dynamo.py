@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
+from a3s_core.domain.outcomes import StepOutcome
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
@@ -446,7 +447,7 @@ class DynamoStore:
                 **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
                 "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
         if step.outcome is not None:
-            item["outcome"] = json.dumps(step.outcome)
+            item["outcome"] = json.dumps(step.outcome.wire())
         return item
 
     def _merge(self, item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -531,7 +532,7 @@ class DynamoStore:
             ConditionExpression="#s = :es AND stage = :estage AND attempt = :a",
             ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values)) is not None
 
-    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         try:
             self._db.transact_write_items(TransactItems=[
                 {"Update": {"TableName": self._table,
@@ -539,7 +540,7 @@ class DynamoStore:
                             "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now",
                             "ConditionExpression": "#s = :running AND attempt = :a",
                             "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome),
+                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome.wire()),
                                                                   ":now": now, ":running": "running",
                                                                   ":a": step.attempt})}},
                 {"Update": {"TableName": self._table, "Key": _to_ddb(_wf_key(step.tenant, step.workflow_id)),

@@ -20,6 +20,7 @@ from a3s_core.domain.items import (
     WorkflowStatus,
     now_ms,
 )
+from a3s_core.domain.outcomes import StepOutcome
 from a3s_core.store.base import Store, task_transition_allowed
 
 
@@ -241,7 +242,7 @@ class MemoryStore:
             cur.started_at = cur.started_at or now
             return True
 
-    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         with self._lock:
             cur = self._steps.get((step.tenant, step.workflow_id, step.key))
             wf = self._workflows.get((step.tenant, step.workflow_id))
