@@ -21,6 +21,7 @@ from bench_common import ApiCounter
 KB = 1024
 SQS_CHUNK = 64 * KB
 GSI_KEYS = ("gsi1pk", "gsi1sk")
+GSI_PROJECTED = ("deadline",)  # template.yaml: gsi1 projects keys and these
 
 # us-east-1, on demand (list prices).
 PRICES = {
@@ -65,10 +66,11 @@ def item_size(item: dict | None) -> int:
 
 
 class _Stored:
-    """An item as it stands in moto's table: its size and its gsi1 key (None: not in the index)."""
+    """An item as it stands in moto's table: its size, its gsi1 key (None: not in the index), and its
+    index entry: the keys and the attributes the index projects (template.yaml: INCLUDE deadline)."""
 
-    def __init__(self, size: int, gsi: tuple | None) -> None:
-        self.size, self.gsi = size, gsi
+    def __init__(self, size: int, gsi: tuple | None, entry: tuple = (), entry_size: int = 0) -> None:
+        self.size, self.gsi, self.entry, self.entry_size = size, gsi, entry, entry_size
 
 
 def _stored(table: str, key: dict) -> _Stored | None:
@@ -83,8 +85,12 @@ def _stored(table: str, key: dict) -> _Stored | None:
             item = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_item(table, key)
             if item is None:
                 return None
-            gsi = tuple(item.attrs[k].value for k in GSI_KEYS) if all(k in item.attrs for k in GSI_KEYS) else None
-            return _Stored(item.size(), gsi)
+            if not all(k in item.attrs for k in GSI_KEYS):
+                return _Stored(item.size(), None)
+            names = [k for k in ("pk", "sk", *GSI_KEYS, *GSI_PROJECTED) if k in item.attrs]
+            entry = tuple((k, str(item.attrs[k].value)) for k in names)
+            return _Stored(item.size(), tuple(item.attrs[k].value for k in GSI_KEYS), entry,
+                           sum(len(k) + len(v) for k, v in entry) + 100)  # + the index's per-item overhead
     except Exception:  # an unknown table or key shape: nothing to measure
         return None
 
@@ -162,8 +168,10 @@ class CostCounter(ApiCounter):
     @staticmethod
     def _write_units(add: Counter, old: _Stored | None, new: _Stored | None, tx: bool, failed: bool) -> None:
         """On-demand: 1 KB units of the larger of the item before and after, x2 in a transaction; a
-        failed conditional write still bills the item it checked. Each gsi1 change bills the index:
-        an entry added or removed one write, a changed key two (delete + put), any other change one."""
+        failed conditional write still bills the item it checked. A change to an item's gsi1 entry
+        (its keys or projected attributes) bills the index by the entry's size: added, removed or
+        changed one write, a changed key two (delete + put); a write that leaves the entry as it
+        was costs the index nothing."""
         size = max(old.size if old else 0, new.size if new else 0)
         w = units(size, KB) * (2 if tx else 1)
         add["wru_table"] += w
@@ -174,10 +182,12 @@ class CostCounter(ApiCounter):
         old_g, new_g = (old.gsi if old else None), (new.gsi if new else None)
         gsi = 0
         if old_g and new_g:
-            gsi = units(size, KB) * (1 if old_g == new_g else 2)
-            add["gsi_writes"] += 1 if old_g == new_g else 2
+            if old.entry != new.entry:  # type: ignore[union-attr]
+                writes = 1 if old_g == new_g else 2
+                gsi = units(new.entry_size, KB) * writes  # type: ignore[union-attr]
+                add["gsi_writes"] += writes
         elif old_g or new_g:
-            gsi = units((new or old).size if new_g else old.size, KB)  # type: ignore[union-attr]
+            gsi = units((new if new_g else old).entry_size, KB)  # type: ignore[union-attr]
             add["gsi_writes"] += 1
         add["wru_gsi"] += gsi
         add["wru"] += gsi

@@ -150,6 +150,6 @@ def test_given_a_broad_flow_then_every_call_of_every_function_is_allowed_by_its_
     denied = {(fn, action, resource) for fn, action, resource, key in recorded
               if not allowed(model.policies[fn], action, resource, key)}
     assert {fn for fn, *_ in recorded} == set(model.policies) - {"SandboxFunction"}  # it calls no AWS API
-    assert {(fn, a) for fn, a, *_ in recorded if a.startswith("s3:")} >= {("ApiFunction", "s3:PutObject"),
-                                                                          ("RunDriverFunction", "s3:PutObject")}
+    assert {(fn, a, r.split("/")[1]) for fn, a, r, _ in recorded if a == "s3:PutObject"} >= {
+        ("RunDriverFunction", "s3:PutObject", "runs"), ("RunDriverFunction", "s3:PutObject", "history")}
     assert sorted(denied) == []

@@ -109,10 +109,10 @@ def test_given_a_resume_that_lands_while_the_driver_is_pausing_then_the_run_is_n
     session = agent.session(str(workspace), permissive=True)
     real_release, raced = driver._Turns.release, []
 
-    def release(self, status):
+    def release(self, status, **kw):
         if status == "paused" and not raced:  # the resume arrives after the driver read "pause"
             raced.append(control.apply(get_runtime(), self.run.tenant, self.run.run_id, "resume"))
-        return real_release(self, status)
+        return real_release(self, status, **kw)
 
     monkeypatch.setattr(driver._Turns, "release", release)
     handle = session.send_async("slow\n/sleep 300\n/tool ls {}")

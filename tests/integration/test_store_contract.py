@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from a3s_core.domain.errors import Conflict, NotFound
-from a3s_core.domain.items import Run, Session, Task, now_ms
+from a3s_core.domain.items import Event, Run, Session, Task, now_ms
 from a3s_core.store.memory import MemoryStore
 
 T0 = 1_700_000_000_000  # a fixed "now" for tasks, so deadlines are exact
@@ -301,3 +301,61 @@ def test_given_a_stale_copy_of_a_session_when_saved_then_conflict(store, tenant)
         store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/elsewhere"))
     with pytest.raises(NotFound):
         store.get_session(tenant + "-other", "sess-1")
+
+
+# -- a session's conversation -------------------------------------------------------------------------
+def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
+    try:
+        store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))
+    except Conflict:
+        pass
+    run = a_run(tenant, run_id)
+    run.messages = [{"role": "user", "content": f"q {run_id}"}, {"role": "assistant", "content": f"a {run_id}"}]
+    store.create_run(run, [])
+    return store.get_session(tenant, "sess-1"), store.get_run(tenant, run_id)
+
+
+def test_given_runs_that_end_with_append_then_the_next_run_reads_each_exchange_once_in_order(store, tenant):
+    for i in range(3):
+        session, run = _session_with_run(store, tenant, f"run-{i}")
+        store.save_run(run, [], append_to=session)
+        assert session.turns == i + 1  # the caller's copy follows the write
+    assert store.get_session(tenant, "sess-1").turns == 3
+    assert [m["content"] for m in store.history(tenant, "sess-1", 2)] == ["q run-0", "a run-0", "q run-1", "a run-1"]
+    assert len(store.history(tenant, "sess-1", 3)) == 6
+    assert store.history(tenant, "sess-1", 0) == []
+
+
+def test_given_runs_of_one_session_appending_at_once_then_every_exchange_is_kept(store, tenant):
+    pairs = [_session_with_run(store, tenant, f"run-{i}") for i in range(4)]  # all read turns == 0
+    race(4, lambda i: store.save_run(pairs[i][1], [], append_to=pairs[i][0]))
+    assert store.get_session(tenant, "sess-1").turns == 4
+    contents = [m["content"] for m in store.history(tenant, "sess-1", 4)]
+    assert sorted(contents) == sorted(f"{k} run-{i}" for i in range(4) for k in "qa")
+
+
+def test_given_an_append_then_a_stale_session_save_is_refused_not_allowed_to_undo_it(store, tenant):
+    session, run = _session_with_run(store, tenant, "run-0")
+    stale = store.get_session(tenant, "sess-1")
+    store.save_run(run, [], append_to=session)
+    stale.permissive = True
+    with pytest.raises(Conflict, match="changed underneath"):
+        store.save_session(stale)
+    assert store.get_session(tenant, "sess-1").turns == 1
+
+
+# -- events -----------------------------------------------------------------------------------------
+def test_given_checkpoints_of_many_and_large_events_then_events_after_any_seq_come_back_in_order(store, tenant):
+    run = a_run(tenant)
+    store.create_run(run, [Event(seq=1, type="run_start")])
+    run = store.get_run(tenant, "run-1")
+    small = [Event(seq=s, type="text", data={"text": f"e{s}"}) for s in range(2, 7)]
+    store.save_run(run, small)
+    large = [Event(seq=s, type="tool_end", data={"output": str(s) * 60_000}) for s in range(7, 11)]
+    store.save_run(run, large)  # more than one item's worth: split, and still all there
+    assert [e.seq for e in store.list_events(tenant, "run-1", 0)] == list(range(1, 11))
+    assert [e.seq for e in store.list_events(tenant, "run-1", 3)] == list(range(4, 11))  # from inside a checkpoint
+    assert [e.seq for e in store.list_events(tenant, "run-1", 8)] == [9, 10]
+    assert [e.seq for e in store.list_events(tenant, "run-1", 2, limit=3)] == [3, 4, 5]
+    assert store.list_events(tenant, "run-1", 10) == []
+    assert store.list_events(tenant, "run-1", 9)[0].data["output"] == "10" * 60_000

@@ -214,14 +214,15 @@ DATA_GRANTS = {
     "AuthorizerFunction": {"dynamodb:GetItem Table"},
     "ApiFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
-        "dynamodb:Query Table/index/gsi1", "dynamodb:BatchWriteItem Table",
+        "dynamodb:Query Table/index/gsi1", "dynamodb:BatchWriteItem Table", "dynamodb:BatchGetItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"},
     "RunDriverFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*",
+        "s3:GetObject WorkspaceBucket/history/*", "s3:PutObject WorkspaceBucket/history/*",
         "s3:GetObject WorkspaceBucket/workspaces/*", "s3:PutObject WorkspaceBucket/workspaces/*",
         "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
-    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", *FAIL_A_RUN},
+    "SweeperFunction": {"dynamodb:Query Table/index/gsi1", "dynamodb:BatchGetItem Table", *FAIL_A_RUN},
     "RunsDLQFunction": FAIL_A_RUN,
     "LaneWorkerFunction": {
         "dynamodb:GetItem Table", "dynamodb:UpdateItem Table", "s3:GetObject WorkspaceBucket/workspaces/*",

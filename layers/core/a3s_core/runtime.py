@@ -127,16 +127,23 @@ class Runtime:
         return resolve_agent(name, session.agents if session is not None else None,
                              deployment_agents(self.settings.agents_json))
 
-    def wake(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
-        """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins."""
-        if self.store.wake_run(tenant, run_id, from_status):
-            from a3s_core.engine.queues import advance_message
+    def wake(self, tenant: str, run_id: str, from_status: str = "waiting", nudge: bool = True) -> bool:
+        """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins.
+        A run still running (its driver about to suspend it) is nudged instead: that driver's next
+        checkpoint is Interrupted and it looks again, so the news is never lost between the two."""
+        for _ in range(5):  # each miss means the run moved on: running -> waiting at most once more
+            if self.store.wake_run(tenant, run_id, from_status):
+                from a3s_core.engine.queues import advance_message
 
-            self.queues.send_run(advance_message(tenant, run_id))
-            from a3s_core import telemetry
+                self.queues.send_run(advance_message(tenant, run_id))
+                from a3s_core import telemetry
 
-            telemetry.run_resumed(tenant, run_id, from_status)
-            return True
+                telemetry.run_resumed(tenant, run_id, from_status)
+                return True
+            if not nudge or from_status != "waiting" or self.store.nudge_run(tenant, run_id):
+                return False
+            if self.store.run_status(tenant, run_id) != "waiting":
+                return False  # queued, paused, done or gone: whoever holds it next looks at everything
         return False
 
     @classmethod

@@ -198,10 +198,9 @@ class Service:
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, session_id: str, body: StartRunBody) -> dict[str, Any]:
         s = self.session(session_id, open_only=True)
-        history = self.rt.store.get_run(self.tenant, s.history_run_id).messages if s.history_run_id else []
         run = Run(tenant=self.tenant, run_id=new_id("run"), session_id=session_id, prompt=body.prompt,
-                  model=s.model, workspace=s.workspace, max_turns=body.max_turns,
-                  messages=[*history, {"role": "user", "content": body.prompt}], event_seq=1)
+                  model=s.model, workspace=s.workspace, max_turns=body.max_turns, history=s.turns,
+                  messages=[{"role": "user", "content": body.prompt}], event_seq=1)
         self.rt.store.create_run(run, [Event(seq=1, type="run_start", data={"session_id": session_id})])
         telemetry.run_queued(run)
         # If this send is lost, the sweeper finds the run still queued and enqueues it again.

@@ -27,6 +27,11 @@ class Conflict(A3SError):
     code = "conflict"
 
 
+class Interrupted(Exception):
+    """A run's checkpoint lost to a request made from outside since the driver last read it (a
+    control request, a finished task's nudge): the run now holds what changed; save it again."""
+
+
 class Unauthorized(A3SError):
     status = 401
     code = "unauthorized"

@@ -52,7 +52,7 @@ class Session(BaseModel):
     max_parallel_tasks: int = 8
     lanes: dict[str, LaneHandler] = Field(default_factory=lambda: {lane: LaneHandler() for lane in LANES})
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
-    history_run_id: str | None = None  # the run whose conversation the next run continues
+    turns: int = 0  # exchanges in the session's conversation, each stored once (the next run continues it)
     agents: dict[str, dict[str, Any]] = Field(default_factory=dict)  # user-defined subagents
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)  # the session's own skills
     closed: bool = False
@@ -93,6 +93,7 @@ class Run(BaseModel):
     prompt: str
     model: str
     workspace: str
+    history: int = 0  # the session's exchanges this run continues; `messages` holds only its own
     messages: list[dict] = Field(default_factory=list)
     pending: list[PendingCall] = Field(default_factory=list)
     turn: int = 0
@@ -120,6 +121,10 @@ class Run(BaseModel):
     injected: int = 0                # control injections already added to the conversation
     paused_by_signal: bool = False
     children: list[str] = Field(default_factory=list)  # workflows this run started (delegation tools)
+    # Requests from outside, on the run's own item (the driver reads them with the run): `ctl`
+    # counts every request and nudge, so a checkpoint that has not seen the latest one fails.
+    control: Control = Field(default_factory=lambda: Control())
+    ctl: int = 0
     background: list[str] = Field(default_factory=list)  # background tasks not yet reported back
 
     @property

@@ -57,7 +57,7 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
     if task is None:
         return
     if task.status != TaskStatus.PENDING:  # finished; if its completer died before waking the run, wake it
-        rt.wake(tenant, task.run_id)
+        rt.wake(tenant, task.run_id, nudge=False)  # (a running run's driver reads the task itself)
         return
     now = rt.clock()
     if now < task.deadline:  # beyond SQS's 15-minute delay: chain another timer

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 from a3s_core import telemetry
 from a3s_core.domain import skills
-from a3s_core.domain.errors import BadRequest, Conflict
+from a3s_core.domain.errors import BadRequest, Conflict, Interrupted
 from a3s_core.domain.items import (
     EVENT_OUTPUT_CHARS,
     Event,
@@ -27,7 +27,6 @@ from a3s_core.domain.items import (
     Task,
     TaskStatus,
     ToolOutcome,
-    WorkflowStatus,
 )
 from a3s_core.domain.lanes import LANES, LaneHandler, lane_for
 from a3s_core.engine import delegation, lane_metrics, workflows
@@ -37,7 +36,6 @@ from a3s_core.engine.queues import advance_message
 from a3s_core.llm.base import ModelError
 from a3s_core.llm.registry import get_model
 from a3s_core.runtime import Runtime
-from a3s_core.store.base import update_session
 from a3s_core.tools.builtin import TOOL_SCHEMAS, ToolError, run_tool
 from a3s_core.tools.sandbox import CODE_TOOLS, within
 from a3s_core.workspace.tenant import workspace_for
@@ -45,6 +43,14 @@ from a3s_core.workspace.tenant import workspace_for
 SYSTEM_PROMPT = ("You are a coding agent working in the user's workspace. Use the tools to inspect and "
                  "change files; answer concisely when the work is done.")
 HANDOFF_MARGIN_MS = 5_000  # stop starting turns this close to the deadline (at most a fifth of it)
+
+
+class _Stop(Exception):
+    """A pause or cancel came before the tools the driver was about to run: the turn boundary first."""
+
+
+class _CancelInstead(Exception):
+    """A run about to end was cancelled meanwhile: it ends cancelled."""
 
 
 class Awaited(NamedTuple):
@@ -90,7 +96,10 @@ class _Turns:
     def __init__(self, rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
         self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
         self.events: list[Event] = []
+        self.answer_unsaved = False  # the model answered and the answer is not checkpointed yet
+        self.interrupted = False     # a request from outside came during this invocation
         self.session: Session = rt.store.get_session(run.tenant, run.session_id)
+        self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
 
     def skills(self) -> dict[str, dict[str, str]]:
@@ -104,25 +113,45 @@ class _Turns:
         self.run.event_seq += 1
         self.events.append(Event(seq=self.run.event_seq, type=type_, data=data))
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, append: bool = False, cancellable: bool = False, boundary: bool = False) -> None:
+        """Save the run. `cancellable`: a cancel that came meanwhile raises _CancelInstead; `boundary`:
+        a cancel or pause raises _Stop (nothing saved: the caller undoes what it began)."""
         self.run.updated_at = self.rt.clock()
-        self.rt.store.save_run(self.run, self.events)
-        self.events = []
+        for _ in range(10):
+            try:
+                self.rt.store.save_run(self.run, self.events, append_to=self.session if append else None)
+                break
+            except Interrupted:  # a request from outside came: the run holds it now; save again with it
+                self.interrupted = True
+                if cancellable and self.run.control.cancel:
+                    raise _CancelInstead() from None
+                if boundary and (self.run.control.cancel or self.run.control.pause):
+                    raise _Stop() from None
+        else:
+            raise Conflict(f"run {self.run.run_id} keeps changing underneath")
+        self.events, self.answer_unsaved = [], False
 
-    def release(self, status: str) -> None:
+    def release(self, status: str, append: bool = False, cancellable: bool = False) -> None:
         self.run.status, self.run.lease_owner, self.run.lease_until = RunStatus(status), None, 0
-        self.checkpoint()
+        self.checkpoint(append, cancellable)
 
     def finish(self, status: str, stop_reason: str, text: str = "", error: str | None = None) -> None:
+        before = self.run.text, self.run.error, self.run.stop_reason
         self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
         self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
-        self.release(status)
+        # A top-level run that succeeded adds its exchange to the session's conversation, in the
+        # same write that ends it: the session's next run continues from there.
+        try:
+            self.release(status, append=status == "succeeded" and self.run.parent is None,
+                         cancellable=status != "cancelled")
+        except _CancelInstead:  # cancelled while it was finishing (say, while the model answered)
+            self.events.pop()
+            self.run.event_seq -= 1
+            self.run.text, self.run.error, self.run.stop_reason = before
+            return self.cancel()
         telemetry.run_ended(self.run)
         if self.run.parent:
             workflows.on_child_end(self.rt, self.run)
-        elif status == "succeeded":  # the session's next run continues this conversation
-            update_session(self.rt.store, self.run.tenant, self.run.session_id,
-                           lambda s: setattr(s, "history_run_id", self.run.run_id))
 
     # -- the loop ------------------------------------------------------------------------
     def go(self) -> None:
@@ -134,22 +163,24 @@ class _Turns:
     def _loop(self) -> None:
         run = self.run
         while True:
-            control = self.rt.store.get_control(run.tenant, run.run_id)  # a turn boundary
+            control = run.control  # a turn boundary: as of our last read or write of the run
             if control.cancel:
                 return self.cancel()
             if control.pause:
                 self.emit("control_signal_applied", signal="pause")
                 self.release("paused")
                 telemetry.run_suspended(run, "paused")
-                # A resume or cancel that landed before we were `paused` could not wake us: look once more.
-                again = self.rt.store.get_control(run.tenant, run.run_id)
-                if again.cancel or not again.pause:
+                # A resume or cancel that came while we paused could not wake us: we saw it (Interrupted).
+                if run.control.cancel or not run.control.pause:
                     self.rt.wake(run.tenant, run.run_id, from_status="paused")
                 return
             delegation.report_background(self)
             if run.pending:
-                if self.resolve_pending():
-                    return
+                try:
+                    if self.resolve_pending():
+                        return
+                except _Stop:  # asked to pause or cancel before the tools ran: that first
+                    pass
                 continue
             if run.turn >= run.max_turns:
                 return self.finish("failed", "max_turns", error=f"stopped after {run.max_turns} turns (max_turns)")
@@ -179,7 +210,7 @@ class _Turns:
         try:
             model = get_model(run.model)
             with telemetry.model_call(run):
-                resp = model.complete(run.messages, tools, system, output_schema=run.output_schema)
+                resp = model.complete(self.history + run.messages, tools, system, output_schema=run.output_schema)
         except Exception as err:  # whatever an adapter raises ends this run, not the delivery
             telemetry.model_failed(run, err)
             detail = str(err) if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"
@@ -197,9 +228,6 @@ class _Turns:
             self.emit("text", text=text)
         if not calls:
             self.emit("turn_end", turn=run.turn)
-            if self.rt.store.get_control(run.tenant, run.run_id).cancel:
-                self.cancel()  # cancelled while the model was answering: the answer is not used
-                return False
             if run.output_schema is not None:
                 return self.structured_answer(text)
             self.finish("succeeded", "end_turn", text=text)
@@ -213,7 +241,10 @@ class _Turns:
                     f"invalid arguments for {c['name']}: a string is not valid Unicode text (it holds a lone "
                     "surrogate, half of a UTF-16 pair); nothing was run"))
             run.pending.append(call)
-        self.checkpoint()  # the model's answer is never asked for twice
+        # Not saved yet: the same invocation goes on to the calls, and what it does first saves the
+        # answer with it (a tool's start, or the suspend that makes its tasks). A crash before then
+        # asks the model again; at worst a task made for the lost answer is done for nothing.
+        self.answer_unsaved = True
         return True
 
     def cancel(self) -> None:
@@ -261,6 +292,8 @@ class _Turns:
         """Run or dispatch this turn's tool calls. True when the run is now suspended."""
         run, session = self.run, self.session
         waiting: list[Awaited] = []
+        if self.answer_unsaved and any(c.name in delegation.TOOLS for c in run.pending):
+            self.checkpoint()  # a child workflow is work of its own: the answer that asks for it comes first
         for lane in LANES:
             internal: list[PendingCall] = []
             for call in (c for c in run.pending if c.lane == lane and c.outcome is None):
@@ -312,8 +345,7 @@ class _Turns:
                 self.emit("tool_end", tool=call.name, call_id=call.id, is_error=outcome.is_error,
                           output=outcome.content[:EVENT_OUTPUT_CHARS])
         run.pending = []
-        self.emit("turn_end", turn=run.turn)
-        self.checkpoint()
+        self.emit("turn_end", turn=run.turn)  # saved with the next turn's answer: nothing happens in between
         return False
 
     def finished(self, task_id: str, call: PendingCall) -> Task | None:
@@ -359,12 +391,18 @@ class _Turns:
         except BadRequest as err:  # checked when the run was made; a tool error if it still fails
             refused = str(err)
         hybrid = self.session.lanes[calls[0].lane].policy.announces
+        mark, seq = len(self.events), self.run.event_seq
         for call in calls:
             if hybrid:
                 self.emit("external_task_pending", task_id=None, lane=call.lane, command_type=call.name,
                           hybrid=True)
             self.emit("tool_start", tool=call.name, call_id=call.id, lane=call.lane)
-        self.checkpoint()  # watchers see the tools start (and a hybrid lane's notice) before they end
+        try:  # watchers see the tools start (and a hybrid lane's notice) before they end
+            self.checkpoint(boundary=True)
+        except _Stop:  # a pause or cancel came since the model answered: no tool has started
+            del self.events[mark:]
+            self.run.event_seq = seq
+            raise
 
         sandbox = self.rt.tool_sandbox()
         began, timings = self.rt.clock(), {}
@@ -443,19 +481,8 @@ class _Turns:
         run = self.run
         self.release("waiting")
         telemetry.run_suspended(run, "waiting", len(waiting))
-        # A completion (or a control request) that landed before we were `waiting` could not
-        # wake us: look once more.
-        control = self.rt.store.get_control(run.tenant, run.run_id)
-        if control.cancel or control.pause:
+        # Whatever finished (a task, a child workflow) or was asked (pause, cancel) while we held
+        # the run could not wake it: it nudged the run instead, and a checkpoint of ours saw that
+        # (Interrupted). Then look again, in a fresh invocation.
+        if self.interrupted:
             self.rt.wake(run.tenant, run.run_id)
-            return
-        for waited in waiting:
-            if waited.kind == "workflow":
-                if self.rt.store.get_workflow(run.tenant, waited.id).status != WorkflowStatus.RUNNING:
-                    self.rt.wake(run.tenant, run.run_id)
-                    return
-                continue
-            task = self.rt.store.get_task(run.tenant, run.session_id, waited.id)
-            if task is not None and task.status != TaskStatus.PENDING:
-                self.rt.wake(run.tenant, run.run_id)
-                return

@@ -29,10 +29,17 @@ class Store(Protocol):
 
     def create_run(self, run: Run, events: list[Event]) -> None: ...
     def get_run(self, tenant: str, run_id: str) -> Run: ...
+    def run_status(self, tenant: str, run_id: str) -> str | None:
+        """The run's status only (None: no such run)."""
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         """queued/running with no live lease -> running, leased to owner. None if not possible."""
-    def save_run(self, run: Run, events: list[Event]) -> None:
-        """Checkpoint run (and append events) atomically if run.version is still current; bumps it."""
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
+        """Checkpoint run (and append events) atomically if run.version is still current; bumps it.
+        Interrupted (run.control and run.ctl refreshed) if only a request from outside came since.
+        With `append_to`, the same write adds the run's own messages to that session's conversation
+        as its next exchange (whatever other runs appended meanwhile) and updates append_to.turns."""
+    def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
+        """The messages of the session's first `upto` exchanges, in order (they never change)."""
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         """waiting (or paused) -> queued. True for the one caller that made the change."""
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]: ...
@@ -40,6 +47,9 @@ class Store(Protocol):
                         inject: str | None = None) -> None:
         """Record a control request (the driver or the API applies it)."""
     def get_control(self, tenant: str, run_id: str) -> Control: ...
+    def nudge_run(self, tenant: str, run_id: str) -> bool:
+        """Count a change on a running run (its driver's next checkpoint is Interrupted). False if
+        the run is not running."""
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]: ...
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
         """(tenant, run_id) of queued/running runs not touched since `before`: a message was lost."""

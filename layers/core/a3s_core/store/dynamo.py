@@ -6,22 +6,24 @@ attributes so conditions can test them, and the rest of the model as one JSON `d
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from a3s_core.domain.errors import Conflict, ItemTooLarge, NotFound
-from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, Workflow, now_ms
+from a3s_core.domain.errors import Conflict, Interrupted, ItemTooLarge, NotFound
+from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
 from a3s_core.domain.outcomes import StepOutcome
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
-_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives")
+_RUN_STATE = ("status", "version", "lease_owner", "lease_until", "redrives", "ctl")
 
 
 def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +36,27 @@ def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
 
 def _session_key(tenant: str, session_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": "SESSION"}
+
+
+def _session_from(item: dict[str, Any]) -> Session:
+    session = Session.model_validate_json(item["doc"])
+    session.version, session.turns = int(item["version"]), int(item.get("turns", 0))  # changed in place by appends
+    return session
+
+
+def _control_from(item: dict[str, Any]) -> Control:
+    return Control(pause=bool(item.get("pause")), cancel=bool(item.get("cancel")),
+                   injections=list(item.get("injections") or []))
+
+
+def _live_key(tenant: str, run_id: str) -> dict[str, str]:
+    """A queued or running run's entry in gsi1: its key never changes while the run is live."""
+    return {"gsi1pk": "RUNS#LIVE", "gsi1sk": f"{tenant}#{run_id}"}
+
+
+def _exchange_key(tenant: str, session_id: str, n: int) -> dict[str, str]:
+    """The session's n-th exchange (0-based): the messages of one run, written once when it succeeds."""
+    return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"MSG#{n:08d}"}
 
 
 def _run_key(tenant: str, run_id: str) -> dict[str, str]:
@@ -109,6 +132,8 @@ class _SizeCheckedClient:
 # A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
 # (one object per version, so a failed transaction leaves no half-state behind).
 OFFLOAD_BYTES = 300_000
+EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
+HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
 
 
 class DynamoStore:
@@ -116,6 +141,8 @@ class DynamoStore:
                  retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
         self._db, self._table, self._s3, self._bucket = _SizeCheckedClient(client), table, s3, bucket
         self._retention_s = retention_days * 24 * 3600
+        self._exchanges: OrderedDict[tuple[str, str], list[list[dict]]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def _expiry(self) -> int:
         """The `ttl` of an item written now."""
@@ -164,6 +191,7 @@ class DynamoStore:
         # In gsi1 under the tenant, newest last, so sessions are listed without a scan; the entry
         # keeps its keys for the session's life and expires with it.
         return {**_session_key(session.tenant, session.session_id), "version": session.version,
+                "turns": session.turns,
                 "gsi1pk": f"T#{session.tenant}#SESSIONS", "gsi1sk": f"{session.created_at:015d}#{session.session_id}",
                 "ttl": self._expiry(), "doc": session.model_dump_json()}
 
@@ -173,15 +201,22 @@ class DynamoStore:
             raise Conflict(f"session {session.session_id} exists")
 
     def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
-        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p",
-                            ScanIndexForward=False, ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))
-        return [Session.model_validate_json(i["doc"]) for i in items]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+            index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p", ScanIndexForward=False,
+            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#SESSIONS"}))]
+        return [_session_from(i) for i in self._in_order(keys, self._batch_get(keys))]
+
+    @staticmethod
+    def _in_order(keys: list[dict[str, str]], items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """BatchGetItem answers in any order: put its items back in the order of `keys`."""
+        by_key = {(i["pk"], i["sk"]): i for i in items}
+        return [by_key[(k["pk"], k["sk"])] for k in keys if (k["pk"], k["sk"]) in by_key]
 
     def get_session(self, tenant: str, session_id: str) -> Session:
         item = self._get(_session_key(tenant, session_id))
         if item is None:
             raise NotFound(f"session {session_id!r} not found")
-        return Session.model_validate_json(item["doc"])
+        return _session_from(item)
 
     def save_session(self, session: Session) -> None:
         expected = session.version
@@ -193,10 +228,11 @@ class DynamoStore:
 
     # -- runs -----------------------------------------------------------------------------
     def _run_item(self, run: Run) -> dict[str, Any]:
-        doc = run.model_dump_json(exclude=set(_RUN_STATE))
+        doc = run.model_dump_json(exclude={*_RUN_STATE, "control"})
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
-                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE},
-                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc}
+                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
+                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc,
+                "pause": run.control.pause, "cancel": run.control.cancel, "injections": run.control.injections}
         if len(doc) > OFFLOAD_BYTES:
             if self._s3 is None:
                 raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
@@ -204,7 +240,7 @@ class DynamoStore:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
             item["doc"], item["doc_key"] = "", key
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
-            item.update(gsi1pk="RUNS#LIVE", gsi1sk=f"{run.updated_at:015d}#{run.tenant}#{run.run_id}")
+            item.update(_live_key(run.tenant, run.run_id))
         return item
 
     def _run_from(self, item: dict[str, Any]) -> Run:
@@ -213,12 +249,28 @@ class DynamoStore:
         doc = json.loads(item["doc"])
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["lease_owner"] = doc.get("lease_owner") or None
+        doc["control"] = _control_from(item)
         return Run.model_validate(doc)
 
-    def _event_put(self, tenant: str, run_id: str, event: Event) -> dict[str, Any]:
-        return {"Put": {"TableName": self._table, "Item": _to_ddb(
-            {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{event.seq:010d}", "ttl": self._expiry(),
-             "doc": event.model_dump_json()})}}
+    def _event_puts(self, tenant: str, run_id: str, events: list[Event]) -> list[dict[str, Any]]:
+        """A checkpoint's events as few items as fit (usually one), each keyed by its last seq: a
+        replay overwrites them rather than duplicating them, and a reader after seq n starts at the
+        first item whose key is past n."""
+        batches: list[list[str]] = [[]]
+        size = 0
+        for doc in (e.model_dump_json() for e in events):
+            if batches[-1] and size + len(doc) > EVENT_BATCH_BYTES:
+                batches.append([])
+                size = 0
+            batches[-1].append(doc)
+            size += len(doc)
+        last, puts = events[0].seq - 1 if events else 0, []
+        for batch in filter(None, batches):
+            last += len(batch)
+            puts.append({"Put": {"TableName": self._table, "Item": _to_ddb(
+                {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{last:010d}", "ttl": self._expiry(),
+                 "doc": "[" + ",".join(batch) + "]"})}})
+        return puts
 
     def create_run(self, run: Run, events: list[Event]) -> None:
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
@@ -228,8 +280,8 @@ class DynamoStore:
             "pk": f"T#{run.tenant}#RUNS", "sk": f"{run.created_at:015d}#{run.run_id}",
             "run_id": run.run_id, "session_id": run.session_id, "ttl": self._expiry()})}}
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}, index] + [
-                self._event_put(run.tenant, run.run_id, e) for e in events])
+            self._db.transact_write_items(TransactItems=[{"Put": put}, index, *self._event_puts(
+                run.tenant, run.run_id, events)])
         except ClientError as err:
             if _failed_condition(err):
                 raise Conflict(f"run {run.run_id} exists") from err
@@ -240,6 +292,11 @@ class DynamoStore:
         if item is None:
             raise NotFound(f"run {run_id!r} not found")
         return self._run_from(item)
+
+    def run_status(self, tenant: str, run_id: str) -> str | None:
+        out = self._db.get_item(TableName=self._table, Key=_to_ddb(_run_key(tenant, run_id)), ConsistentRead=True,
+                                ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"})
+        return _from_ddb(out["Item"]).get("status") if "Item" in out else None
 
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         out = self._conditional(
@@ -252,32 +309,114 @@ class DynamoStore:
             ReturnValues="ALL_NEW")
         return self._run_from(_from_ddb(out["Attributes"])) if out else None
 
-    def save_run(self, run: Run, events: list[Event]) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         expected = run.version
         run.version += 1
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
-               "ConditionExpression": "version = :v", "ExpressionAttributeValues": _to_ddb({":v": expected})}
-        # A transaction holds at most 100 items: extra events go first, keyed by seq so a replay
-        # overwrites them rather than duplicating them.
-        head, tail = events[:99], events[99:]
-        for event in tail:
-            self._db.put_item(**self._event_put(run.tenant, run.run_id, event)["Put"])
+               "ConditionExpression": "version = :v AND ctl = :c",
+               "ExpressionAttributeValues": _to_ddb({":v": expected, ":c": run.ctl})}
+        # Events that do not fit one item go first, on their own (keyed by seq: a replay overwrites
+        # them); the last of them commits with the run.
+        event_puts = self._event_puts(run.tenant, run.run_id, events)
+        for event_put in event_puts[:-1]:
+            self._db.put_item(**event_put["Put"])
+        items = [{"Put": put}, *event_puts[-1:]]
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}] + [
-                self._event_put(run.tenant, run.run_id, e) for e in head])
+            for _ in range(20):  # another run of the session appended first: append after it
+                try:
+                    self._db.transact_write_items(
+                        TransactItems=items + (self._append(run, append_to) if append_to else []))
+                    break
+                except ClientError as err:
+                    reasons = err.response.get("CancellationReasons") or []
+                    lost_append = append_to is not None and len(reasons) == len(items) + 2 and any(
+                        r.get("Code") == "ConditionalCheckFailed" for r in reasons[len(items):]) and not any(
+                        r.get("Code") == "ConditionalCheckFailed" for r in reasons[:len(items)])
+                    if not lost_append:
+                        raise
+                    assert append_to is not None
+                    fresh = self.get_session(run.tenant, run.session_id)
+                    append_to.turns, append_to.version = fresh.turns, fresh.version
+            else:
+                raise Conflict(f"session {run.session_id} is changing too often; try again")
         except ClientError as err:
             run.version = expected
             if _failed_condition(err):
-                raise Conflict(f"run {run.run_id} changed underneath (version {expected})") from err
+                self._interrupted_or_conflict(run, err)
             raise
+        except Conflict:
+            run.version = expected
+            raise
+        if append_to is not None:
+            append_to.turns, append_to.version = append_to.turns + 1, append_to.version + 1
+
+    def _append(self, run: Run, session: Session) -> list[dict[str, Any]]:
+        """The two writes that add run's messages as the session's next exchange: the exchange item
+        (once: a replay cannot write it twice) and the session's count (still what we read)."""
+        n = session.turns
+        doc = json.dumps(run.messages, ensure_ascii=False, separators=(",", ":"))
+        item: dict[str, Any] = {**_exchange_key(run.tenant, run.session_id, n), "ttl": self._expiry(), "doc": doc}
+        if len(doc) > OFFLOAD_BYTES:
+            if self._s3 is None:
+                raise ValueError(f"run {run.run_id}'s exchange is {len(doc)} bytes and no bucket is configured")
+            key = f"history/{run.tenant}/{run.session_id}/{run.run_id}.json"
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
+            item.update(doc="", doc_key=key)
+        return [
+            {"Put": {"TableName": self._table, "Item": _to_ddb(item),
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Update": {"TableName": self._table, "Key": _to_ddb(_session_key(run.tenant, run.session_id)),
+                        "UpdateExpression": "SET turns = :n1, version = version + :one, #ttl = :ttl",
+                        "ConditionExpression": "version = :v",
+                        "ExpressionAttributeNames": {"#ttl": "ttl"},
+                        "ExpressionAttributeValues": _to_ddb({":n1": n + 1, ":one": 1, ":v": session.version,
+                                                              ":ttl": self._expiry()})}}]
+
+    def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
+        # Exchanges never change once written: this container keeps what it has read, and asks
+        # DynamoDB only for those it has not seen (a warm driver reads none for its session's next run).
+        known = self._exchanges.get((tenant, session_id), [])
+        if len(known) < upto:
+            pk = f"T#{tenant}#S#{session_id}"
+            items = self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi", ConsistentRead=True,
+                                ExpressionAttributeValues=_to_ddb({":pk": pk, ":lo": f"MSG#{len(known):08d}",
+                                                                   ":hi": f"MSG#{upto - 1:08d}"}))
+            for item in items:
+                doc = item["doc"] or self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
+                known = [*known, json.loads(doc)]
+            if len(known) < upto:
+                raise NotFound(f"session {session_id!r} has {len(known)} exchanges, not {upto}")
+            self._remember(tenant, session_id, known)
+        return [m for exchange in known[:upto] for m in exchange]
+
+    def _remember(self, tenant: str, session_id: str, exchanges: list[list[dict]]) -> None:
+        with self._cache_lock:  # the driver may run several runs in threads of one container
+            self._exchanges[(tenant, session_id)] = exchanges
+            self._exchanges.move_to_end((tenant, session_id))
+            while len(self._exchanges) > HISTORY_CACHE_SESSIONS:
+                self._exchanges.popitem(last=False)
+
+    def _interrupted_or_conflict(self, run: Run, err: Exception) -> None:
+        """Why a checkpoint lost: only a request from outside (the run takes it in) or another writer."""
+        item = self._get(_run_key(run.tenant, run.run_id))
+        if item is not None and int(item["version"]) == run.version and int(item.get("ctl", 0)) != run.ctl:
+            run.control, run.ctl = _control_from(item), int(item.get("ctl", 0))
+            raise Interrupted(run.run_id) from err
+        raise Conflict(f"run {run.run_id} changed underneath (version {run.version})") from err
+
+    def nudge_run(self, tenant: str, run_id: str) -> bool:
+        return self._conditional(
+            Key=_to_ddb(_run_key(tenant, run_id)), UpdateExpression="ADD ctl :one",
+            ConditionExpression="#s = :running", ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_to_ddb({":one": 1, ":running": "running"})) is not None
 
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         return self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
-            UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :live, gsi1sk = :since",
+            UpdateExpression="SET #s = :queued, version = version + :one, gsi1pk = :p, gsi1sk = :k, touched = :now",
             ConditionExpression="#s = :waiting", ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":queued": "queued", ":waiting": from_status, ":one": 1,
-                                               ":live": "RUNS#LIVE", ":since": f"{now_ms():015d}#{tenant}#{run_id}"}),
+                                               ":p": "RUNS#LIVE", ":k": f"{tenant}#{run_id}", ":now": now_ms()}),
         ) is not None
 
     def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
@@ -293,17 +432,15 @@ class DynamoStore:
         if inject is not None:
             sets.append("injections = list_append(if_not_exists(injections, :empty), :i)")
             values.update({":empty": [], ":i": [inject]})
-        if sets:
-            sets.append("#ttl = :ttl")
-            values[":ttl"] = self._expiry()
-            self._db.update_item(TableName=self._table, Key=_to_ddb({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}),
-                                 UpdateExpression="SET " + ", ".join(sets), ExpressionAttributeNames={"#ttl": "ttl"},
-                                 ExpressionAttributeValues=_to_ddb(values))
+        if sets:  # on the run's item, counted: a driver's next checkpoint sees it (Interrupted)
+            values[":one"] = 1
+            if self._conditional(Key=_to_ddb(_run_key(tenant, run_id)), ConditionExpression="attribute_exists(pk)",
+                                 UpdateExpression="SET " + ", ".join(sets) + " ADD ctl :one",
+                                 ExpressionAttributeValues=_to_ddb(values)) is None:
+                raise NotFound(f"run {run_id!r} not found")
 
     def get_control(self, tenant: str, run_id: str) -> Control:
-        item = self._get({"pk": f"T#{tenant}#R#{run_id}", "sk": "CTRL"}) or {}
-        return Control(pause=bool(item.get("pause")), cancel=bool(item.get("cancel")),
-                       injections=list(item.get("injections", [])))
+        return self.get_run(tenant, run_id).control
 
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
         index = self._query(limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id))
@@ -321,28 +458,53 @@ class DynamoStore:
         return {**args, "ExpressionAttributeValues": _to_ddb(values)}
 
     def stale_runs(self, before: int, limit: int) -> list[tuple[str, str]]:
-        items = self._query(index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND gsi1sk < :b",
-                            ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE", ":b": f"{before:015d}"}))
-        return [(i["tenant"], i["run_id"]) for i in items]
+        # The index holds live runs by key only (a checkpoint never rewrites it): when each was last
+        # touched is read from the runs themselves, 100 to a request.
+        found: list[tuple[str, str]] = []
+        keys = [_run_key(*i["gsi1sk"].rsplit("#", 1)) for i in self._query(
+            index="gsi1", KeyConditionExpression="gsi1pk = :p", ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE"}))]
+        for item in self._batch_get(keys, "tenant, run_id, #s, touched", {"#s": "status"}):
+            if item.get("status") in ("queued", "running") and int(item.get("touched", 0)) < before:
+                found.append((item["tenant"], item["run_id"]))
+        return sorted(found)[:limit]
+
+    def _batch_get(self, keys: list[dict[str, str]], projection: str | None = None,
+                   names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The items at `keys` that exist (consistent reads, 100 to a request, unprocessed ones again)."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(keys), 100):
+            request: dict[str, Any] = {"Keys": [_to_ddb(k) for k in keys[i:i + 100]], "ConsistentRead": True}
+            if projection:
+                request.update(ProjectionExpression=projection, ExpressionAttributeNames=names or {})
+            while request.get("Keys"):
+                page = self._db.batch_get_item(RequestItems={self._table: request})
+                out.extend(_from_ddb(item) for item in page.get("Responses", {}).get(self._table, []))
+                request = page.get("UnprocessedKeys", {}).get(self._table) or {}
+        return out
 
     def count_redrive(self, tenant: str, run_id: str, before: int, now: int) -> int | None:
         # No version bump: a driver that takes the run over afterwards must not conflict on it.
         out = self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
-            UpdateExpression="SET redrives = if_not_exists(redrives, :zero) + :one, gsi1sk = :since",
-            ConditionExpression="#s IN (:queued, :running) AND gsi1sk < :before",
+            UpdateExpression="SET redrives = if_not_exists(redrives, :zero) + :one, touched = :now",
+            ConditionExpression="#s IN (:queued, :running) AND touched < :before",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":zero": 0, ":one": 1, ":queued": "queued", ":running": "running",
-                                               ":before": f"{before:015d}", ":since": f"{now:015d}#{tenant}#{run_id}"}),
+                                               ":before": before, ":now": now}),
             ReturnValues="UPDATED_NEW")
         return int(out["Attributes"]["redrives"]["N"]) if out else None
 
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
-        items = self._query(limit=limit, KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+        items = self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
                             ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#R#{run_id}",
                                                                ":lo": f"EV#{after + 1:010d}", ":hi": "EV#9999999999"}),
                             ConsistentRead=True)
-        return [Event.model_validate_json(i["doc"]) for i in items]
+        found: list[Event] = []
+        for item in items:
+            found.extend(e for e in map(Event.model_validate, json.loads(item["doc"])) if e.seq > after)
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
     # -- external tasks -------------------------------------------------------------------
     @staticmethod
@@ -375,21 +537,28 @@ class DynamoStore:
         return sorted((self._task_from(i) for i in items), key=lambda t: t.created_at)
 
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
-        items = self._query(index="gsi1", limit=limit,
-                            KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
-                            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))
-        return [self._task_from(i) for i in items]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+            index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
+            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))]
+        return self._pending(keys)
+
+    def _pending(self, keys: list[dict[str, str]]) -> list[Task]:
+        """The tasks an index named, read from the table, still pending (one may have finished since)."""
+        if not keys:
+            return []
+        tasks = [self._task_from(i) for i in self._in_order(keys, self._batch_get(keys))]
+        return [t for t in tasks if t.status == TaskStatus.PENDING]
 
     def overdue_tasks(self, now: int, limit: int) -> list[Task]:
-        found: list[Task] = []
-        for lane in LANES:
-            items = self._query(index="gsi1", limit=limit - len(found), KeyConditionExpression="gsi1pk = :p",
-                                FilterExpression="deadline <= :now",
-                                ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":now": now}))
-            found.extend(self._task_from(i) for i in items)
-            if len(found) >= limit:
+        keys: list[dict[str, str]] = []
+        for lane in LANES:  # a pending task's deadline is in the index (it never changes), so no item is read
+            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+                index="gsi1", limit=limit - len(keys), KeyConditionExpression="gsi1pk = :p",
+                FilterExpression="deadline <= :now",
+                ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":now": now})))
+            if len(keys) >= limit:
                 break
-        return found
+        return self._pending(keys)
 
     def finish_task(self, tenant: str, session_id: str, task_id: str, status: str, now: int,
                     result: dict | None = None, error: str | None = None) -> bool:

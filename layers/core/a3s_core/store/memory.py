@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from a3s_core.domain.errors import Conflict, NotFound
+from a3s_core.domain.errors import Conflict, Interrupted, NotFound
 from a3s_core.domain.items import (
     Control,
     Event,
@@ -33,9 +33,9 @@ class MemoryStore:
         self._sessions: dict[tuple[str, str], Session] = {}
         self._runs: dict[tuple[str, str], Run] = {}
         self._events: dict[tuple[str, str], list[Event]] = {}
+        self._history: dict[tuple[str, str], list[list[dict]]] = {}
         self._tasks: dict[tuple[str, str, str], Task] = {}
         self._workflows: dict[tuple[str, str], Workflow] = {}
-        self._controls: dict[tuple[str, str], Control] = {}
         self._steps: dict[tuple[str, str, str], Step] = {}
         self._metrics: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
 
@@ -84,6 +84,10 @@ class MemoryStore:
             raise NotFound(f"run {run_id!r} not found")
         return r.model_copy(deep=True)
 
+    def run_status(self, tenant: str, run_id: str) -> str | None:
+        run = self._runs.get((tenant, run_id))
+        return run.status if run else None
+
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         with self._lock:
             r = self._runs.get((tenant, run_id))
@@ -93,15 +97,28 @@ class MemoryStore:
             r.version += 1
             return r.model_copy(deep=True)
 
-    def save_run(self, run: Run, events: list[Event]) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         with self._lock:
             key = (run.tenant, run.run_id)
             cur = self._runs.get(key)
             if cur is None or cur.version != run.version:
                 raise Conflict(f"run {run.run_id} changed underneath (version {run.version})")
+            if cur.ctl != run.ctl:  # a request from outside the driver has not seen
+                run.control, run.ctl = cur.control.model_copy(deep=True), cur.ctl
+                raise Interrupted(run.run_id)
             run.version += 1
             self._runs[key] = run.model_copy(deep=True)
             self._events.setdefault(key, []).extend(events)
+            if append_to is not None:
+                exchanges = self._history.setdefault((run.tenant, run.session_id), [])
+                exchanges.append([dict(m) for m in run.messages])
+                session = self._sessions[(run.tenant, run.session_id)]
+                session.turns, session.version = len(exchanges), session.version + 1
+                append_to.turns, append_to.version = session.turns, session.version
+
+    def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
+        exchanges = self._history.get((tenant, session_id), [])[:upto]
+        return [dict(m) for exchange in exchanges for m in exchange]
 
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         with self._lock:
@@ -115,15 +132,27 @@ class MemoryStore:
     def request_control(self, tenant: str, run_id: str, pause: bool | None = None, cancel: bool = False,
                         inject: str | None = None) -> None:
         with self._lock:
-            ctrl = self._controls.setdefault((tenant, run_id), Control())
+            run = self._runs.get((tenant, run_id))
+            if run is None:
+                raise NotFound(f"run {run_id!r} not found")
+            ctrl = run.control
             if pause is not None:
                 ctrl.pause = pause
             ctrl.cancel = ctrl.cancel or cancel
             if inject is not None:
                 ctrl.injections.append(inject)
+            run.ctl += 1
 
     def get_control(self, tenant: str, run_id: str) -> Control:
-        return self._controls.get((tenant, run_id), Control()).model_copy(deep=True)
+        return self.get_run(tenant, run_id).control
+
+    def nudge_run(self, tenant: str, run_id: str) -> bool:
+        with self._lock:
+            run = self._runs.get((tenant, run_id))
+            if run is None or run.status != RunStatus.RUNNING:
+                return False
+            run.ctl += 1
+            return True
 
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
         runs = [r for (t, _), r in self._runs.items() if t == tenant and session_id in (None, r.session_id)]
