@@ -26,8 +26,8 @@ def needs(service: str, op: str, params: dict, region: str, account: str) -> lis
             return [(f"dynamodb:{_DDB_ITEM_OPS[kind]}", table(body["TableName"]),
                      (body.get("Key") or body.get("Item"))["pk"]["S"])
                     for entry in params["TransactItems"] for kind, body in entry.items()]
-        if op == "BatchWriteItem":
-            return [("dynamodb:BatchWriteItem", table(name), None) for name in params["RequestItems"]]
+        if op in ("BatchWriteItem", "BatchGetItem"):
+            return [(f"dynamodb:{op}", table(name), None) for name in params["RequestItems"]]
         resource = table(params["TableName"]) + (f"/index/{params['IndexName']}" if "IndexName" in params else "")
         key = params.get("Key") or params.get("Item")
         return [(f"dynamodb:{op}", resource, key["pk"]["S"] if key else None)]

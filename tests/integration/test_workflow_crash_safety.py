@@ -134,11 +134,11 @@ def test_given_a_driver_that_dies_after_settling_a_step_before_launching_the_nex
     eng = Engine(engine_rt, workspace, concurrency=1)
     real_launch, died = workflows.launch, []
 
-    def launch(rt, wf, position):
+    def launch(rt, wf, position, *rest):
         if position >= wf.concurrency and not died:  # the first chained launch, from on_child_end
             died.append(position)
             raise RuntimeError("invocation killed")
-        return real_launch(rt, wf, position)
+        return real_launch(rt, wf, position, *rest)
 
     monkeypatch.setattr(workflows, "launch", launch)
     wid = eng.start([step("a"), step("b"), step("c")])

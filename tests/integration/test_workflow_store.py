@@ -116,7 +116,8 @@ def test_given_a_pending_step_when_two_launchers_move_it_then_only_the_first_win
     first = store.move_step(steps[0], "pending", 0, "running", "run-a", 0, None, 1_000)
     second = store.move_step(steps[0], "pending", 0, "running", "run-b", 0, None, 2_000)
 
-    assert (first, second) == (True, False)
+    assert (first is not None, second) == (True, None)
+    assert (first.status, first.run_id, first.spec) == ("running", "run-a", steps[0].spec)  # as it now stands
     step = store.get_step(tenant, wf.workflow_id, steps[0].key)
     assert (step.status, step.run_id, step.started_at) == ("running", "run-a", 1_000)
 
@@ -139,7 +140,8 @@ def test_given_a_pipeline_step_when_it_moves_to_the_next_stage_then_spec_and_sta
     moved = store.move_step(steps[0], "running", 0, "running", "run-s1", 1, nxt, 5_000)
     replay = store.move_step(steps[0], "running", 0, "running", "run-s1", 1, nxt, 6_000)
 
-    assert (moved, replay) == (True, False)
+    assert (moved is not None, replay) == (True, None)
+    assert (moved.stage, moved.spec) == (1, nxt)
     step = store.get_step(tenant, wf.workflow_id, steps[0].key)
     assert (step.stage, step.run_id, step.spec) == (1, "run-s1", nxt)
     assert step.started_at == 1_000  # the item's chain started with its first stage

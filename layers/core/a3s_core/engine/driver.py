@@ -151,7 +151,7 @@ class _Turns:
             return self.cancel()
         telemetry.run_ended(self.run)
         if self.run.parent:
-            workflows.on_child_end(self.rt, self.run)
+            workflows.on_child_end(self.rt, self.run, self.session)
 
     # -- the loop ------------------------------------------------------------------------
     def go(self) -> None:

@@ -20,6 +20,7 @@ from a3s_core.domain.items import (
     Event,
     Run,
     RunStatus,
+    Session,
     Step,
     StepRef,
     StepStatus,
@@ -72,52 +73,55 @@ def render(template: Any, item: Any, previous: StepOutcome | None) -> Any:
 def kick(rt: Runtime, tenant: str, workflow_id: str) -> None:
     """Launch the first `concurrency` positions (idempotent: started or settled steps are skipped)."""
     wf = rt.store.get_workflow(tenant, workflow_id)
+    session = rt.store.get_session(tenant, wf.session_id) if wf.n else None
     for position in range(min(wf.concurrency, wf.n)):
-        launch(rt, wf, position)
+        launch(rt, wf, position, session)
     if wf.n == 0 and rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "succeeded", when_all_done=True):
         telemetry.workflow_ended(tenant, workflow_id, "succeeded")
 
 
-def launch(rt: Runtime, wf: Workflow, position: int) -> None:
+def launch(rt: Runtime, wf: Workflow, position: int, session: Session | None = None) -> None:
     """Start the step at `position`; a step that fails before it can run settles at once and
-    passes its turn on, so the walk continues along this slot's chain of positions."""
+    passes its turn on, so the walk continues along this slot's chain of positions. `wf` is as
+    read since the last step settled (the caller's); `session`, the workflow's, if at hand."""
     store = rt.store
     while position < wf.n:
-        wf = store.get_workflow(wf.tenant, wf.workflow_id)
         if wf.status != WorkflowStatus.RUNNING:
             return  # cancelled (or already finished): launch nothing more
-        step = store.get_step(wf.tenant, wf.workflow_id, wf.key_at(position))
-        if step is None or step.attempt != wf.attempt:
+        # Claim the step first: the write answers with the step, so it is not read before.
+        slot = Step(tenant=wf.tenant, workflow_id=wf.workflow_id, key=wf.key_at(position), index=position,
+                    attempt=wf.attempt, spec={})
+        run_id = child_run_id(wf, slot, 0)
+        step = store.move_step(slot, "pending", 0, "running", run_id, 0, None, rt.clock())
+        if step is None:  # launched before (a replay), settled, or of another attempt
+            step = store.get_step(wf.tenant, wf.workflow_id, slot.key)
+            if step is None or step.attempt != wf.attempt or step.status != StepStatus.RUNNING:
+                return
+            if not step.run_id:
+                wf = settle(rt, wf, step, failed_outcome(step, "step could not start"))
+                position += wf.concurrency
+                continue
+            run_id = step.run_id  # a replay: make sure its child exists and is moving
+        session = session or store.get_session(wf.tenant, wf.session_id)
+        failure = preflight(rt, wf, step, session)
+        if failure is None:
+            start_child(rt, wf, step, step.spec, run_id, session)
             return
-        if step.status == StepStatus.PENDING:
-            failure = preflight(rt, wf, step)
-            if failure is None:
-                run_id = child_run_id(wf, step, 0)
-                store.move_step(step, "pending", 0, "running", run_id, 0, None, rt.clock())
-                step = store.get_step(wf.tenant, wf.workflow_id, step.key) or step
-                if step.status == StepStatus.RUNNING and step.run_id == run_id:
-                    start_child(rt, wf, step, step.spec, run_id)
-                return
-            store.move_step(step, "pending", 0, "running", None, 0, None, rt.clock())
-            settle(rt, wf, step, failed_outcome(step, failure))
-        elif step.status == StepStatus.RUNNING:
-            if step.run_id:  # a replay: make sure its child exists and is moving
-                start_child(rt, wf, step, step.spec, step.run_id)
-                return
-            settle(rt, wf, step, failed_outcome(step, "step could not start"))
+        wf = settle(rt, wf, step, failed_outcome(step, failure))
         position += wf.concurrency
 
 
-def preflight(rt: Runtime, wf: Workflow, step: Step) -> str | None:
-    if rt.agent(step.spec.get("agent", ""), rt.store.get_session(wf.tenant, wf.session_id)) is None:
+def preflight(rt: Runtime, wf: Workflow, step: Step, session: Session) -> str | None:
+    if rt.agent(step.spec.get("agent", ""), session) is None:
         return f"unknown agent {step.spec.get('agent')!r}: expected one of {', '.join(sorted(BUILTIN))}"
     if wf.budget_tokens is not None and wf.used_tokens >= wf.budget_tokens:
         return f"token budget exhausted ({wf.used_tokens} of {wf.budget_tokens} tokens used)"
     return None
 
 
-def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run_id: str) -> None:
-    session = rt.store.get_session(wf.tenant, wf.session_id)
+def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run_id: str,
+                session: Session | None = None) -> None:
+    session = session or rt.store.get_session(wf.tenant, wf.session_id)
     agent = rt.agent(spec.get("agent", ""), session)
     workspace = spec.get("workspace") or session.workspace
     refused = tenant_workspace.refusal(rt, wf.tenant, workspace) if spec.get("workspace") else None
@@ -146,8 +150,8 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
 
 # -- settling ---------------------------------------------------------------------------------
 def on_child_failed_to_start(rt: Runtime, wf: Workflow, step: Step, error: str) -> None:
-    settle(rt, wf, step, failed_outcome(step, error))
-    launch(rt, wf, step.position + wf.concurrency)
+    current = settle(rt, wf, step, failed_outcome(step, error))
+    launch(rt, current, step.position + current.concurrency)
 
 
 def failed_outcome(step: Step, error: str) -> StepOutcome:
@@ -168,8 +172,9 @@ def run_outcome(step: Step, run: Run) -> StepOutcome:
                        error=None if ok else (run.error or run.status), structured=run.structured)
 
 
-def on_child_end(rt: Runtime, run: Run) -> None:
-    """A child run ended (or its end is being replayed): settle or continue its step."""
+def on_child_end(rt: Runtime, run: Run, session: Session | None = None) -> None:
+    """A child run ended (or its end is being replayed): settle or continue its step. `session`:
+    the workflow's, if the caller has it at hand."""
     ref = run.parent
     assert ref is not None
     store = rt.store
@@ -185,18 +190,19 @@ def on_child_end(rt: Runtime, run: Run) -> None:
         spec.setdefault("task_id", f"{step.key}-{nxt}")
         spec["item"] = step.spec.get("item")
         run_id = child_run_id(wf, step, nxt)
-        if store.move_step(step, "running", step.stage, "running", run_id, nxt, spec, rt.clock()):
-            step = store.get_step(run.tenant, ref.workflow_id, ref.key) or step
+        step = store.move_step(step, "running", step.stage, "running", run_id, nxt, spec, rt.clock()) \
+            or store.get_step(run.tenant, ref.workflow_id, ref.key) or step
         if step.run_id == run_id and wf.status == WorkflowStatus.RUNNING:
-            start_child(rt, wf, step, spec, run_id)
+            start_child(rt, wf, step, spec, run_id, session)
         return
     if step.run_id != run.run_id:
         return  # an earlier stage's end replayed after the chain moved on
-    settle(rt, wf, step, outcome)
-    launch(rt, wf, step.position + wf.concurrency)
+    current = settle(rt, wf, step, outcome)
+    launch(rt, current, step.position + current.concurrency, session)
 
 
-def settle(rt: Runtime, wf: Workflow, step: Step, outcome: StepOutcome) -> None:
+def settle(rt: Runtime, wf: Workflow, step: Step, outcome: StepOutcome) -> Workflow:
+    """Settle the step and count it; the workflow as it stands after that."""
     store = rt.store
     status = "succeeded" if outcome.success else "failed"
     store.settle_step(step, status, outcome, outcome.usage.total_tokens, rt.clock())
@@ -210,6 +216,7 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: StepOutcome) -> None:
                                  when_all_done=True):
             telemetry.workflow_ended(wf.tenant, wf.workflow_id, "succeeded" if ok else "failed")
             ended(rt, current)
+    return current
 
 
 # -- starting and reading ----------------------------------------------------------------------

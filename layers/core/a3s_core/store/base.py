@@ -86,8 +86,9 @@ class Store(Protocol):
     def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
     def put_steps(self, steps: list[Step]) -> None: ...
     def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
-                  stage: int, spec: dict | None, now: int) -> bool:
-        """Conditional step transition (same attempt): pending -> running, or the next pipeline stage."""
+                  stage: int, spec: dict | None, now: int) -> Step | None:
+        """Conditional step transition (same attempt): pending -> running, or the next pipeline stage.
+        The step as it now stands, or None if it was not in the expected state."""
     def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         """running -> status, and count it on the workflow, in one transaction; True if counted now."""
     def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:

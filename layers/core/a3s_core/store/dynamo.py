@@ -688,7 +688,7 @@ class DynamoStore:
                 requests = out.get("UnprocessedItems", {}).get(self._table, [])
 
     def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
-                  stage: int, spec: dict | None, now: int) -> bool:
+                  stage: int, spec: dict | None, now: int) -> Step | None:
         sets = "#s = :st, run_id = :r, stage = :stage, started_at = if_not_exists(started_at, :now)"
         values = {":st": status, ":r": run_id or "", ":stage": stage, ":now": now, ":es": expect_status,
                   ":estage": expect_stage, ":a": step.attempt}
@@ -696,10 +696,11 @@ class DynamoStore:
             sets += ", doc = :doc"
             values[":doc"] = step.model_copy(update={"spec": spec}).model_dump_json(
                 exclude={*self._STEP_STATE, "outcome"})
-        return self._conditional(
+        out = self._conditional(
             Key=_to_ddb(_step_key(step.tenant, step.workflow_id, step.key)), UpdateExpression="SET " + sets,
-            ConditionExpression="#s = :es AND stage = :estage AND attempt = :a",
-            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values)) is not None
+            ConditionExpression="#s = :es AND stage = :estage AND attempt = :a", ReturnValues="ALL_NEW",
+            ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values))
+        return self._step_from(_from_ddb(out["Attributes"])) if out else None
 
     def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         try:

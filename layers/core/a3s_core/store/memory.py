@@ -261,15 +261,15 @@ class MemoryStore:
                 self._steps[(step.tenant, step.workflow_id, step.key)] = step.model_copy(deep=True)
 
     def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
-                  stage: int, spec: dict | None, now: int) -> bool:
+                  stage: int, spec: dict | None, now: int) -> Step | None:
         with self._lock:
             cur = self._steps.get((step.tenant, step.workflow_id, step.key))
             if cur is None or (cur.status, cur.stage, cur.attempt) != (expect_status, expect_stage, step.attempt):
-                return False
+                return None
             cur.status, cur.run_id, cur.stage = StepStatus(status), run_id, stage
             cur.spec = spec if spec is not None else cur.spec
             cur.started_at = cur.started_at or now
-            return True
+            return cur.model_copy(deep=True)
 
     def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         with self._lock:
