@@ -356,7 +356,7 @@ def table(units: dict[str, dict[str, Any]]) -> None:
         row(f"    {o.replace('dynamodb.', 'ddb.')[:w - 5]}", lambda u, o=o: u["aws_calls_by_operation"].get(o, 0) or None,
             "{:>14.2f}")
     row("DynamoDB write req. units", lambda u: u["dynamodb"]["wru"], "{:>14.2f}")
-    row("  of which gsi1", lambda u: u["dynamodb"]["wru_gsi"], "{:>14.2f}")
+    row("  of which indexes", lambda u: u["dynamodb"]["wru_gsi"], "{:>14.2f}")
     row("DynamoDB read req. units", lambda u: u["dynamodb"]["rru"], "{:>14.2f}")
     row("DynamoDB item bytes written", lambda u: u["dynamodb"]["item_bytes_written"], "{:>14.0f}")
     row("SQS requests", lambda u: u["sqs_requests"], "{:>14.2f}")

@@ -20,8 +20,11 @@ from bench_common import ApiCounter
 
 KB = 1024
 SQS_CHUNK = 64 * KB
-GSI_KEYS = ("gsi1pk", "gsi1sk")
-GSI_PROJECTED = ("deadline",)  # template.yaml: gsi1 projects keys and these
+# template.yaml's indexes: key attributes, and what each projects besides the keys (None: ALL)
+INDEXES: dict[str, tuple[tuple[str, str], tuple[str, ...] | None]] = {
+    "gsi1": (("gsi1pk", "gsi1sk"), ("deadline",)),
+    "gsi2": (("gsi2pk", "gsi2sk"), None),
+}
 
 # us-east-1, on demand (list prices).
 PRICES = {
@@ -65,12 +68,18 @@ def item_size(item: dict | None) -> int:
     return sum(len(k.encode()) + value_size(v) for k, v in (item or {}).items())
 
 
-class _Stored:
-    """An item as it stands in moto's table: its size, its gsi1 key (None: not in the index), and its
-    index entry: the keys and the attributes the index projects (template.yaml: INCLUDE deadline)."""
+class _Entry:
+    """An item's entry in one index: its index key, what the entry holds, and its size."""
 
-    def __init__(self, size: int, gsi: tuple | None, entry: tuple = (), entry_size: int = 0) -> None:
-        self.size, self.gsi, self.entry, self.entry_size = size, gsi, entry, entry_size
+    def __init__(self, key: tuple, content: tuple, size: int) -> None:
+        self.key, self.content, self.size = key, content, size
+
+
+class _Stored:
+    """An item as it stands in moto's table: its size, and its entry in each index it is in."""
+
+    def __init__(self, size: int, entries: dict[str, _Entry]) -> None:
+        self.size, self.entries = size, entries
 
 
 def _stored(table: str, key: dict) -> _Stored | None:
@@ -85,12 +94,16 @@ def _stored(table: str, key: dict) -> _Stored | None:
             item = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].get_item(table, key)
             if item is None:
                 return None
-            if not all(k in item.attrs for k in GSI_KEYS):
-                return _Stored(item.size(), None)
-            names = [k for k in ("pk", "sk", *GSI_KEYS, *GSI_PROJECTED) if k in item.attrs]
-            entry = tuple((k, str(item.attrs[k].value)) for k in names)
-            return _Stored(item.size(), tuple(item.attrs[k].value for k in GSI_KEYS), entry,
-                           sum(len(k) + len(v) for k, v in entry) + 100)  # + the index's per-item overhead
+            entries = {}
+            for index, (keys, projected) in INDEXES.items():
+                if not all(k in item.attrs for k in keys):
+                    continue
+                names = list(item.attrs) if projected is None else ["pk", "sk", *keys, *projected]
+                content = tuple((k, str(item.attrs[k].value)) for k in names if k in item.attrs)
+                size = item.size() if projected is None else sum(len(k) + len(v) for k, v in content)
+                entries[index] = _Entry(tuple(item.attrs[k].value for k in keys), content,
+                                        size + 100)  # + the index's per-item overhead
+            return _Stored(item.size(), entries)
     except Exception:  # an unknown table or key shape: nothing to measure
         return None
 
@@ -168,10 +181,10 @@ class CostCounter(ApiCounter):
     @staticmethod
     def _write_units(add: Counter, old: _Stored | None, new: _Stored | None, tx: bool, failed: bool) -> None:
         """On-demand: 1 KB units of the larger of the item before and after, x2 in a transaction; a
-        failed conditional write still bills the item it checked. A change to an item's gsi1 entry
-        (its keys or projected attributes) bills the index by the entry's size: added, removed or
-        changed one write, a changed key two (delete + put); a write that leaves the entry as it
-        was costs the index nothing."""
+        failed conditional write still bills the item it checked. A change to an item's entry in an
+        index (its keys or projected attributes) bills the index by the entry's size: added,
+        removed or changed one write, a changed key two (delete + put); a write that leaves the
+        entry as it was costs the index nothing."""
         size = max(old.size if old else 0, new.size if new else 0)
         w = units(size, KB) * (2 if tx else 1)
         add["wru_table"] += w
@@ -179,16 +192,18 @@ class CostCounter(ApiCounter):
         if failed:
             return
         add["ddb_item_bytes_written"] += new.size if new else 0
-        old_g, new_g = (old.gsi if old else None), (new.gsi if new else None)
         gsi = 0
-        if old_g and new_g:
-            if old.entry != new.entry:  # type: ignore[union-attr]
-                writes = 1 if old_g == new_g else 2
-                gsi = units(new.entry_size, KB) * writes  # type: ignore[union-attr]
-                add["gsi_writes"] += writes
-        elif old_g or new_g:
-            gsi = units((new if new_g else old).entry_size, KB)  # type: ignore[union-attr]
-            add["gsi_writes"] += 1
+        for index in INDEXES:
+            before = old.entries.get(index) if old else None
+            after = new.entries.get(index) if new else None
+            if before and after:
+                if before.content != after.content:
+                    writes = 1 if before.key == after.key else 2
+                    gsi += units(after.size, KB) * writes
+                    add["gsi_writes"] += writes
+            elif before or after:
+                gsi += units((after or before).size, KB)  # type: ignore[union-attr]
+                add["gsi_writes"] += 1
         add["wru_gsi"] += gsi
         add["wru"] += gsi
 

@@ -100,7 +100,7 @@ def test_given_a_broad_flow_then_every_call_of_every_function_is_allowed_by_its_
     from a3s_local.template import load_stack
 
     # Internal tools, a conversation too big for one item (S3), a run waiting on an external task.
-    big = "\n".join("x" * 250 for _ in range(1300))
+    big = "\n".join(secrets.token_urlsafe(190) for _ in range(1900))  # ~480 KB that compresses little
     (workspace / "big.txt").write_text(big)
     session = agent.session(str(workspace), permissive=True)
     session.send('look\n/tool write {"file_path": "a.txt", "content": "hi"}\n/tool read {"file_path": "big.txt"}')

@@ -1,6 +1,8 @@
 """Runs that outgrow one driver invocation, one DynamoDB item, or their turn budget."""
 from __future__ import annotations
 
+import base64
+import os
 import time
 
 import pytest
@@ -61,7 +63,8 @@ def test_given_a_turn_budget_when_the_model_keeps_calling_tools_then_the_run_sto
 
 def test_given_a_conversation_over_400_kb_then_the_run_finishes_and_the_session_continues(
         agent, workspace, stack):
-    big = "\n".join(f"line {i:05d} " + "x" * 240 for i in range(1900))  # ~480 KB
+    # ~480 KB that does not compress much (stored documents are compressed): too big for an item
+    big = "\n".join(f"line {i:05d} " + base64.b64encode(os.urandom(180)).decode() for i in range(1900))
     (workspace / "big.txt").write_text(big)
     session = agent.session(str(workspace), permissive=True)
     first = session.send("summarise\n/tool read {\"file_path\": \"big.txt\"}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -134,6 +135,7 @@ class _SizeCheckedClient:
 OFFLOAD_BYTES = 300_000
 EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
+COMPRESS_FROM = 512  # JSON bytes from which a run's, an exchange's or events' document is compressed
 
 
 class DynamoStore:
@@ -231,22 +233,35 @@ class DynamoStore:
         doc = run.model_dump_json(exclude={*_RUN_STATE, "control"})
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
                 "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
-                "lease_owner": run.lease_owner or "", "ttl": self._expiry(), "doc": doc,
-                "pause": run.control.pause, "cancel": run.control.cancel, "injections": run.control.injections}
-        if len(doc) > OFFLOAD_BYTES:
-            if self._s3 is None:
-                raise ValueError(f"run {run.run_id} checkpoint is {len(doc)} bytes and no bucket is configured")
-            key = f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"
-            self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
-            item["doc"], item["doc_key"] = "", key
+                "lease_owner": run.lease_owner or "", "ttl": self._expiry(),
+                "pause": run.control.pause, "cancel": run.control.cancel, "injections": run.control.injections,
+                **self._doc(doc, f"runs/{run.tenant}/{run.run_id}/v{run.version}.json")}
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
             item.update(_live_key(run.tenant, run.run_id))
         return item
 
+    def _doc(self, doc: str, s3_key: str) -> dict[str, Any]:
+        """A JSON document's attributes: as text when small, else zlib-compressed (`z`, binary: a
+        run's checkpoint usually fits one write unit so), else in S3 at `s3_key` past OFFLOAD_BYTES."""
+        if len(doc) < COMPRESS_FROM:
+            return {"doc": doc}
+        packed = zlib.compress(doc.encode(), 6)
+        if len(packed) <= OFFLOAD_BYTES:
+            return {"z": packed}
+        if self._s3 is None:
+            raise ValueError(f"a document of {len(doc)} bytes and no bucket is configured")
+        self._s3.put_object(Bucket=self._bucket, Key=s3_key, Body=doc.encode())
+        return {"doc": "", "doc_key": s3_key}
+
+    def _doc_of(self, item: dict[str, Any]) -> str | bytes:
+        if "z" in item:
+            return zlib.decompress(bytes(item["z"]))
+        if item.get("doc_key"):
+            return self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
+        return item["doc"]
+
     def _run_from(self, item: dict[str, Any]) -> Run:
-        if "doc_key" in item:
-            item["doc"] = self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
-        doc = json.loads(item["doc"])
+        doc = json.loads(self._doc_of(item))
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["lease_owner"] = doc.get("lease_owner") or None
         doc["control"] = _control_from(item)
@@ -267,9 +282,10 @@ class DynamoStore:
         last, puts = events[0].seq - 1 if events else 0, []
         for batch in filter(None, batches):
             last += len(batch)
+            doc = "[" + ",".join(batch) + "]"
             puts.append({"Put": {"TableName": self._table, "Item": _to_ddb(
                 {"pk": f"T#{tenant}#R#{run_id}", "sk": f"EV#{last:010d}", "ttl": self._expiry(),
-                 "doc": "[" + ",".join(batch) + "]"})}})
+                 **({"z": zlib.compress(doc.encode(), 6)} if len(doc) >= COMPRESS_FROM else {"doc": doc})})}})
         return puts
 
     def create_run(self, run: Run, events: list[Event]) -> None:
@@ -355,13 +371,8 @@ class DynamoStore:
         (once: a replay cannot write it twice) and the session's count (still what we read)."""
         n = session.turns
         doc = json.dumps(run.messages, ensure_ascii=False, separators=(",", ":"))
-        item: dict[str, Any] = {**_exchange_key(run.tenant, run.session_id, n), "ttl": self._expiry(), "doc": doc}
-        if len(doc) > OFFLOAD_BYTES:
-            if self._s3 is None:
-                raise ValueError(f"run {run.run_id}'s exchange is {len(doc)} bytes and no bucket is configured")
-            key = f"history/{run.tenant}/{run.session_id}/{run.run_id}.json"
-            self._s3.put_object(Bucket=self._bucket, Key=key, Body=doc.encode())
-            item.update(doc="", doc_key=key)
+        item: dict[str, Any] = {**_exchange_key(run.tenant, run.session_id, n), "ttl": self._expiry(),
+                                **self._doc(doc, f"history/{run.tenant}/{run.session_id}/{run.run_id}.json")}
         return [
             {"Put": {"TableName": self._table, "Item": _to_ddb(item),
                      "ConditionExpression": "attribute_not_exists(pk)"}},
@@ -382,8 +393,7 @@ class DynamoStore:
                                 ExpressionAttributeValues=_to_ddb({":pk": pk, ":lo": f"MSG#{len(known):08d}",
                                                                    ":hi": f"MSG#{upto - 1:08d}"}))
             for item in items:
-                doc = item["doc"] or self._s3.get_object(Bucket=self._bucket, Key=item["doc_key"])["Body"].read()
-                known = [*known, json.loads(doc)]
+                known = [*known, json.loads(self._doc_of(item))]
             if len(known) < upto:
                 raise NotFound(f"session {session_id!r} has {len(known)} exchanges, not {upto}")
             self._remember(tenant, session_id, known)
@@ -501,7 +511,7 @@ class DynamoStore:
                             ConsistentRead=True)
         found: list[Event] = []
         for item in items:
-            found.extend(e for e in map(Event.model_validate, json.loads(item["doc"])) if e.seq > after)
+            found.extend(e for e in map(Event.model_validate, json.loads(self._doc_of(item))) if e.seq > after)
             if len(found) >= limit:
                 break
         return found[:limit]
@@ -521,6 +531,9 @@ class DynamoStore:
                 **{k: getattr(task, k) for k in _TASK_STATE}, "lease_owner": task.lease_owner or "",
                 "gsi1pk": f"PENDING#{task.lane}",
                 "gsi1sk": f"{task.tenant}#{task.created_at:015d}#{task.session_id}#{task.task_id}",
+                # and in the session's sparse index of pending tasks (gsi2), for its claims and listings
+                "gsi2pk": f"T#{task.tenant}#S#{task.session_id}#PENDING",
+                "gsi2sk": f"{task.created_at:015d}#{task.task_id}",
                 "ttl": self._expiry(), "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
         return self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is not None
 
@@ -529,12 +542,11 @@ class DynamoStore:
         return self._task_from(item) if item else None
 
     def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
-        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :t)",
-                            FilterExpression="#s = :pending", ExpressionAttributeNames={"#s": "status"},
-                            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}",
-                                                               ":t": "TASK#", ":pending": "pending"}),
-                            ConsistentRead=True)
-        return sorted((self._task_from(i) for i in items), key=lambda t: t.created_at)
+        # Only pending tasks are in gsi2 (a finished one leaves it): the read does not grow with the
+        # session's history. Oldest first.
+        items = self._query(index="gsi2", KeyConditionExpression="gsi2pk = :p",
+                            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#S#{session_id}#PENDING"}))
+        return [t for t in map(self._task_from, items) if t.status == TaskStatus.PENDING]
 
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
@@ -567,7 +579,8 @@ class DynamoStore:
                   ":e": error or "", ":ttl": self._expiry()}
         return self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
-            UpdateExpression="SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl REMOVE gsi1pk, gsi1sk",
+            UpdateExpression=("SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl "
+                              "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk"),
             ConditionExpression="#s = :pending" + cond,
             ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error", "#ttl": "ttl"},
             ExpressionAttributeValues=_to_ddb(values),
