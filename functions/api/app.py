@@ -1,6 +1,14 @@
 """HTTP API: parse, call the core service, return. Errors take one JSON shape, never a trace."""
 from __future__ import annotations
 
+# ruff: noqa: E402 - the collector is off through this module's imports (on again at its end)
+import gc
+
+# The imports below make ~50k objects, all of them kept, and the collector would walk them all at
+# least once on the way (~50 ms of the cold start, collecting nothing): off until they are made,
+# then frozen, so that later full collections leave them out.
+gc.disable()
+
 import functools
 import json
 from collections.abc import Callable
@@ -31,28 +39,6 @@ from a3s_core.api.schemas import (
     StartWorkflowBody,
 )
 from a3s_core.api.service import Service, session_view
-from a3s_core.api.views import (
-    AgentsView,
-    ClaimView,
-    CompletedView,
-    ControlView,
-    ErrorBody,
-    EventsView,
-    GatewayError,
-    Health,
-    QueueView,
-    RunsView,
-    RunView,
-    SessionsView,
-    SessionView,
-    SkillsView,
-    StepsView,
-    TasksView,
-    WorkflowCancelled,
-    WorkflowStarted,
-    WorkflowsView,
-    WorkflowView,
-)
 from a3s_core.domain.errors import A3SError
 from a3s_core.runtime import get_runtime
 
@@ -140,65 +126,81 @@ def _service() -> Service:
 # pydantic return type would have Powertools validate and re-serialize every answer at run time,
 # and turn a mismatch into a 422 (the caller's fault) where it is the kit's. The e2e suite checks
 # the real answers against the document instead (tests/openapi_contract.py).
+#
+# The document is made by a resolver of its own, on the first GET /openapi.json: the one that serves
+# requests registers the same handlers without it, so a cold start neither imports the response models
+# (api/views.py) nor has Powertools analyse them when it first resolves a route.
 BEARER = "bearerAuth"
-app.configure_openapi(
-    title="a3s-serverless", version="0.1.0",
-    description="Agent sessions, runs, external tasks and workflows on AWS Lambda, SQS and DynamoDB.",
-    # HTTPBearer's fields as a plain dict: the document is validated when it is made, and importing
-    # Powertools' OpenAPI models (their schemas built at import) would cost every cold start ~0.2 s.
-    security_schemes={BEARER: {"type": "http", "scheme": "bearer",  # type: ignore[dict-item]
-                               "description": "Authorization: Bearer <API key>; the key names the tenant"}})
+ROUTES: list[tuple[str, str, str | Any, frozenset[int], int, bool, Callable]] = []  # what _document registers
 
 
 def _json(model: Any) -> dict[str, Any]:
     return {"application/json": {"model": model}}
 
 
-ERRORS: dict[int, OpenAPIResponse] = {
-    400: {"description": "Malformed JSON (bad_json) or a request the kit refuses (bad_request, model_not_allowed)",
-          "content": _json(ErrorBody)},
-    # API Gateway refuses a request without a key before the function runs, in its own shape; the
-    # function answers in the kit's if it is ever reached without the authorizer's tenant.
-    401: {"description": "No API key: API Gateway's {message}, or the kit's unauthorized",
-          "content": _json(GatewayError | ErrorBody)},
-    403: {"description": "Unknown API key: API Gateway's own answer", "content": _json(GatewayError)},
-    404: {"description": "Unknown id (not_found)", "content": _json(ErrorBody)},
-    409: {"description": "The state does not allow it (conflict): the run has ended, or the item kept changing",
-          "content": _json(ErrorBody)},
-    413: {"description": f"Body over {MAX_BODY_BYTES} bytes (payload_too_large), or a write that would make a "
-                         "stored item outgrow DynamoDB's 400 KB (item_too_large); nothing is changed",
-          "content": _json(ErrorBody)},
-    415: {"description": f"Content-Type other than {JSON_MEDIA_TYPE} (unsupported_media_type)",
-          "content": _json(ErrorBody)},
-    422: {"description": "A parameter or body field fails validation (validation_error; `detail` lists each)",
-          "content": _json(ErrorBody)},
-    500: {"description": "The kit's own failure (internal_error), with the request id; the trace is logged only",
-          "content": _json(ErrorBody)},
-}
+def _errors(views: Any) -> dict[int, OpenAPIResponse]:
+    ErrorBody, GatewayError = views.ErrorBody, views.GatewayError  # noqa: N806 - the models' own names
+    return {
+        400: {"description": "Malformed JSON (bad_json) or a request the kit refuses (bad_request, model_not_allowed)",
+              "content": _json(ErrorBody)},
+        # API Gateway refuses a request without a key before the function runs, in its own shape; the
+        # function answers in the kit's if it is ever reached without the authorizer's tenant.
+        401: {"description": "No API key: API Gateway's {message}, or the kit's unauthorized",
+              "content": _json(GatewayError | ErrorBody)},
+        403: {"description": "Unknown API key: API Gateway's own answer", "content": _json(GatewayError)},
+        404: {"description": "Unknown id (not_found)", "content": _json(ErrorBody)},
+        409: {"description": "The state does not allow it (conflict): the run has ended, or the item kept changing",
+              "content": _json(ErrorBody)},
+        413: {"description": f"Body over {MAX_BODY_BYTES} bytes (payload_too_large), or a write that would make a "
+                             "stored item outgrow DynamoDB's 400 KB (item_too_large); nothing is changed",
+              "content": _json(ErrorBody)},
+        415: {"description": f"Content-Type other than {JSON_MEDIA_TYPE} (unsupported_media_type)",
+              "content": _json(ErrorBody)},
+        422: {"description": "A parameter or body field fails validation (validation_error; `detail` lists each)",
+              "content": _json(ErrorBody)},
+        500: {"description": "The kit's own failure (internal_error), with the request id; the trace is logged only",
+              "content": _json(ErrorBody)},
+    }
 AUTHORIZED_ERRORS = (401, 403, 422, 500)
 BODY_ERRORS = (400, 413, 415)  # every POST and PUT: the body is checked before any route runs
 
 
-def _route(method: str, rule: str, model: Any, *errors: int, status: int = 200, public: bool = False) -> Callable:
-    """Register the handler for `method rule` and document it: the success `status` (which is
-    also what the handler's dict is sent with), its body `model`, and the errors it can answer
-    (`errors` plus those of every authorized route and of every route with a body)."""
+def _route(method: str, rule: str, model: str | Any, *errors: int, status: int = 200, public: bool = False) -> Callable:
+    """Register the handler for `method rule`, and for the document: the success `status` (which is
+    also what the handler's dict is sent with), its body `model` (a name in api/views.py, or a
+    type), and the errors it can answer (`errors` plus those of every authorized route and of every
+    route with a body)."""
     codes = {500, *errors, *(() if public else AUTHORIZED_ERRORS), *(BODY_ERRORS if method in BODY_METHODS else ())}
-    responses: dict[int, OpenAPIResponse] = {
-        status: {"description": HTTPStatus(status).phrase, "content": _json(model)},
-        **{code: ERRORS[code] for code in sorted(codes)}}
 
     def register(handler: Callable) -> Callable:
-        return app.route(rule, method, operation_id=handler.__name__, description=handler.__doc__,
-                         status_code=status, responses=responses,
-                         security=None if public else [{BEARER: []}])(handler)
+        ROUTES.append((method, rule, model, frozenset(codes), status, public, handler))
+        return app.route(rule, method, operation_id=handler.__name__, status_code=status)(handler)
 
     return register
 
 
 @functools.cache
 def _document() -> dict[str, Any]:
-    doc = json.loads(app.get_openapi_json_schema())
+    from a3s_core.api import views  # the response models: for this document only
+
+    documented = APIGatewayHttpResolver(enable_validation=True)
+    documented.configure_openapi(
+        title="a3s-serverless", version="0.1.0",
+        description="Agent sessions, runs, external tasks and workflows on AWS Lambda, SQS and DynamoDB.",
+        # HTTPBearer's fields as a plain dict: the document is validated when it is made, and importing
+        # Powertools' OpenAPI models (their schemas built at import) costs ~0.2 s.
+        security_schemes={BEARER: {"type": "http", "scheme": "bearer",  # type: ignore[dict-item]
+                                   "description": "Authorization: Bearer <API key>; the key names the tenant"}})
+    errors = _errors(views)
+    for method, rule, model, codes, status, public, handler in ROUTES:
+        body = getattr(views, model) if isinstance(model, str) else model
+        responses: dict[int, OpenAPIResponse] = {
+            status: {"description": HTTPStatus(status).phrase, "content": _json(body)},
+            **{code: errors[code] for code in sorted(codes)}}
+        documented.route(rule, method, operation_id=handler.__name__, description=handler.__doc__,
+                         status_code=status, responses=responses,
+                         security=None if public else [{BEARER: []}])(handler)
+    doc = json.loads(documented.get_openapi_json_schema())
     # Powertools documents a 422 of its own shape on every route. The kit's routes replace it with
     # ErrorBody (what _invalid sends); the public ones take no input and cannot answer 422 at all.
     for operation in (op for path in doc["paths"].values() for op in path.values()):
@@ -212,7 +214,7 @@ def _document() -> dict[str, Any]:
 
 
 # -- routes --------------------------------------------------------------------------------------
-@_route("GET", "/health", Health, public=True)
+@_route("GET", "/health", "Health", public=True)
 def health() -> dict:
     """Up, and where to connect for pushed events (null: no WebSocket API; poll GET /runs/{id}/events)."""
     return {"ok": True, "websocket_url": get_runtime().settings.ws_url or None}
@@ -245,107 +247,107 @@ def console_asset(name: Id):
     return _console_file(name, console_files.asset(name))
 
 
-@_route("POST", "/sessions", SessionView, 409, status=201)
+@_route("POST", "/sessions", "SessionView", 409, status=201)
 def create_session(body: CreateSessionBody) -> dict:
     return _service().create_session(body)
 
 
-@_route("GET", "/sessions", SessionsView)
+@_route("GET", "/sessions", "SessionsView")
 def list_sessions(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     return {"sessions": _service().list_sessions(limit)}
 
 
-@_route("GET", "/sessions/<session_id>", SessionView, 404)
+@_route("GET", "/sessions/<session_id>", "SessionView", 404)
 def get_session(session_id: Id) -> dict:
     return session_view(_service().session(session_id))
 
 
-@_route("DELETE", "/sessions/<session_id>", SessionView, 404, 409)
+@_route("DELETE", "/sessions/<session_id>", "SessionView", 404, 409)
 def close_session(session_id: Id) -> dict:
     return _service().close_session(session_id)
 
 
-@_route("PUT", "/sessions/<session_id>/lanes/<lane>", SessionView, 404, 409)
+@_route("PUT", "/sessions/<session_id>/lanes/<lane>", "SessionView", 404, 409)
 def set_lane(session_id: Id, lane: Id, body: LaneHandlerBody) -> dict:
     return _service().set_lane(session_id, lane, body)
 
 
-@_route("PUT", "/sessions/<session_id>/agents/<name>", AgentsView, 404, 409)
+@_route("PUT", "/sessions/<session_id>/agents/<name>", "AgentsView", 404, 409)
 def register_agent(session_id: Id, name: Id, body: AgentBody) -> dict:
     return _service().register_agent(session_id, name, body)
 
 
-@_route("PUT", "/sessions/<session_id>/skills/<name>", SkillsView, 404, 409)
+@_route("PUT", "/sessions/<session_id>/skills/<name>", "SkillsView", 404, 409)
 def register_skill(session_id: Id, name: Id, body: SkillBody) -> dict:
     return _service().register_skill(session_id, name, body)
 
 
-@_route("GET", "/sessions/<session_id>/queue", QueueView, 404)
+@_route("GET", "/sessions/<session_id>/queue", "QueueView", 404)
 def get_queue(session_id: Id) -> dict:
     return _service().queue(session_id)
 
 
-@_route("GET", "/sessions/<session_id>/external-tasks", TasksView, 404)
+@_route("GET", "/sessions/<session_id>/external-tasks", "TasksView", 404)
 def list_pending_tasks(session_id: Id) -> dict:
     return {"tasks": _service().pending_tasks(session_id)}
 
 
-@_route("POST", "/sessions/<session_id>/external-tasks/claim", TasksView, 404)
+@_route("POST", "/sessions/<session_id>/external-tasks/claim", "TasksView", 404)
 def claim_session_tasks(session_id: Id, body: ClaimBody,
                         lane: Annotated[str | None, Query(max_length=32)] = None) -> dict:
     return {"tasks": _service().claim(body, session_id=session_id, lane=lane)}
 
 
-@_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/complete", CompletedView, 404)
+@_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/complete", "CompletedView", 404)
 def complete_task(session_id: Id, task_id: Id, body: CompleteTaskBody) -> dict:
     return {"completed": _service().complete_task(session_id, task_id, body)}
 
 
-@_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/claim", ClaimView, 404)
+@_route("POST", "/sessions/<session_id>/external-tasks/<task_id>/claim", "ClaimView", 404)
 def claim_task(session_id: Id, task_id: Id, body: ClaimTaskBody) -> dict:
     return _service().claim_task(session_id, task_id, body)
 
 
-@_route("POST", "/lanes/<lane>/claim", TasksView)
+@_route("POST", "/lanes/<lane>/claim", "TasksView")
 def claim_lane_tasks(lane: Id, body: ClaimBody) -> dict:
     return {"tasks": _service().claim(body, lane=lane)}
 
 
-@_route("POST", "/sessions/<session_id>/runs", RunView, 404, status=202)
+@_route("POST", "/sessions/<session_id>/runs", "RunView", 404, status=202)
 def start_run(session_id: Id, body: StartRunBody) -> dict:
     return _service().start_run(session_id, body)
 
 
-@_route("GET", "/runs/<run_id>", RunView, 404)
+@_route("GET", "/runs/<run_id>", "RunView", 404)
 def get_run(run_id: Id) -> dict:
     return _service().get_run(run_id)
 
 
-@_route("GET", "/runs/<run_id>/events", EventsView, 404)
+@_route("GET", "/runs/<run_id>/events", "EventsView", 404)
 def list_run_events(run_id: Id, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
                     wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0) -> dict:
     return _service().events(run_id, after, wait_ms)
 
 
-@_route("POST", "/runs/<run_id>/pause", ControlView, 404, 409)
+@_route("POST", "/runs/<run_id>/pause", "ControlView", 404, 409)
 def pause_run(run_id: Id) -> dict:
     """Pause at the next turn boundary; a run waiting on tasks is paused at once."""
     return _service().control(run_id, "pause", None)
 
 
-@_route("POST", "/runs/<run_id>/resume", ControlView, 404, 409)
+@_route("POST", "/runs/<run_id>/resume", "ControlView", 404, 409)
 def resume_run(run_id: Id) -> dict:
     """Resume a paused run from its checkpoint (400 if it is not paused)."""
     return _service().control(run_id, "resume", None)
 
 
-@_route("POST", "/runs/<run_id>/cancel", ControlView, 404, 409)
+@_route("POST", "/runs/<run_id>/cancel", "ControlView", 404, 409)
 def cancel_run(run_id: Id) -> dict:
     """Cancel the run, its child runs and its pending external tasks."""
     return _service().control(run_id, "cancel", None)
 
 
-@_route("POST", "/runs/<run_id>/inject", ControlView, 404, 409)
+@_route("POST", "/runs/<run_id>/inject", "ControlView", 404, 409)
 def inject_prompt(run_id: Id, body: InjectBody) -> dict:
     """Add a user message the model sees on its next turn."""
     return _service().control(run_id, "inject", body.prompt)
@@ -358,34 +360,34 @@ def unknown_run_action(run_id: Id, action: Id) -> dict:
     return _service().control(run_id, action, None)
 
 
-@_route("GET", "/runs", RunsView)
+@_route("GET", "/runs", "RunsView")
 def list_runs(session_id: Annotated[str | None, Query(max_length=64)] = None) -> dict:
     return {"runs": _service().list_runs(session_id)}
 
 
-@_route("POST", "/sessions/<session_id>/workflows", WorkflowStarted, 404, status=202)
+@_route("POST", "/sessions/<session_id>/workflows", "WorkflowStarted", 404, status=202)
 def start_workflow(session_id: Id, body: StartWorkflowBody) -> dict:
     return _service().start_workflow(session_id, body)
 
 
-@_route("GET", "/workflows/<workflow_id>", WorkflowView, 404)
+@_route("GET", "/workflows/<workflow_id>", "WorkflowView", 404)
 def get_workflow(workflow_id: Id, wait_ms: Annotated[int, Query(ge=0, le=20000)] = 0,
                  after_finished: Annotated[int, Query(ge=-1, le=MAX_SEQ)] = -1) -> dict:
     return _service().workflow(workflow_id, wait_ms, after_finished)
 
 
-@_route("GET", "/workflows", WorkflowsView)
+@_route("GET", "/workflows", "WorkflowsView")
 def list_workflows(session_id: Annotated[str | None, Query(max_length=64)] = None,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
     return {"workflows": _service().list_workflows(session_id, limit)}
 
 
-@_route("GET", "/workflows/<workflow_id>/steps", StepsView, 404)
+@_route("GET", "/workflows/<workflow_id>/steps", "StepsView", 404)
 def workflow_steps(workflow_id: Id) -> dict:
     return _service().workflow_steps(workflow_id)
 
 
-@_route("POST", "/workflows/<workflow_id>/cancel", WorkflowCancelled, 404)
+@_route("POST", "/workflows/<workflow_id>/cancel", "WorkflowCancelled", 404)
 def cancel_workflow(workflow_id: Id) -> dict:
     return _service().cancel_workflow(workflow_id)
 
@@ -410,6 +412,10 @@ def _json_body(event: dict) -> dict:
 def _path_ids(path: str) -> dict[str, str]:
     parts = path.strip("/").split("/")
     return {PATH_IDS[a]: b for a, b in zip(parts, parts[1:], strict=False) if a in PATH_IDS and b != "claim"}
+
+
+gc.freeze()
+gc.enable()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -16,7 +16,7 @@ from .progress import ProgressArg
 from .transport import Transport
 
 LANES = ("control", "query", "execute", "generate")
-MODES = ("internal", "external", "hybrid")
+MODES = ("internal", "external", "hybrid")  # the API's lane handler modes (a test keeps them in step)
 EVENT_WAIT_MS = push.EVENT_WAIT_MS
 
 
@@ -133,7 +133,7 @@ class Session:
         self._t = transport
         self.session_id: str = view["session_id"]
         self.workspace: str = view["workspace"]
-        self._modes = {lane: h["mode"] for lane, h in view["lanes"].items()}
+        self._has_queue: bool = view["has_queue"]
         self._orch = Workflows(transport, self.session_id, view.get("max_parallel_tasks", 8))
         self._handler_thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -154,11 +154,12 @@ class Session:
         if on_timeout is not None:
             body["on_timeout"] = on_timeout
         view = self._t.request("PUT", f"/sessions/{self.session_id}/lanes/{lane}", body)
-        self._modes = {name: h["mode"] for name, h in view["lanes"].items()}
+        self._has_queue = view["has_queue"]
 
     def has_queue(self) -> bool:
-        """False until a lane is external or hybrid (answered locally, like A3S Code's)."""
-        return any(mode != "internal" for mode in self._modes.values())
+        """False until a lane is external or hybrid (answered locally, like A3S Code's, from the
+        service's last view of the session: what each mode means is the service's to say)."""
+        return self._has_queue
 
     def pending_external_tasks(self) -> list[dict[str, Any]]:
         return self._t.request("GET", f"/sessions/{self.session_id}/external-tasks")["tasks"]

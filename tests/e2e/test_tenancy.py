@@ -36,7 +36,7 @@ def test_given_a_second_tenant_when_it_tries_to_complete_the_first_tenants_task_
         waiting, stack, api, other_key):
     session, handle, task_id = waiting
     theirs = Session(stack.transport(other_key), {"session_id": session.session_id, "workspace": "/",
-                                                  "lanes": {"execute": {"mode": "external"}}})
+                                                  "has_queue": True, "lanes": {"execute": {"mode": "external"}}})
     try:
         assert theirs.complete_external_task(task_id, success=True, result={"output": "forged"}) is False
     except NotFoundError:

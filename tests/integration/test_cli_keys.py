@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 import sys
+import zlib
 
 import pytest
 

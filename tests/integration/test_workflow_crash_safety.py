@@ -123,7 +123,7 @@ def test_given_every_message_delivered_twice_then_each_step_runs_once_and_the_jo
     assert (wf.status, wf.finished, wf.n) == ("succeeded", 5, 5)
     assert sorted(log(workspace)) == [f"s{i}" for i in range(5)]
     steps = eng.steps(wid)
-    assert all(s.status == "succeeded" and s.outcome["success"] for s in steps)
+    assert all(s.status == "succeeded" and s.outcome and s.outcome.success for s in steps)
     assert all(eng.tool_runs(s.run_id) == 1 for s in steps)
     assert all(s.run_id == workflows.child_run_id(wf, s, 0) for s in steps)  # one child run per step
     assert eng.crashes == 0

@@ -10,6 +10,7 @@ import pytest
 
 from a3s_core.domain.errors import Conflict, NotFound
 from a3s_core.domain.items import Step, Workflow
+from a3s_core.domain.outcomes import StepOutcome, Usage
 from a3s_core.engine.workflows import spec_hash
 from a3s_core.store.memory import MemoryStore
 
@@ -39,9 +40,9 @@ def make(tenant: str, n: int = 2, attempt: int = 1, kind: str = "parallel") -> t
     return wf, steps
 
 
-def outcome(step: Step, ok: bool = True, tokens: int = 7) -> dict:
-    return {"task_id": step.spec["task_id"], "success": ok, "output": "done",
-            "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}}
+def outcome(step: Step, ok: bool = True, tokens: int = 7) -> StepOutcome:
+    return StepOutcome(task_id=step.spec["task_id"], session_id="s", agent="general", success=ok, output="done",
+                       usage=Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens))
 
 
 def launch(store, step: Step, run_id: str = "run-1") -> None:
@@ -159,7 +160,7 @@ def test_given_a_running_step_when_settled_twice_then_it_is_counted_once(store, 
     got = store.get_workflow(tenant, wf.workflow_id)
     assert (got.finished, got.used_tokens) == (1, 7)
     step = store.get_step(tenant, wf.workflow_id, steps[0].key)
-    assert (step.status, step.finished_at, step.outcome["success"]) == ("succeeded", 3_000, True)
+    assert (step.status, step.finished_at, step.outcome and step.outcome.success) == ("succeeded", 3_000, True)
 
 
 def test_given_a_step_not_running_when_settled_then_it_is_not_counted(store, tenant):
@@ -307,3 +308,21 @@ def test_given_workflows_of_two_sessions_and_tenants_when_listed_then_newest_fir
     assert [w.workflow_id for w in store.list_workflows(tenant, "sess-b", limit=1)] == [made[1]]
     assert [w.workflow_id for w in store.list_workflows(tenant, "sess-a", limit=1)] == [made[2]]
     assert store.list_workflows(tenant, "sess-none") == []
+
+
+@pytest.mark.parametrize("optional", [{}, {"error": "boom", "run_id": "run-9", "structured": {"a": [1, None]}}],
+                         ids=["required-keys-only", "every-key"])
+def test_given_a_settled_outcome_then_it_reads_back_as_it_was_with_only_the_keys_it_had(store, tenant, optional):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    launch(store, steps[0])
+    sent = outcome(steps[0]).model_copy(update=optional)
+
+    store.settle_step(steps[0], "succeeded", sent, 7, 3_000)
+    settled = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    store.put_steps([settled])  # a resumed workflow writes its journaled steps again, outcome and all
+    again = store.get_step(tenant, wf.workflow_id, steps[0].key)
+
+    assert settled.outcome == sent and again.outcome == sent
+    required = {"task_id", "session_id", "agent", "success", "output", "usage"}
+    assert set(again.outcome.wire()) == required | set(optional)  # an absent key is left out, not null

@@ -101,7 +101,8 @@ def test_given_many_threads_when_they_first_use_a_lazy_object_together_then_it_i
 NOT_IMPORTED = {
     "authorizer": ("pydantic", "a3s_core.domain.items", "a3s_core.engine", "a3s_core.store.dynamo", "jsonschema",
                    "boto3"),
-    "api": ("jsonschema", "aws_lambda_powertools.event_handler.openapi.models", "a3s_core.engine.driver", "boto3"),
+    "api": ("jsonschema", "aws_lambda_powertools.event_handler.openapi.models", "a3s_core.engine.driver", "boto3",
+            "a3s_core.api.views"),
     "run_driver": ("jsonschema", "boto3"),
     "sweeper": ("a3s_core.engine.dispatch", "a3s_core.engine.driver", "jsonschema", "boto3"),
     "runs_dlq": ("a3s_core.engine.dispatch", "a3s_core.engine.driver", "jsonschema", "boto3"),
@@ -148,3 +149,16 @@ def test_given_threads_first_using_different_clients_when_they_are_built_then_th
     for t in threads:
         t.join()
     assert sorted(session.built) == ["dynamodb", "s3", "sqs"] and session.most == 1
+
+
+def test_given_the_api_module_when_imported_then_the_collector_is_on_and_what_the_imports_made_is_frozen():
+    """Its imports run with the collector off (a cold start's full collection finds nothing there):
+    it must be on again once they are made, or a long-lived process would never collect."""
+    code = ("import gc, json, sys; sys.path[:0] = sys.argv[1:]; import app; "
+            "print(json.dumps([gc.isenabled(), gc.get_freeze_count()]))")
+    done = subprocess.run([sys.executable, "-c", code, str(REPO / "functions" / "api"), str(REPO / "layers" / "core")],
+                          capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1", **ENV})
+    enabled, frozen = json.loads(done.stdout.splitlines()[-1])
+
+    assert enabled is True and frozen > 10_000

@@ -143,3 +143,16 @@ def test_given_no_settings_then_a_lane_handler_is_internal_with_a_60_second_time
 def test_given_a_bad_handler_setting_then_it_is_refused(bad, field):
     with pytest.raises(ValidationError, match=f"1 validation error for LaneHandler\n{field}\n"):
         LaneHandler(**bad)
+
+
+def test_the_mode_registry_the_api_enum_and_the_sdk_name_the_same_modes():
+    """A mode is defined once (MODE_POLICIES); the API's enum and the SDK's check must follow it."""
+    from typing import get_args
+
+    from a3s_core.api.schemas import LaneHandlerBody
+    from a3s_core.domain.lanes import MODES, Mode
+    from a3s_serverless.session import MODES as SDK_MODES
+
+    assert get_args(Mode) == MODES
+    assert tuple(LaneHandlerBody.model_json_schema()["properties"]["mode"]["enum"]) == MODES
+    assert SDK_MODES == MODES

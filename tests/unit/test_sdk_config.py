@@ -193,5 +193,5 @@ class Recorder:
 
     def request(self, method, path, body=None, query=None):
         self.calls.append((method, path, body))
-        return {"session_id": "s", "workspace": "/w",
+        return {"session_id": "s", "workspace": "/w", "has_queue": False,
                 "lanes": {lane: {"mode": "internal"} for lane in ("control", "query", "execute", "generate")}}

@@ -46,7 +46,7 @@ def service() -> FakeService:
 
 @pytest.fixture
 def session(service) -> Session:
-    return Session(service, {"session_id": "s", "workspace": "/w",
+    return Session(service, {"session_id": "s", "workspace": "/w", "has_queue": False,
                              "lanes": {lane: {"mode": "internal"} for lane in LANES}})
 
 

@@ -21,7 +21,7 @@ class RecordingTransport:
 
     def request(self, method: str, path: str, body: Any = None, query: dict | None = None) -> Any:
         self.calls.append((method, path, body))
-        view = {"session_id": "sess-1", "workspace": "/w",
+        view = {"session_id": "sess-1", "workspace": "/w", "has_queue": False,
                 "lanes": {lane: {"mode": "internal", "timeout_ms": 60000} for lane in LANES}}
         if path == "/sessions" or "/lanes/" in path:
             return view
@@ -260,7 +260,7 @@ def test_given_a_result_that_is_not_json_when_completing_then_value_error_before
         def request(self, *args, **kwargs):
             raise AssertionError("no request may be made")
 
-    session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "lanes": {}})
+    session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "has_queue": False, "lanes": {}})
     with pytest.raises(ValueError, match="result must be JSON-serialisable"):
         session.complete_external_task("t", success=True, result=result)
 
@@ -272,6 +272,6 @@ def test_given_an_unknown_on_timeout_when_setting_a_lane_handler_then_value_erro
         def request(self, *args, **kwargs):
             raise AssertionError("no request may be made")
 
-    session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "lanes": {}})
+    session = Session(NoRequests(), {"session_id": "s", "workspace": ".", "has_queue": False, "lanes": {}})
     with pytest.raises(ValueError, match="on_timeout must be 'error' or 'internal', got 'retry'"):
         session.set_lane_handler("execute", "external", 1000, on_timeout="retry")

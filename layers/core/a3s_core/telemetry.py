@@ -327,9 +327,9 @@ def step_launched(wf: Any, step: Any, run_id: str) -> None:
     metric("StepsLaunched", 1)
 
 
-def step_settled(wf: Any, step: Any, status: str, outcome: dict[str, Any]) -> None:
+def step_settled(wf: Any, step: Any, status: str, outcome: Any) -> None:
     _info("step_settled", "step settled", tenant=wf.tenant, session_id=wf.session_id, workflow_id=wf.workflow_id,
-          step=step.key, status=status, run_id=outcome.get("run_id"), error=outcome.get("error"))
+          step=step.key, status=status, run_id=outcome.run_id, error=outcome.error)
     metric("StepsSettled", 1, Status=status)
 
 

@@ -18,7 +18,7 @@ from a3s_core.api.schemas import (
     StepSpecBody,
 )
 from a3s_core.domain.errors import BadRequest, Invalid, ModelNotAllowed, NotFound
-from a3s_core.domain.items import Event, Run, Session, Task, TaskStatus, WorkflowStatus, new_id
+from a3s_core.domain.items import Event, Run, Session, Task, TaskStatus, Workflow, WorkflowStatus, new_id
 from a3s_core.domain.lanes import LANES, LaneHandler
 from a3s_core.engine import control, lane_metrics, workflows
 from a3s_core.engine.queues import advance_message
@@ -49,6 +49,13 @@ def run_view(r: Run) -> dict[str, Any]:
             "total_tokens": r.prompt_tokens + r.completion_tokens, "created_at": r.created_at,
             "updated_at": r.updated_at, "agent": r.agent, "children": r.children,
             "parent": r.parent.model_dump() if r.parent else None}
+
+
+def progress(wf: Workflow) -> dict[str, Any]:
+    """views.WorkflowProgress: what every view of a workflow starts with."""
+    return {"workflow_id": wf.workflow_id, "kind": wf.kind, "status": wf.status,
+            "done": wf.status != WorkflowStatus.RUNNING, "finished": wf.finished, "total": wf.n,
+            "attempt": wf.attempt}
 
 
 class Service:
@@ -271,14 +278,11 @@ class Service:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
         if wf.status == WorkflowStatus.RUNNING:  # progress only: listing every step is for the end
-            return {"workflow_id": wf.workflow_id, "kind": wf.kind, "status": wf.status, "done": False,
-                    "finished": wf.finished, "total": wf.n, "attempt": wf.attempt}
+            return progress(wf)
         return workflows.view(self.rt, self.tenant, workflow_id)
 
     def list_workflows(self, session_id: str | None, limit: int) -> list[dict[str, Any]]:
-        return [{"workflow_id": w.workflow_id, "session_id": w.session_id, "kind": w.kind, "status": w.status,
-                 "done": w.status != "running", "finished": w.finished, "total": w.n, "attempt": w.attempt,
-                 "created_at": w.created_at}
+        return [{**progress(w), "session_id": w.session_id, "created_at": w.created_at}
                 for w in self.rt.store.list_workflows(self.tenant, session_id, limit)]
 
     def workflow_steps(self, workflow_id: str) -> dict[str, Any]:

@@ -14,22 +14,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
 
-from a3s_core.domain.items import RunStatus, StepStatus, TaskStatus, WorkflowStatus
+from a3s_core.domain.items import RunStatus, StepStatus, TaskStatus, WorkflowKind, WorkflowStatus
 from a3s_core.domain.lanes import Lane, Mode
 
-# A key that is sometimes left out of the response (never sent as null): documented as optional
-# and of its type only, without the `null` and the `default` pydantic would otherwise add.
-Absent = SkipJsonSchema[None]
-
-
-def _no_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def absent(description: str | None = None) -> Any:
-    return Field(None, description=description, json_schema_extra=_no_default)
+# A key that is sometimes left out of the response (never sent as null): `Absent`, `absent()`.
+# A step's outcome is the stored one, documented as it is.
+from a3s_core.domain.outcomes import Absent, StepOutcome, absent
 
 
 class _View(BaseModel):
@@ -242,24 +233,6 @@ class WorkflowStarted(_View):
     refused: str | Absent = absent("why a resumable workflow could not be resumed")
 
 
-class Usage(_View):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class StepOutcome(_View):
-    task_id: str
-    session_id: str
-    agent: str | None
-    success: bool
-    output: str
-    error: str | Absent = absent("when success is false")
-    run_id: str | Absent = absent("the step's child run, if it started one")
-    usage: Usage
-    structured: Any = absent("the output parsed, when the step asked for an output_schema")
-
-
 class StepHistory(_View):
     type: Literal["step_started", "step_finished"]
     step: str
@@ -267,30 +240,28 @@ class StepHistory(_View):
     status: Literal["succeeded", "failed"] | Absent = absent("step_finished only")
 
 
-class WorkflowView(_View):
-    """While running: progress only. Once done: also tokens, outcomes (in input order) and history."""
+class WorkflowProgress(_View):
+    """How far a workflow is: what every view of one starts with."""
 
     workflow_id: str
-    kind: Literal["parallel", "pipeline", "resumable"]
+    kind: WorkflowKind
     status: WorkflowStatus
     done: bool
     finished: int
     total: int
     attempt: int
+
+
+class WorkflowView(WorkflowProgress):
+    """While running: progress only. Once done: also tokens, outcomes (in input order) and history."""
+
     used_tokens: int | Absent = absent("once done")
     outcomes: list[StepOutcome | None] | Absent = absent("once done; null for a step that did not settle")
     history: list[StepHistory] | Absent = absent("once done")
 
 
-class WorkflowSummary(_View):
-    workflow_id: str
+class WorkflowSummary(WorkflowProgress):
     session_id: str
-    kind: Literal["parallel", "pipeline", "resumable"]
-    status: WorkflowStatus
-    done: bool
-    finished: int
-    total: int
-    attempt: int
     created_at: int
 
 

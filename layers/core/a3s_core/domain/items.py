@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from a3s_core.domain.lanes import DEFAULT_CONCURRENCY, LANES, LaneHandler
+from a3s_core.domain.outcomes import StepOutcome, TeamState
 
 
 class RunStatus(StrEnum):
@@ -59,7 +60,7 @@ class Session(BaseModel):
     created_at: int = Field(default_factory=now_ms)
 
     def has_queue(self) -> bool:
-        return any(h.mode != "internal" for h in self.lanes.values())
+        return any(h.policy.has_queue for h in self.lanes.values())
 
 
 class ToolOutcome(BaseModel):
@@ -79,7 +80,7 @@ class PendingCall(BaseModel):
     approved: bool = False
     fallback: bool = False              # its external task timed out and the lane runs it here instead
     workflow_id: str | None = None      # a delegation tool's child workflow (of its current phase)
-    team: dict[str, Any] | None = None  # run_team's progress: phase, round, tasks
+    team: TeamState | None = None       # run_team's progress: phase, round, tasks
     reported: bool = False               # its tool_end event has been emitted
     outcome: ToolOutcome | None = None
 
@@ -238,6 +239,7 @@ class Workflow(BaseModel):
     stages: list[dict[str, Any]] | None = None  # declarative pipeline: spec templates per stage
     parent_run_id: str | None = None  # a delegation tool's run, woken when this workflow ends
     deadline: int | None = None       # parallel_task timeout_ms: unfinished steps are cancelled then
+    watchers: int = 0                 # WebSocket subscriptions: a step's notice is pushed only if any
     created_at: int = Field(default_factory=now_ms)
     updated_at: int = Field(default_factory=now_ms)
 
@@ -267,7 +269,7 @@ class Step(BaseModel):
     spec_hash: str = ""
     status: StepStatus = StepStatus.PENDING
     run_id: str | None = None
-    outcome: dict[str, Any] | None = None
+    outcome: StepOutcome | None = None
     stage: int = 0                   # declarative pipeline: the stage this item has reached
     started_at: int | None = None
     finished_at: int | None = None

@@ -8,7 +8,8 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any, Protocol
 
-from a3s_core.domain.items import EVENT_OUTPUT_CHARS, PendingCall, Run, Session, ToolOutcome
+from a3s_core.domain.items import EVENT_OUTPUT_CHARS, PendingCall, Run, Session, ToolOutcome, WorkflowStatus
+from a3s_core.domain.outcomes import StepOutcome, TeamState, TeamTask
 from a3s_core.engine import workflows
 from a3s_core.workspace import tenant as tenant_workspace
 
@@ -80,24 +81,24 @@ def step_spec(args: dict[str, Any], task_id: str) -> dict[str, Any]:
     return spec
 
 
-def describe(outcome: dict[str, Any] | None, task_id: str) -> str:
+def describe(outcome: StepOutcome | None, task_id: str) -> str:
     if outcome is None:
         return f"Task failed (task_id={task_id}): it did not finish (timed out or cancelled)"
-    word = "completed" if outcome["success"] else "failed"
-    ids = f"agent={outcome.get('agent')}, task_id={task_id}, session_id={outcome.get('session_id')}"
-    if outcome.get("run_id"):
-        ids += f", run_id={outcome['run_id']}"
-    return f"Task {word} ({ids})\n{cut(outcome.get('output') or '', outcome.get('run_id'))}"
+    word = "completed" if outcome.success else "failed"
+    ids = f"agent={outcome.agent}, task_id={task_id}, session_id={outcome.session_id}"
+    if outcome.run_id:
+        ids += f", run_id={outcome.run_id}"
+    return f"Task {word} ({ids})\n{cut(outcome.output, outcome.run_id)}"
 
 
-def task_result(outcomes: list[dict | None], call: PendingCall) -> ToolOutcome:
+def task_result(outcomes: list[StepOutcome | None], call: PendingCall) -> ToolOutcome:
     outcome = outcomes[0] if outcomes else None
-    return ToolOutcome(content=describe(outcome, call.id), is_error=not (outcome and outcome["success"]))
+    return ToolOutcome(content=describe(outcome, call.id), is_error=not (outcome and outcome.success))
 
 
-def parallel_result(outcomes: list[dict | None], call: PendingCall) -> ToolOutcome:
+def parallel_result(outcomes: list[StepOutcome | None], call: PendingCall) -> ToolOutcome:
     args = call.arguments
-    ok = sum(1 for o in outcomes if o and o["success"])
+    ok = sum(1 for o in outcomes if o and o.success)
     if args.get("allow_partial_failure"):
         success = ok >= int(args.get("min_success_count") or 1)
     else:
@@ -135,7 +136,7 @@ def workspace_refusal(turns: Turn, call: PendingCall) -> str | None:
     return None
 
 
-def team_prompt(kind: str, goal: str, task: dict | None = None, work: str = "", feedback: str = "") -> str:
+def team_prompt(kind: str, goal: str, task: TeamTask | None = None, work: str = "", feedback: str = "") -> str:
     if kind == "lead":
         return (f"You lead a team. Break this goal into independent tasks for workers.\nGoal: {goal}\n"
                 "Return the task list as JSON.")
@@ -143,23 +144,23 @@ def team_prompt(kind: str, goal: str, task: dict | None = None, work: str = "", 
         raise ValueError(f"a {kind} prompt is about one task; none was given")
     if kind == "worker":
         redo = f"\nA reviewer rejected your previous attempt. Their feedback:\n{feedback}\n" if feedback else ""
-        return f"Team goal: {goal}\nYour task ({task['id']}): {task['description']}{redo}"
-    return (f"Team goal: {goal}\nReview the work done for task ({task['id']}): {task['description']}\n"
+        return f"Team goal: {goal}\nYour task ({task.id}): {task.description}{redo}"
+    return (f"Team goal: {goal}\nReview the work done for task ({task.id}): {task.description}\n"
             f"--- work ---\n{work}\n--- end ---\nApprove it or reject it with feedback, as JSON.")
 
 
-def team_summary(state: dict[str, Any]) -> ToolOutcome:
-    tasks = state.get("tasks", [])
-    approved = [t for t in tasks if t.get("approved")]
+def team_summary(state: TeamState) -> ToolOutcome:
+    tasks = state.tasks
+    approved = [t for t in tasks if t.approved]
     lines = [f"run_team {'completed' if len(approved) == len(tasks) and tasks else 'incomplete'}: "
-             f"{len(approved)} of {len(tasks)} tasks approved in {state.get('round', 0)} round(s)"]
-    if state.get("error"):
-        lines.append(f"error: {state['error']}")
+             f"{len(approved)} of {len(tasks)} tasks approved in {state.round} round(s)"]
+    if state.error:
+        lines.append(f"error: {state.error}")
     for t in tasks:
-        verdict = "approved" if t.get("approved") else "not approved"
-        lines.append(f"--- [{t['id']}] {t['description']} ({verdict})\n{cut(t.get('work', ''), t.get('run_id'))}")
-        if t.get("feedback") and not t.get("approved"):
-            lines.append(f"reviewer: {t['feedback']}")
+        verdict = "approved" if t.approved else "not approved"
+        lines.append(f"--- [{t.id}] {t.description} ({verdict})\n{cut(t.work or '', t.run_id)}")
+        if t.feedback and not t.approved:
+            lines.append(f"reviewer: {t.feedback}")
     return ToolOutcome(content="\n".join(lines), is_error=len(approved) != len(tasks) or not tasks)
 
 
@@ -197,23 +198,23 @@ def delegate(turns: Turn, call: PendingCall) -> str | None:
                 f"Task started in background (agent={specs[0]['agent']}, workflow_id={call.workflow_id}); "
                 f"its outcome will be at GET /workflows/{call.workflow_id}"))
             return None
-    view = workflows.view(turns.rt, run.tenant, call.workflow_id)
-    if view["status"] == "running":
+    status, outcomes = workflows.results(turns.rt, run.tenant, call.workflow_id)
+    if status == WorkflowStatus.RUNNING:
         return call.workflow_id
-    turns.emit("subagent_end", tool=call.name, workflow_id=call.workflow_id, status=view["status"])
+    turns.emit("subagent_end", tool=call.name, workflow_id=call.workflow_id, status=status)
     result = task_result if call.name == "task" else parallel_result
-    call.outcome = result(view["outcomes"], call)
+    call.outcome = result(outcomes, call)
     return None
 
 def report_background(turns: Turn) -> None:
     """A background task that has ended shows up in this run's history at its next turn."""
     for workflow_id in list(turns.run.background):
-        view = workflows.view(turns.rt, turns.run.tenant, workflow_id)
-        if view["status"] != "running":
-            outcome = (view["outcomes"] or [None])[0] or {}
-            turns.emit("subagent_end", tool="task", workflow_id=workflow_id, status=view["status"],
-                      background=True, success=bool(outcome.get("success")),
-                      output=(outcome.get("output") or "")[:EVENT_OUTPUT_CHARS])
+        status, outcomes = workflows.results(turns.rt, turns.run.tenant, workflow_id)
+        if status != WorkflowStatus.RUNNING:
+            outcome = (outcomes or [None])[0]
+            turns.emit("subagent_end", tool="task", workflow_id=workflow_id, status=status,
+                      background=True, success=bool(outcome and outcome.success),
+                      output=(outcome.output if outcome else "")[:EVENT_OUTPUT_CHARS])
             turns.run.background.remove(workflow_id)
 
 def child_workflow(turns: Turn, call: PendingCall, phase: str, specs: list[dict], wake_me: bool = True,
@@ -238,55 +239,53 @@ def team(turns: Turn, call: PendingCall) -> str | None:
         if problem:
             call.outcome = ToolOutcome(content=problem, is_error=True)
             return None
-        state = call.team = {"phase": "lead", "round": 0, "tasks": []}
         spec = {"task_id": "lead", "agent": args.get("lead_agent") or "general",
                 "prompt": team_prompt("lead", args["goal"]),
                 "output_schema": LEAD_SCHEMA, **_member_steps(args)}
-        state["wid"] = child_workflow(turns, call, "lead", [spec])
-    view = workflows.view(turns.rt, turns.run.tenant, state["wid"])
-    if view["status"] == "running":
-        return state["wid"]
-    outcomes = view["outcomes"]
-    goal, tasks = args["goal"], state["tasks"]
-    if state["phase"] == "lead":
+        state = call.team = TeamState(wid=child_workflow(turns, call, "lead", [spec]))
+    status, outcomes = workflows.results(turns.rt, turns.run.tenant, state.wid)
+    if status == WorkflowStatus.RUNNING:
+        return state.wid
+    goal, tasks = args["goal"], state.tasks
+    if state.phase == "lead":
         lead = outcomes[0] if outcomes else None
-        if not lead or not lead["success"] or not isinstance(lead.get("structured"), dict):
-            state["error"] = f"the lead did not produce a task list: {(lead or {}).get('output', 'no outcome')}"
+        if not lead or not lead.success or not isinstance(lead.structured, dict):
+            state.error = f"the lead did not produce a task list: {lead.output if lead else 'no outcome'}"
             call.outcome = team_summary(state)
             return None
         seen: set[str] = set()
-        for i, t in enumerate(lead["structured"]["tasks"][:32]):
+        for i, t in enumerate(lead.structured["tasks"][:32]):
             tid = str(t.get("id") or f"t{i + 1}")
             tid = tid if tid not in seen else f"{tid}-{i + 1}"
             seen.add(tid)
-            tasks.append({"id": tid, "description": str(t.get("description", "")), "approved": False})
-    elif state["phase"] == "work":
-        todo = [t for t in tasks if not t["approved"]]
+            tasks.append(TeamTask(id=tid, description=str(t.get("description", ""))))
+    elif state.phase == "work":
+        todo = [t for t in tasks if not t.approved]
         for t, o in zip(todo, outcomes, strict=False):
-            t["work"] = (o or {}).get("output") or "(no output)"
-            t["run_id"] = (o or {}).get("run_id")
-        state["phase"] = "review"
-        specs = [{"task_id": f"review-{t['id']}", "agent": args.get("reviewer_agent") or "general",
-                  "prompt": team_prompt("review", goal, t, work=t["work"]),
+            t.work = (o.output if o else None) or "(no output)"
+            t.run_id = o.run_id if o else None
+        state.phase = "review"
+        specs = [{"task_id": f"review-{t.id}", "agent": args.get("reviewer_agent") or "general",
+                  "prompt": team_prompt("review", goal, t, work=t.work or ""),
                   "output_schema": VERDICT_SCHEMA, **_member_steps(args)} for t in todo]
-        state["wid"] = child_workflow(turns, call, f"review-{state['round']}", specs)
-        return state["wid"]
+        state.wid = child_workflow(turns, call, f"review-{state.round}", specs)
+        return state.wid
     else:  # review
-        todo = [t for t in tasks if not t["approved"]]
+        todo = [t for t in tasks if not t.approved]
         for t, o in zip(todo, outcomes, strict=False):
-            verdict = (o or {}).get("structured") if o and o["success"] else None
-            t["approved"] = isinstance(verdict, dict) and verdict.get("approved") is True
-            t["feedback"] = verdict.get("feedback", "") if isinstance(verdict, dict) else \
-                f"the review failed: {(o or {}).get('output', 'no outcome')}"
-    todo = [t for t in tasks if not t["approved"]]
-    if not todo or state["round"] >= int(args.get("max_rounds") or 3):
-        turns.emit("subagent_end", tool="run_team", workflow_id=state["wid"], rounds=state["round"])
+            verdict = o.structured if o and o.success else None
+            t.approved = isinstance(verdict, dict) and verdict.get("approved") is True
+            t.feedback = verdict.get("feedback", "") if isinstance(verdict, dict) else \
+                f"the review failed: {o.output if o else 'no outcome'}"
+    todo = [t for t in tasks if not t.approved]
+    if not todo or state.round >= int(args.get("max_rounds") or 3):
+        turns.emit("subagent_end", tool="run_team", workflow_id=state.wid, rounds=state.round)
         call.outcome = team_summary(state)
         return None
-    state["round"] += 1
-    state["phase"] = "work"
-    specs = [{"task_id": t["id"], "agent": args.get("worker_agent") or "general",
-              "prompt": team_prompt("worker", goal, t, feedback=t.get("feedback", "")),
+    state.round += 1
+    state.phase = "work"
+    specs = [{"task_id": t.id, "agent": args.get("worker_agent") or "general",
+              "prompt": team_prompt("worker", goal, t, feedback=t.feedback or ""),
               **_member_steps(args)} for t in todo]
-    state["wid"] = child_workflow(turns, call, f"work-{state['round']}", specs)
-    return state["wid"]
+    state.wid = child_workflow(turns, call, f"work-{state.round}", specs)
+    return state.wid

@@ -326,7 +326,7 @@ class _Turns:
                         waiting.append(Awaited("task", call.confirm_task_id or ""))
                     if approval != "approved":
                         continue
-                if handler.mode == "external" and not call.fallback:
+                if not handler.policy.runs_here and not call.fallback:
                     call.task_id = self.dispatch(call, lane, call.name, call.arguments, handler.timeout_ms)
                     waiting.append(Awaited("task", call.task_id))
                 else:
@@ -364,7 +364,7 @@ class _Turns:
         lane worker would. Other external workers are the deployer's to judge."""
         if self.session.permissive or call.lane != "execute" or call.approved:
             return False
-        return handler.mode != "external" or call.fallback or self.rt.settings.lane_worker
+        return handler.policy.runs_here or call.fallback or self.rt.settings.lane_worker
 
     def approval(self, call: PendingCall) -> str:
         """Ask on the control lane (a `confirm` task), or read the answer: waiting|approved|denied."""
@@ -391,7 +391,7 @@ class _Turns:
             workspace = workspace_for(self.rt, self.run.tenant, self.run.workspace)
         except BadRequest as err:  # checked when the run was made; a tool error if it still fails
             refused = str(err)
-        hybrid = self.session.lanes[calls[0].lane].mode == "hybrid"
+        hybrid = self.session.lanes[calls[0].lane].policy.announces
         mark, seq = len(self.events), self.run.event_seq
         for call in calls:
             if hybrid:

@@ -99,6 +99,9 @@ def publish_task(rt: Runtime, task: Task) -> None:
     _broadcast(rt, task.tenant, "lane", task.lane, [{"type": "task", **task.public()}])
 
 
-def publish_workflow(rt: Runtime, tenant: str, workflow_id: str, notice: dict[str, Any]) -> None:
-    """A step settled or the workflow ended."""
+def publish_workflow(rt: Runtime, tenant: str, workflow_id: str, notice: dict[str, Any], watched: bool = True) -> None:
+    """A step settled or the workflow ended. `watched`: as the caller's read of the workflow says
+    (a step's notice is skipped for a workflow nobody watches; its end is always looked up)."""
+    if not watched:
+        return
     _broadcast(rt, tenant, "workflow", workflow_id, [{"type": "workflow", "workflow_id": workflow_id, **notice}])

@@ -29,6 +29,7 @@ from a3s_core.domain.items import (
     WorkflowStatus,
     new_id,
 )
+from a3s_core.domain.outcomes import StepOutcome, Usage
 from a3s_core.engine import push
 from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
@@ -57,11 +58,11 @@ def schema_contract(schema: dict[str, Any]) -> str:
             f"JSON Schema:\n{json.dumps(schema)}")
 
 
-def render(template: Any, item: Any, previous: dict[str, Any] | None) -> Any:
+def render(template: Any, item: Any, previous: StepOutcome | None) -> Any:
     """Fill `{item}` and `{previous.output}` into a declarative pipeline stage's spec."""
     if isinstance(template, str):
         text = template.replace("{item}", item if isinstance(item, str) else json.dumps(item))
-        return text.replace("{previous.output}", (previous or {}).get("output", ""))
+        return text.replace("{previous.output}", previous.output if previous else "")
     if isinstance(template, dict):
         return {k: render(v, item, previous) for k, v in template.items()}
     if isinstance(template, list):
@@ -154,26 +155,22 @@ def on_child_failed_to_start(rt: Runtime, wf: Workflow, step: Step, error: str) 
     launch(rt, current, step.position + current.concurrency)
 
 
-def failed_outcome(step: Step, error: str) -> dict[str, Any]:
+def failed_outcome(step: Step, error: str) -> StepOutcome:
     task_id = step.spec.get("task_id", step.key)
-    return {"task_id": task_id, "session_id": f"task-run-{task_id}", "agent": step.spec.get("agent"),
-            "success": False, "output": error, "error": error,
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+    return StepOutcome(task_id=task_id, session_id=f"task-run-{task_id}", agent=step.spec.get("agent"),
+                       success=False, output=error, error=error,
+                       usage=Usage(prompt_tokens=0, completion_tokens=0, total_tokens=0))
 
 
-def run_outcome(step: Step, run: Run) -> dict[str, Any]:
+def run_outcome(step: Step, run: Run) -> StepOutcome:
     task_id = step.spec.get("task_id", step.key)
     ok = run.status == RunStatus.SUCCEEDED
     output = run.text if ok else (run.text or run.error or run.status)
-    outcome = {"task_id": task_id, "session_id": f"task-run-{task_id}", "agent": step.spec.get("agent"),
-               "success": ok, "output": output[:OUTPUT_CAP], "run_id": run.run_id,
-               "usage": {"prompt_tokens": run.prompt_tokens, "completion_tokens": run.completion_tokens,
-                         "total_tokens": run.prompt_tokens + run.completion_tokens}}
-    if not ok:
-        outcome["error"] = run.error or run.status
-    if run.structured is not None:
-        outcome["structured"] = run.structured
-    return outcome
+    return StepOutcome(task_id=task_id, session_id=f"task-run-{task_id}", agent=step.spec.get("agent"),
+                       success=ok, output=output[:OUTPUT_CAP], run_id=run.run_id,
+                       usage=Usage(prompt_tokens=run.prompt_tokens, completion_tokens=run.completion_tokens,
+                                   total_tokens=run.prompt_tokens + run.completion_tokens),
+                       error=None if ok else (run.error or run.status), structured=run.structured)
 
 
 def on_child_end(rt: Runtime, run: Run, session: Session | None = None) -> None:
@@ -187,7 +184,7 @@ def on_child_end(rt: Runtime, run: Run, session: Session | None = None) -> None:
     if step is None or step.attempt != ref.attempt or wf.attempt != ref.attempt:
         return  # a run of an earlier attempt
     outcome = run_outcome(step, run)
-    if wf.kind == "pipeline" and wf.stages and outcome["success"] and step.stage + 1 < len(wf.stages) \
+    if wf.kind == "pipeline" and wf.stages and outcome.success and step.stage + 1 < len(wf.stages) \
             and step.run_id == run.run_id:
         nxt = step.stage + 1
         spec = render(wf.stages[nxt], step.spec.get("item"), outcome)
@@ -205,15 +202,16 @@ def on_child_end(rt: Runtime, run: Run, session: Session | None = None) -> None:
     launch(rt, current, step.position + current.concurrency, session)
 
 
-def settle(rt: Runtime, wf: Workflow, step: Step, outcome: dict[str, Any]) -> Workflow:
+def settle(rt: Runtime, wf: Workflow, step: Step, outcome: StepOutcome) -> Workflow:
     """Settle the step and count it; the workflow as it stands after that."""
     store = rt.store
-    status = "succeeded" if outcome["success"] else "failed"
-    store.settle_step(step, status, outcome, outcome.get("usage", {}).get("total_tokens", 0), rt.clock())
+    status = "succeeded" if outcome.success else "failed"
+    store.settle_step(step, status, outcome, outcome.usage.total_tokens, rt.clock())
     telemetry.step_settled(wf, step, status, outcome)
     current = store.get_workflow(wf.tenant, wf.workflow_id)
     push.publish_workflow(rt, wf.tenant, wf.workflow_id, {"step": step.key, "status": current.status,
-                                                          "finished": current.finished, "total": current.n})
+                                                          "finished": current.finished, "total": current.n},
+                          watched=current.watchers > 0)
     if current.status == WorkflowStatus.RUNNING and current.attempt == step.attempt and current.finished >= current.n:
         # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
         ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id)
@@ -336,7 +334,14 @@ def view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
     return {"workflow_id": wf.workflow_id, "kind": wf.kind, "status": wf.status, "attempt": wf.attempt,
             "done": wf.status != WorkflowStatus.RUNNING, "total": len(steps),
             "finished": sum(1 for s in steps if s.status in ("succeeded", "failed")),
-            "used_tokens": wf.used_tokens, "outcomes": [s.outcome for s in steps], "history": history}
+            "used_tokens": wf.used_tokens, "outcomes": [s.outcome.wire() if s.outcome else None for s in steps],
+            "history": history}
+
+
+def results(rt: Runtime, tenant: str, workflow_id: str) -> tuple[WorkflowStatus, list[StepOutcome | None]]:
+    """The workflow's status and its steps' outcomes in input order (None for a step not settled)."""
+    wf = rt.store.get_workflow(tenant, workflow_id)
+    return wf.status, [s.outcome for s in sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)]
 
 
 def steps_view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
@@ -347,7 +352,7 @@ def steps_view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
         {"key": s.key, "task_id": s.spec.get("task_id"), "index": s.index, "attempt": s.attempt, "status": s.status,
          "run_id": s.run_id,
          "started_at": s.started_at, "finished_at": s.finished_at, "agent": s.spec.get("agent"),
-         "error": (s.outcome or {}).get("error") if s.status == "failed" else None} for s in steps]}
+         "error": s.outcome.error if s.outcome and s.status == "failed" else None} for s in steps]}
 
 
 def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled") -> bool:

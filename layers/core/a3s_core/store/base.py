@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 from a3s_core.domain.errors import Conflict
 from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, TaskStatus, Workflow
+from a3s_core.domain.outcomes import StepOutcome
 
 WatchKind = Literal["run", "workflow", "lane"]
 FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
@@ -90,7 +91,7 @@ class Store(Protocol):
                   stage: int, spec: dict | None, now: int) -> Step | None:
         """Conditional step transition (same attempt): pending -> running, or the next pipeline stage.
         The step as it now stands, or None if it was not in the expected state."""
-    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         """running -> status, and count it on the workflow, in one transaction; True if counted now."""
     def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:
         """running -> status (if every step of the attempt is counted, when asked); one winner."""

@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from a3s_core.domain.errors import Conflict, Interrupted, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
+from a3s_core.domain.outcomes import StepOutcome
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
 from a3s_core.store.base import WatchKind
 
@@ -615,7 +616,7 @@ class DynamoStore:
                 for i in items}
 
     # -- workflows ------------------------------------------------------------------------
-    _WF_STATE = ("status", "finished", "attempt", "used_tokens")
+    _WF_STATE = ("status", "finished", "attempt", "used_tokens", "watchers")
     _STEP_STATE = ("status", "attempt", "stage", "run_id", "started_at", "finished_at")
 
     def _wf_item(self, wf: Workflow) -> dict[str, Any]:
@@ -632,7 +633,7 @@ class DynamoStore:
                 **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
                 "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
         if step.outcome is not None:
-            item["outcome"] = json.dumps(step.outcome)
+            item["outcome"] = json.dumps(step.outcome.wire())
         return item
 
     def _merge(self, item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -718,7 +719,7 @@ class DynamoStore:
             ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values))
         return self._step_from(_from_ddb(out["Attributes"])) if out else None
 
-    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         try:
             self._db.transact_write_items(TransactItems=[
                 {"Update": {"TableName": self._table,
@@ -726,7 +727,7 @@ class DynamoStore:
                             "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now",
                             "ConditionExpression": "#s = :running AND attempt = :a",
                             "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome),
+                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome.wire()),
                                                                   ":now": now, ":running": "running",
                                                                   ":a": step.attempt})}},
                 {"Update": {"TableName": self._table, "Key": _to_ddb(_wf_key(step.tenant, step.workflow_id)),
@@ -787,8 +788,10 @@ class DynamoStore:
             target = {"Update": {**target, "Key": _to_ddb(_run_key(tenant, key)),
                                  "UpdateExpression": "ADD watchers :one, ctl :one",  # a driver's save sees it
                                  "ExpressionAttributeValues": _to_ddb({":one": 1})}}
-        elif kind == "workflow":
-            target = {"ConditionCheck": {**target, "Key": _to_ddb(_wf_key(tenant, key))}}
+        elif kind == "workflow":  # counted, so a workflow nobody watches costs its steps no lookup
+            target = {"Update": {**target, "Key": _to_ddb(_wf_key(tenant, key)),
+                                 "UpdateExpression": "ADD watchers :one",
+                                 "ExpressionAttributeValues": _to_ddb({":one": 1})}}
         try:
             self._db.transact_write_items(TransactItems=[watcher] + ([target] if kind != "lane" else []))
         except ClientError as err:
@@ -811,6 +814,10 @@ class DynamoStore:
             self._conditional(Key=_to_ddb(_run_key(tenant, key)), UpdateExpression="ADD watchers :minus, ctl :one",
                               ConditionExpression="watchers > :zero",
                               ExpressionAttributeValues=_to_ddb({":minus": -1, ":zero": 0, ":one": 1}))
+        elif kind == "workflow":
+            self._conditional(Key=_to_ddb(_wf_key(tenant, key)), UpdateExpression="ADD watchers :minus",
+                              ConditionExpression="watchers > :zero",
+                              ExpressionAttributeValues=_to_ddb({":minus": -1, ":zero": 0}))
         self._conditional(Key=_to_ddb(self._connection_key(tenant, connection_id)), UpdateExpression="DELETE subs :s",
                           ConditionExpression="attribute_exists(pk)",
                           ExpressionAttributeValues=_to_ddb({":s": {f"{kind}#{key}"}}))

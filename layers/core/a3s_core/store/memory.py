@@ -20,6 +20,7 @@ from a3s_core.domain.items import (
     WorkflowStatus,
     now_ms,
 )
+from a3s_core.domain.outcomes import StepOutcome
 from a3s_core.store.base import Store, WatchKind, task_transition_allowed
 
 
@@ -272,7 +273,7 @@ class MemoryStore:
             cur.started_at = cur.started_at or now
             return cur.model_copy(deep=True)
 
-    def settle_step(self, step: Step, status: str, outcome: dict, tokens: int, now: int) -> bool:
+    def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         with self._lock:
             cur = self._steps.get((step.tenant, step.workflow_id, step.key))
             wf = self._workflows.get((step.tenant, step.workflow_id))
@@ -320,6 +321,8 @@ class MemoryStore:
             if connection_id not in watching and kind == "run":
                 self._runs[(tenant, key)].watchers += 1
                 self._runs[(tenant, key)].ctl += 1  # a driver's next save sees it
+            if connection_id not in watching and kind == "workflow":
+                self._workflows[(tenant, key)].watchers += 1
             watching.add(connection_id)
             self._connections.setdefault((tenant, connection_id), set()).add((kind, key))
 
@@ -330,6 +333,9 @@ class MemoryStore:
                 return False
             watching.discard(connection_id)
             self._connections.get((tenant, connection_id), set()).discard((kind, key))
+            wf = self._workflows.get((tenant, key)) if kind == "workflow" else None
+            if wf is not None and wf.watchers > 0:
+                wf.watchers -= 1
             run = self._runs.get((tenant, key)) if kind == "run" else None
             if run is not None and run.watchers > 0:
                 run.watchers, run.ctl = run.watchers - 1, run.ctl + 1
