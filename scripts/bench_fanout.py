@@ -46,7 +46,7 @@ from typing import Any
 
 from bench_common import ApiCounter, CountingTransport, attach_counter, per_unit, table_items, write_json  # noqa: E402
 
-from a3s_local import embedded  # noqa: E402
+from a3s_local import moto_patches  # noqa: E402
 from a3s_local.embedded import EmbeddedStack  # noqa: E402
 from a3s_serverless import Agent  # noqa: E402
 
@@ -83,7 +83,7 @@ def engine_client(by_origin: dict[str, Counter]) -> dict[str, Counter]:
 # -- moto's DynamoDB lock: how busy the embedded stack's one serialised resource is -----------------
 class MotoLockMeter:
     """Time moto spends inside DynamoDB operations, which the embedded stack serialises under one lock
-    (embedded._MOTO_LOCK) to make conditional writes atomic. busy / wall near 1 means that lock, not
+    (moto_patches._MOTO_LOCK) to make conditional writes atomic. busy / wall near 1 means that lock, not
     the engine, bounds throughput. Measured by acquiring the (re-entrant) lock first, then timing."""
 
     OPS = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item", "query", "scan",
@@ -98,7 +98,7 @@ class MotoLockMeter:
     def install(self) -> None:
         from moto.dynamodb.models import DynamoDBBackend
 
-        lock, depth = embedded._MOTO_LOCK, threading.local()
+        lock, depth = moto_patches._MOTO_LOCK, threading.local()
         for name in self.OPS:
             original = getattr(DynamoDBBackend, name, None)
             if original is None or getattr(original, "a3s_bench_timed", False):
