@@ -419,3 +419,52 @@ def test_given_checkpoints_of_many_and_large_events_then_events_after_any_seq_co
     assert [e.seq for e in store.list_events(tenant, "run-1", 2, limit=3)] == [3, 4, 5]
     assert store.list_events(tenant, "run-1", 10) == []
     assert store.list_events(tenant, "run-1", 9)[0].data["output"] == "10" * 60_000
+
+
+# -- control on the run's item --------------------------------------------------------------------
+def test_given_a_control_request_after_a_driver_read_the_run_then_its_save_is_interrupted_and_carries_it(
+        store, tenant):
+    from a3s_core.domain.errors import Interrupted
+
+    store.create_run(a_run(tenant), [])
+    held = store.acquire_run(tenant, "run-1", "drv", T0, 60_000)
+    store.request_control(tenant, "run-1", pause=True)
+    store.request_control(tenant, "run-1", inject="also this")
+    with pytest.raises(Interrupted):
+        store.save_run(held, [Event(seq=1, type="text")])
+    assert (held.control.pause, held.control.injections) == (True, ["also this"])  # handed to the driver
+    store.save_run(held, [Event(seq=1, type="text")])  # again, with what it now knows: saved
+    saved = store.get_run(tenant, "run-1")
+    assert (saved.control.pause, saved.control.injections, saved.ctl) == (True, ["also this"], 2)
+    assert store.get_control(tenant, "run-1") == saved.control
+    store.request_control(tenant, "run-1", pause=False, cancel=True)
+    assert store.get_control(tenant, "run-1").model_dump() == {"pause": False, "cancel": True,
+                                                                 "injections": ["also this"]}
+
+
+def test_given_an_unknown_run_then_a_control_request_is_not_found(store, tenant):
+    with pytest.raises(NotFound):
+        store.request_control(tenant, "nope", cancel=True)
+
+
+def test_given_a_run_then_only_a_running_one_can_be_nudged_and_its_driver_sees_the_nudge(store, tenant):
+    from a3s_core.domain.errors import Interrupted
+
+    store.create_run(a_run(tenant), [])
+    assert store.nudge_run(tenant, "run-1") is False  # queued: whoever takes it reads everything anyway
+    assert store.nudge_run(tenant, "nope") is False
+    held = store.acquire_run(tenant, "run-1", "drv", T0, 60_000)
+    assert store.run_status(tenant, "run-1") == "running"
+    assert store.nudge_run(tenant, "run-1") is True
+    with pytest.raises(Interrupted):
+        store.save_run(held, [])
+    store.save_run(held, [])
+    assert store.run_status(tenant, "nope") is None
+
+
+def test_given_sessions_then_they_are_listed_newest_first(store, tenant):
+    for i in range(3):
+        store.create_session(Session(tenant=tenant, session_id=f"s{i}", workspace="/w", created_at=T0 + i))
+    assert [s.session_id for s in store.list_sessions(tenant)] == ["s2", "s1", "s0"]
+    assert [s.session_id for s in store.list_sessions(tenant, limit=2)] == ["s2", "s1"]
+    assert store.list_sessions(f"{tenant}-other") == []

@@ -326,3 +326,15 @@ def test_given_a_settled_outcome_then_it_reads_back_as_it_was_with_only_the_keys
     assert settled.outcome == sent and again.outcome == sent
     required = {"task_id", "session_id", "agent", "success", "output", "usage"}
     assert set(again.outcome.wire()) == required | set(optional)  # an absent key is left out, not null
+
+
+def test_given_subscriptions_to_a_workflow_then_it_counts_them_so_an_unwatched_one_costs_no_lookup(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    for connection in ("c1", "c2", "c1"):  # the same connection twice counts once
+        store.add_watcher(tenant, "workflow", wf.workflow_id, connection, 2_000_000_000)
+    assert store.get_workflow(tenant, wf.workflow_id).watchers == 2
+    assert store.remove_watcher(tenant, "workflow", wf.workflow_id, "c1") is True
+    assert store.remove_watcher(tenant, "workflow", wf.workflow_id, "c1") is False
+    assert store.get_workflow(tenant, wf.workflow_id).watchers == 1
+    assert store.watchers(tenant, "workflow", wf.workflow_id) == ["c2"]

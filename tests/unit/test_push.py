@@ -82,6 +82,53 @@ def test_given_a_post_that_fails_then_publishing_does_not_raise():
     assert store.watchers("t", "run", "r") == ["c"]
 
 
+def test_given_api_gateway_says_gone_then_the_poster_raises_gone_and_other_errors_pass_through():
+    from botocore.exceptions import ClientError
+
+    class Client:
+        def __init__(self, code: str) -> None:
+            self.code, self.calls = code, []
+
+        def post_to_connection(self, **kw: Any) -> None:
+            self.calls.append(kw)
+            raise ClientError({"Error": {"Code": self.code, "Message": "m"}}, "PostToConnection")
+
+    gone = Client("GoneException")
+    with pytest.raises(push.Gone):
+        push.ApiGatewayPoster(gone).post("c1", b"{}")
+    assert gone.calls == [{"ConnectionId": "c1", "Data": b"{}"}]
+    with pytest.raises(ClientError, match="LimitExceededException"):
+        push.ApiGatewayPoster(Client("LimitExceededException")).post("c1", b"{}")
+
+
+def test_given_a_gone_connection_whose_watcher_cannot_be_removed_then_publishing_still_does_not_raise(monkeypatch):
+    store = MemoryStore()
+    a_run(store)
+    store.add_watcher("t", "run", "r", "old", 2_000_000_000)
+
+    def broken(*a: Any) -> None:
+        raise OSError("table unavailable")
+
+    monkeypatch.setattr(store, "remove_watcher", broken)
+    push.publish_run(Rt(store, Poster(gone=("old",))), store.get_run("t", "r"),  # type: ignore[arg-type]
+                     [Event(seq=1, type="x")])
+
+
+def test_given_watchers_that_cannot_be_read_then_publishing_gives_up_quietly(monkeypatch):
+    store, poster = MemoryStore(), Poster()
+    a_run(store)
+    store.add_watcher("t", "run", "r", "c", 2_000_000_000)
+    monkeypatch.setattr(store, "watchers", lambda *a: (_ for _ in ()).throw(OSError("table unavailable")))
+    push.publish_run(Rt(store, poster), store.get_run("t", "r"), [Event(seq=1, type="x")])  # type: ignore[arg-type]
+    assert poster.sent == []
+
+
+def test_given_a_workflow_nobody_watches_then_a_step_notice_looks_nothing_up(monkeypatch):
+    store = MemoryStore()
+    monkeypatch.setattr(store, "watchers", lambda *a: pytest.fail("looked watchers up"))
+    push.publish_workflow(Rt(store, Poster()), "t", "wf", {"step": "000000"}, watched=False)  # type: ignore[arg-type]
+
+
 # -- the SDK's side --------------------------------------------------------------------------------
 def ev(seq: int, type_: str = "text") -> dict:
     return {"seq": seq, "type": type_, "ts": 0}
