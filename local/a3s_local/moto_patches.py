@@ -75,6 +75,18 @@ def atomic_dynamodb() -> None:
 
         setattr(DynamoDBBackend, name, atomic)
     DynamoDBBackend.transact_write_items = atomic_transact  # type: ignore[method-assign]
+    # moto's request handler reads and copies items outside the backend's methods too (UpdateItem
+    # deep-copies the item it is about to change, reads serialise what they return): a whole
+    # request holds the lock, so no thread copies an item while another changes it.
+    from moto.dynamodb.responses import DynamoHandler
+
+    handle = DynamoHandler.call_action
+
+    def atomic_request(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _MOTO_LOCK:
+            return handle(self, *args, **kwargs)
+
+    DynamoHandler.call_action = atomic_request  # type: ignore[method-assign]
     DynamoDBBackend.a3s_atomic = True  # type: ignore[attr-defined]
 
 
