@@ -18,7 +18,7 @@ from a3s_core.api.schemas import (
     StepSpecBody,
 )
 from a3s_core.domain.errors import BadRequest, Invalid, ModelNotAllowed, NotFound
-from a3s_core.domain.items import Event, Run, Session, Task, TaskStatus, Workflow, WorkflowStatus, new_id
+from a3s_core.domain.items import Run, Session, Task, TaskStatus, Workflow, WorkflowStatus, new_id
 from a3s_core.domain.lanes import LANES, LaneHandler
 from a3s_core.engine import control, lane_metrics, workflows
 from a3s_core.engine.queues import advance_message
@@ -205,8 +205,8 @@ class Service:
         s = self.session(session_id, open_only=True)
         run = Run(tenant=self.tenant, run_id=new_id("run"), session_id=session_id, prompt=body.prompt,
                   model=s.model, workspace=s.workspace, max_turns=body.max_turns, history=s.turns,
-                  messages=[{"role": "user", "content": body.prompt}], event_seq=1)
-        self.rt.store.create_run(run, [Event(seq=1, type="run_start", data={"session_id": session_id})])
+                  messages=[{"role": "user", "content": body.prompt}])
+        self.rt.store.create_run(run)  # its driver writes run_start when it takes it
         telemetry.run_queued(run)
         # If this send is lost, the sweeper finds the run still queued and enqueues it again.
         self.rt.queues.send_run(advance_message(self.tenant, run.run_id))

@@ -47,7 +47,7 @@ def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], in
         if current.done and current.parent:  # a replay may find its step not yet settled
             workflows.on_child_end(rt, current)
         return  # waiting, paused or finished: this message is a duplicate or stale
-    if run.turn == 0 and not run.pending and run.event_seq == 1:  # nothing done yet: its first pick-up
+    if run.event_seq == 0:  # nothing done yet: its first pick-up (its driver writes run_start)
         telemetry.run_started(run)
     drive(rt, run, remaining_ms)
 

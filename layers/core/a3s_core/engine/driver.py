@@ -101,6 +101,10 @@ class _Turns:
         self.session: Session = rt.store.get_session(run.tenant, run.session_id)
         self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
+        if run.event_seq == 0:  # its first pick-up: the run is created without events (one write)
+            step = {"workflow_id": run.parent.workflow_id, "step": run.parent.key, "agent": run.agent} \
+                if run.parent else {}
+            self.emit("run_start", session_id=run.session_id, **step)
 
     def skills(self) -> dict[str, dict[str, str]]:
         if self._skills is None:

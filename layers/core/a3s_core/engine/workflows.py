@@ -17,7 +17,6 @@ from a3s_core import telemetry
 from a3s_core.domain.agents import BUILTIN
 from a3s_core.domain.errors import BadRequest, Conflict, NotFound
 from a3s_core.domain.items import (
-    Event,
     Run,
     RunStatus,
     Session,
@@ -135,13 +134,12 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
     prompt = spec["prompt"] + (schema_contract(spec["output_schema"]) if spec.get("output_schema") else "")
     run = Run(tenant=wf.tenant, run_id=run_id, session_id=wf.session_id, prompt=prompt,
               model=session.model, workspace=workspace,
-              max_turns=spec.get("max_steps") or agent.max_steps, event_seq=1,
+              max_turns=spec.get("max_steps") or agent.max_steps,
               messages=[{"role": "user", "content": prompt}],
               parent=StepRef(workflow_id=wf.workflow_id, key=step.key, attempt=step.attempt),
               agent=agent.name, allowed_tools=sorted(agent.tools), output_schema=spec.get("output_schema"))
     try:
-        rt.store.create_run(run, [Event(seq=1, type="run_start", data={
-            "session_id": wf.session_id, "workflow_id": wf.workflow_id, "step": step.key, "agent": agent.name})])
+        rt.store.create_run(run)
         telemetry.step_launched(wf, step, run_id)
         telemetry.run_queued(run)
     except Conflict:

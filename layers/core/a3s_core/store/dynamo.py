@@ -66,6 +66,11 @@ def _run_key(tenant: str, run_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
 
 
+def _listing_key(run: Run) -> dict[str, str]:
+    """The run's entry in gsi3, a tenant's runs in the order they were made: fixed for its life."""
+    return {"gsi3pk": f"T#{run.tenant}#RUNS", "gsi3sk": f"{run.created_at:015d}#{run.run_id}"}
+
+
 def _task_key(tenant: str, session_id: str, task_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"TASK#{task_id}"}
 
@@ -237,7 +242,7 @@ class DynamoStore:
                 "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
                 "lease_owner": run.lease_owner or "", "ttl": self._expiry(),
                 "pause": run.control.pause, "cancel": run.control.cancel, "injections": run.control.injections,
-                **self._doc(doc, f"runs/{run.tenant}/{run.run_id}/v{run.version}.json")}
+                **self._doc(doc, f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"), **_listing_key(run)}
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
             item.update(_live_key(run.tenant, run.run_id))
         return item
@@ -290,16 +295,16 @@ class DynamoStore:
                  **({"z": zlib.compress(doc.encode(), 6)} if len(doc) >= COMPRESS_FROM else {"doc": doc})})}})
         return puts
 
-    def create_run(self, run: Run, events: list[Event]) -> None:
+    def create_run(self, run: Run, events: list[Event] | None = None) -> None:
+        # One item, listed by gsi3 (written once): the run's first events are its driver's to write.
         put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
                "ConditionExpression": "attribute_not_exists(pk)"}
-        # An index item per tenant, newest last, so the orchestrator can list runs without a scan.
-        index = {"Put": {"TableName": self._table, "Item": _to_ddb({
-            "pk": f"T#{run.tenant}#RUNS", "sk": f"{run.created_at:015d}#{run.run_id}",
-            "run_id": run.run_id, "session_id": run.session_id, "ttl": self._expiry()})}}
         try:
-            self._db.transact_write_items(TransactItems=[{"Put": put}, index, *self._event_puts(
-                run.tenant, run.run_id, events)])
+            if events:
+                self._db.transact_write_items(TransactItems=[{"Put": put}, *self._event_puts(
+                    run.tenant, run.run_id, events)])
+            else:
+                self._db.put_item(**put)
         except ClientError as err:
             if _failed_condition(err):
                 raise Conflict(f"run {run.run_id} exists") from err
@@ -456,15 +461,15 @@ class DynamoStore:
         return self.get_run(tenant, run_id).control
 
     def list_runs(self, tenant: str, session_id: str | None = None, limit: int = 200) -> list[Run]:
-        index = self._query(limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id))
-        ids = [i["run_id"] for i in index]
-        return [self.get_run(tenant, rid) for rid in reversed(ids)]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+            index="gsi3", limit=limit, **self._index_query(f"T#{tenant}#RUNS", session_id, "gsi3pk"))][::-1]
+        return [self._run_from(i) for i in self._in_order(keys, self._batch_get(keys))]
 
     @staticmethod
-    def _index_query(pk: str, session_id: str | None) -> dict[str, Any]:
+    def _index_query(pk: str, session_id: str | None, key: str = "pk") -> dict[str, Any]:
         """Newest first; one session's only, if given (filtered as read, so the limit counts matches)."""
         values: dict[str, Any] = {":pk": pk}
-        args: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ScanIndexForward": False}
+        args: dict[str, Any] = {"KeyConditionExpression": f"{key} = :pk", "ScanIndexForward": False}
         if session_id is not None:
             values[":s"] = session_id
             args["FilterExpression"] = "session_id = :s"
