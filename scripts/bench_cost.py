@@ -81,7 +81,7 @@ class CostTransport(CountingTransport):
     socket: Any = None  # set for the units measured over the WebSocket API (wait-min, idle-min)
 
     def open_socket(self) -> Any:
-        if self.socket is None:  # rt and step: measured over the HTTP API alone, as the SDK polls
+        if self.socket is None:  # step: measured over the HTTP API alone
             raise ConnectionRefusedError("no WebSocket for this unit")
         return self.socket()
 
@@ -241,20 +241,40 @@ class Bench:
         def worker(task: dict) -> dict:
             return {"success": True, "result": {"output": "x\n"}}
 
+        # Over the WebSocket API, as the SDK does: the client keeps one connection (subscribed to the
+        # session once), the task handler another (subscribed to the lanes).
+        who = threading.local()
+        self.transport.socket = lambda: CountingSocket(self, getattr(who, "name", "rt-client"))
+        self.transport._a3s_no_hub_until = 0.0  # the warm-up ran without a WebSocket: try again now
         session = self.quiet(lambda: self.agent.session(self.workspace, model="scripted", permissive=True))
         self.quiet(lambda: session.set_lane_handler("execute", "external", 600_000))
+        original_drain = session._drain
+
+        def handler_drain(fn: Any, stop: threading.Event) -> None:
+            who.name = "rt-handler"
+            original_drain(fn, stop)
+
+        session._drain = handler_drain  # type: ignore[method-assign]
+        marks = [self.mark(settle=False)]
         session.set_external_task_handler(worker)
-        marks = [self.mark()]
         for i in range(n):
             result = session.send(PROMPT)
             if "bash -> x" not in result.text:
                 raise RuntimeError(f"round trip {i + 1}: unexpected answer {result.text!r}")
             marks.append(self.mark())
         session._stop_handler()
+        hub = getattr(self.transport, "_a3s_hub", None)
+        if hub is not None:
+            hub.close()
+        self.transport.socket = None
         k = min(5, n)
-        per_turn = [self.per_unit(marks[i], marks[i + 1], 1) for i in range(n)]
-        return {"first": self.per_unit(marks[0], marks[k], k), "last": self.per_unit(marks[n - k], marks[n], k),
-                "all": self.per_unit(marks[0], marks[n], n), "n": n,
+
+        def unit(a: Mark, b: Mark, count: int) -> dict[str, Any]:
+            return self.with_ws(self.per_unit(a, b, count), a, b, count, ("rt-client", "rt-handler"))
+
+        per_turn = [unit(marks[i], marks[i + 1], 1) for i in range(n)]
+        return {"first": unit(marks[0], marks[k], k), "last": unit(marks[n - k], marks[n], k),
+                "all": unit(marks[0], marks[n], n), "n": n,
                 "per_turn": [{"turn": i + 1, "aws_calls": u["aws_calls"], "wru": u["dynamodb"]["wru"],
                               "rru": u["dynamodb"]["rru"], "item_bytes_written": u["dynamodb"]["item_bytes_written"],
                               "usd_per_1m": u["usd_per_1m"]} for i, u in enumerate(per_turn)]}
@@ -364,6 +384,28 @@ class Bench:
             unit["usd_per_month"] = round(steady["worker" if unit is lane else "handler"] * MINUTES_PER_MONTH, 4)
         return {"wait_minute": wait, "idle_worker_minute": lane, "idle_handler_minute": handler,
                 "measured_s": round(b.t - a.t, 1), "pushed_events": len(pushed)}
+
+    def with_ws(self, unit: dict[str, Any], a: Mark, b: Mark, n: int, whos: tuple[str, ...]) -> dict[str, Any]:
+        """A unit measured over whole-stack counts, plus its clients' WebSocket connections:
+        messages both ways, the WebSocket function's invocations, and each connection's minutes
+        (open the whole window). The function's AWS calls are in the stack-wide counts already."""
+        labels = [r for r in set(b.ws[1]) | set(a.ws[1]) if r.split(" ")[1] in whos]
+        invocations = sum(b.ws[1][r] - a.ws[1][r] for r in labels)
+        secs = sum(b.ws[2][r] - a.ws[2][r] for r in labels)
+        mem = self.memory["WsFunction"]
+        if invocations:
+            unit["lambda"]["by_function"]["WsFunction"] = {
+                "invocations": round(invocations / n, 4), "seconds": round(secs / n, 5),
+                "mean_ms": round(1000 * secs / invocations, 1), "memory_mb": mem,
+                "gb_s": round(secs * mem / 1024 / n, 6)}
+            unit["lambda"]["invocations"] = round(unit["lambda"]["invocations"] + invocations / n, 4)
+            unit["lambda"]["gb_s"] = round(unit["lambda"]["gb_s"] + secs * mem / 1024 / n, 6)
+        unit["ws_messages"] = round(sum(b.ws[0][w] - a.ws[0][w] for w in whos) / n, 3)
+        unit["ws_connection_minutes"] = round(len(whos) * (b.t - a.t) / 60 / n, 5)
+        unit["ws_routes"] = {r.split(" ", 1)[1]: round((b.ws[1][r] - a.ws[1][r]) / n, 3) for r in sorted(labels)}
+        unit["usd"] = {k: round(v, 10) for k, v in dollars(unit).items()}
+        unit["usd_per_1m"] = round(unit["usd"]["total"] * 1e6, 2)
+        return unit
 
     def ws_unit(self, a: Mark, b: Mark, minutes: float, who: str, routes: tuple[str, ...]) -> dict[str, Any]:
         """One client's minute: its HTTP requests (routes) and its WebSocket connection (messages,

@@ -24,6 +24,7 @@ SQS_CHUNK = 64 * KB
 INDEXES: dict[str, tuple[tuple[str, str], tuple[str, ...] | None]] = {
     "gsi1": (("gsi1pk", "gsi1sk"), ("deadline",)),
     "gsi2": (("gsi2pk", "gsi2sk"), None),
+    "gsi3": (("gsi3pk", "gsi3sk"), ("session_id",)),
 }
 
 # us-east-1, on demand (list prices).

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol
 
@@ -237,3 +239,194 @@ class LaneWatch:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+# -- one connection per client, kept across its waits ---------------------------------------------
+HUB_RETRY_S = 30.0   # after a WebSocket could not be opened, poll this long before trying again
+LOGGED_RUNS = 64     # a kept connection remembers the pushed events of this many runs (the latest)
+
+
+class Hub:
+    """The one WebSocket connection a client keeps for its runs' events: it subscribes to a session
+    once and the engine pushes every event of that session's runs on it, so a wait costs no
+    subscription and no request. A reader thread keeps what is pushed per run (the latest
+    LOGGED_RUNS runs), so a run followed late, or twice, misses nothing. When the connection
+    closes (API Gateway ends them idle 10 minutes or open 2 hours), a follower reads what it
+    missed over HTTP and the next wait opens another."""
+
+    def __init__(self, sock: Socket) -> None:
+        self.sock, self.opened, self.closed = sock, time.monotonic(), False
+        self._changed = threading.Condition()
+        self._subscribing = threading.Lock()
+        self._sessions: set[str] = set()
+        self._acks: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._logs: OrderedDict[str, dict[int, dict[str, Any]]] = OrderedDict()  # run -> seq -> event
+        threading.Thread(target=self._read, daemon=True, name="a3s-push").start()
+
+    def _read(self) -> None:
+        while not self.closed:
+            try:
+                frame = json.loads(self.sock.recv(STOP_CHECK_S))
+            except TimeoutError:
+                continue
+            except (ConnectionError, ValueError, OSError) as err:  # closed, or not a frame of ours
+                log.debug("push connection ended: %s", err)
+                break
+            if frame.get("type") == "events" and isinstance(frame.get("run_id"), str):
+                with self._changed:
+                    self._log(frame["run_id"]).update((e["seq"], e) for e in frame.get("events", []))
+                    self._changed.notify_all()
+            elif frame.get("type") in ("subscribed", "error"):
+                self._acks.put(frame)
+        self.close()
+
+    def _log(self, run_id: str) -> dict[int, dict[str, Any]]:  # under self._changed
+        events = self._logs.setdefault(run_id, {})
+        self._logs.move_to_end(run_id)
+        while len(self._logs) > LOGGED_RUNS:
+            self._logs.popitem(last=False)
+        return events
+
+    def expect(self, run_id: str) -> None:
+        """A run just started in a watched session: what is pushed of it is kept from now on."""
+        with self._changed:
+            self._log(run_id)
+
+    def close(self) -> None:
+        with self._changed:
+            if self.closed:
+                return
+            self.closed = True
+            self._changed.notify_all()
+        self._acks.put(None)
+        self.sock.close()
+
+    def watch(self, session_id: str) -> bool:
+        """Subscribed to the session's runs from now on; True if that happened just now (what came
+        before is to be read). ConnectionError if the connection is gone; the service's error if refused."""
+        with self._subscribing:
+            if session_id in self._sessions:
+                return False
+            self.sock.send(json.dumps({"action": "subscribe", "session_id": session_id}))
+            try:
+                ack = self._acks.get(timeout=OPEN_TIMEOUT_S)
+            except queue.Empty:
+                raise ConnectionError("no answer to a subscription") from None
+            if ack is None:
+                raise ConnectionError("the connection closed")
+            if ack.get("type") == "error":
+                raise error_for(int(ack.get("status") or 400),
+                                {"error": {"code": ack.get("code"), "message": ack.get("message")}})
+            self._sessions.add(session_id)
+            return True
+
+    def _next(self, run_id: str, after: int, timeout: float) -> list[dict[str, Any]]:
+        """Pushed events of the run after `after` (waiting up to `timeout` for some); ConnectionError
+        once the connection has closed and nothing is left."""
+        with self._changed:
+            deadline = time.monotonic() + timeout
+            while True:
+                events = self._logs.get(run_id, {})
+                found = sorted((e for seq, e in events.items() if seq > after), key=lambda e: e["seq"])
+                if found:
+                    return found
+                if self.closed:
+                    raise ConnectionError("the connection closed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._changed.wait(left)
+
+    def follow(self, t: Transport, run_id: str, session_id: str, after: int, deadline: float | None,
+               caught_up: bool) -> Iterator[dict[str, Any]]:
+        """The run's events after `after` until it ends. `caught_up`: this connection watched the
+        session before the run was made (and expected it), so every event of it is pushed here."""
+        caught_up = not self.watch(session_id) and caught_up
+        with self._changed:
+            caught_up = caught_up and run_id in self._logs  # else forgotten: read it
+        # Not caught up: read at once, then soon again until a push comes (a driver that held the
+        # run before the subscription pushes from its next invocation on).
+        quiet, pushed = (IDLE_S if caught_up else 0.0), False
+        while True:
+            left = _left(deadline, quiet)
+            if left <= 0 < quiet:
+                raise TimeoutError(f"run {run_id} has not ended")
+            events = self._next(run_id, after, left) if left > 0 else []
+            if not events:  # quiet: read once over HTTP, in case a push was lost
+                page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
+                for event in page["events"]:
+                    after = event["seq"]
+                    yield event
+                    if event["type"] == "run_end":
+                        return
+                if page["done"]:
+                    return
+                quiet = IDLE_S if pushed else min(IDLE_S, max(FIRST_QUIET_S, quiet * 2))
+                continue
+            pushed, quiet = True, IDLE_S
+            for event in events:
+                if event["seq"] <= after:
+                    continue
+                if event["seq"] > after + 1:  # a hole (a push lost): what is missing, from the API
+                    page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
+                    for missing in page["events"]:
+                        if missing["seq"] < event["seq"]:
+                            after = missing["seq"]
+                            yield missing
+                after = event["seq"]
+                yield event
+                if event["type"] == "run_end":
+                    return
+
+
+_hubs_lock = threading.Lock()
+
+
+def hub(t: Transport) -> Hub | None:
+    """The transport's kept connection, opened on first use (None: no WebSocket API; then poll)."""
+    with _hubs_lock:
+        current: Hub | None = getattr(t, "_a3s_hub", None)
+        if current is not None and not current.closed:
+            return current
+        if getattr(t, "_a3s_no_hub_until", 0.0) > time.monotonic():
+            return None
+        sock = open_socket(t)
+        if sock is None:
+            t._a3s_no_hub_until = time.monotonic() + HUB_RETRY_S  # type: ignore[attr-defined]
+            return None
+        current = Hub(sock)
+        t._a3s_hub = current  # type: ignore[attr-defined]
+        return current
+
+
+def follow_session_run(t: Transport, run_id: str, session_id: str, after: int = 0, deadline: float | None = None,
+                       since: Hub | None = None) -> Iterator[dict[str, Any]]:
+    """Every event of a run of `session_id` after `after`, in order and once, until it ends: over
+    the client's kept connection (Hub), or polled without one. `since`: the connection that
+    watched the session before the run was made (the run's events will all be pushed on it)."""
+    while (current := hub(t)) is not None:
+        try:
+            for event in current.follow(t, run_id, session_id, after, deadline, caught_up=current is since):
+                after = event["seq"]
+                yield event
+            return
+        except ConnectionError as err:
+            log.debug("push connection lost (%s) at seq %d", err, after)
+            current.close()
+            if time.monotonic() - current.opened < RECONNECT_AFTER_S:  # it closes as soon as it opens
+                t._a3s_no_hub_until = time.monotonic() + HUB_RETRY_S  # type: ignore[attr-defined]
+    yield from poll_run(t, run_id, after, deadline)
+
+
+def watch_session(t: Transport, session_id: str) -> Hub | None:
+    """Subscribe the client's kept connection to the session before a run is started in it (so
+    that all of the run's events are pushed); None if there is no connection (then poll)."""
+    current = hub(t)
+    if current is None:
+        return None
+    try:
+        current.watch(session_id)
+        return current  # the caller expects its run on it
+    except ConnectionError:
+        current.close()
+        return None

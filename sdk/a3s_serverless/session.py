@@ -18,6 +18,7 @@ from .transport import Transport
 LANES = ("control", "query", "execute", "generate")
 MODES = ("internal", "external", "hybrid")  # the API's lane handler modes (a test keeps them in step)
 EVENT_WAIT_MS = push.EVENT_WAIT_MS
+HANDLER_BATCH = 4  # tasks an external task handler claims at a time
 
 
 @dataclass
@@ -87,8 +88,11 @@ def _text(value: Any, name: str) -> str:
 class RunHandle:
     """A run started with send_async: poll it, follow its events, or wait for its result."""
 
-    def __init__(self, transport: Transport, run_id: str) -> None:
-        self._t, self.run_id = transport, run_id
+    def __init__(self, transport: Transport, run_id: str, session_id: str | None = None,
+                 watched_since: push.Hub | None = None) -> None:
+        """session_id: its session, so waits use the client's kept connection (push.Hub);
+        watched_since: the connection that watched the session before the run was started."""
+        self._t, self.run_id, self.session_id, self._since = transport, run_id, session_id, watched_since
 
     def status(self) -> str:
         return self._t.request("GET", f"/runs/{self.run_id}")["status"]
@@ -111,18 +115,27 @@ class RunHandle:
     def events(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Every event of the run, in order, until it ends: pushed over the WebSocket API, or
         long-polled where there is none."""
+        if self.session_id is not None:
+            return push.follow_session_run(self._t, self.run_id, self.session_id, after, since=self._since)
         return push.follow_run(self._t, self.run_id, after)
 
     def wait(self, timeout: float | None = None) -> AgentResult:
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
+        events = push.follow_run(self._t, self.run_id, 0, deadline) if self.session_id is None else \
+            push.follow_session_run(self._t, self.run_id, self.session_id, 0, deadline, self._since)
+        end: dict[str, Any] = {}
         try:
-            for _ in push.follow_run(self._t, self.run_id, 0, deadline):
-                pass
+            for event in events:
+                end = event
         except TimeoutError:
             raise TimeoutError(f"run {self.run_id} still {self.status()} after {timeout} s") from None
-        result = AgentResult.from_run(self._t.request("GET", f"/runs/{self.run_id}"))
+        if end.get("type") == "run_end" and "prompt_tokens" in end:  # the run's end says all of it
+            result = AgentResult.from_run({**end, "run_id": self.run_id,
+                                           "total_tokens": end["prompt_tokens"] + end["completion_tokens"]})
+        else:
+            result = AgentResult.from_run(self._t.request("GET", f"/runs/{self.run_id}"))
         if result.status != "succeeded":
             raise RunFailed(result, f"run {self.run_id} {result.status}: {result.error}")
         return result
@@ -206,7 +219,7 @@ class Session:
         try:
             while not stop.is_set():
                 try:
-                    tasks = self.claim_external_tasks(max_tasks=4, worker=f"handler-{self.session_id}")
+                    tasks = self.claim_external_tasks(max_tasks=HANDLER_BATCH, worker=f"handler-{self.session_id}")
                 except Exception:  # service briefly unreachable: try again, never kill the thread
                     tasks = []
                 for task in tasks:
@@ -215,8 +228,9 @@ class Session:
                         complete_with(fn, task, self.complete_external_task)
                 if tasks:
                     backoff = idle_backoff()
-                    continue
-                watch.wait(stop, next(backoff))
+                    if len(tasks) == HANDLER_BATCH or not watch.pushed:  # maybe more: claim again now
+                        continue
+                watch.wait(stop, next(backoff))  # a push that came meanwhile ends it at once
         finally:
             watch.close()
 
@@ -233,8 +247,11 @@ class Session:
     def send_async(self, prompt: str, max_turns: int = 50) -> RunHandle:
         _text(prompt, "prompt")
         _positive(max_turns, "max_turns")
+        watching = push.watch_session(self._t, self.session_id)  # first: every event of the run is pushed
         run = self._t.request("POST", f"/sessions/{self.session_id}/runs", {"prompt": prompt, "max_turns": max_turns})
-        return RunHandle(self._t, run["run_id"])
+        if watching is not None:
+            watching.expect(run["run_id"])
+        return RunHandle(self._t, run["run_id"], self.session_id, watching)
 
     def send(self, prompt: str) -> AgentResult:
         return self.send_async(prompt).wait()

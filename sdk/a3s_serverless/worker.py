@@ -105,8 +105,9 @@ class Worker:
                     done = 0
                 if done:
                     backoff = idle_backoff()
-                else:
-                    watch.wait(stop, next(backoff))
+                    if done >= self.batch or not watch.pushed:  # maybe more: claim again now
+                        continue
+                watch.wait(stop, next(backoff))  # a push that came meanwhile ends it at once
         finally:
             watch.close()
 

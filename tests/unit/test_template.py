@@ -396,9 +396,11 @@ def test_given_the_websocket_api_then_only_the_functions_that_push_may_post_to_i
     manage = {fid: [r for st in sts if "execute-api:ManageConnections" in _as_list(st["Action"])
                     for r in _as_list(st["Resource"])] for fid, sts in model.policies.items()}
 
-    assert {fid for fid, resources in manage.items() if resources} == {"ApiFunction", "RunDriverFunction", "WsFunction"}
+    # the engine's, the subscriptions', and those that fail a stuck run (its end is pushed)
+    pushers = {"ApiFunction", "RunDriverFunction", "WsFunction", "RunsDLQFunction", "SweeperFunction"}
+    assert {fid for fid, resources in manage.items() if resources} == pushers
     api_id = "a3s-WebSocketApi"  # the local stack's name for the WebSocket API
-    for fid in ("ApiFunction", "RunDriverFunction", "WsFunction"):
+    for fid in sorted(pushers):
         assert manage[fid] == [f"arn:aws:execute-api:us-east-1:123456789012:{api_id}/*"], fid
         assert model.functions[fid].environment["A3S_WS_ENDPOINT"] == \
             f"https://{api_id}.execute-api.us-east-1.amazonaws.com/events"

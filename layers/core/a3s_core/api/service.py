@@ -167,9 +167,10 @@ class Service:
         now, store = self.rt.clock(), self.rt.store
         if lane is not None:
             _lane(lane)
-        if session_id:
-            self.session(session_id)
+        if session_id:  # the index is keyed by tenant and session: only an empty answer needs the session
             candidates = store.list_pending_tasks(self.tenant, session_id)
+            if not candidates:
+                self.session(session_id)  # an unknown session is a 404
             if lane:
                 candidates = [t for t in candidates if t.lane == lane]
         else:

@@ -1,8 +1,10 @@
 """The WebSocket API's routes: a connection of a tenant subscribes to a run, a workflow or a lane,
-and gets what was committed so far (the catch-up) on the connection, then what the engine pushes.
+and gets what was committed so far (the catch-up) on the connection, then what the engine pushes;
+or to a session, and gets the events of every run of it committed from then on (no catch-up: a
+client that keeps one connection subscribes before it starts its runs).
 
 Frames the client sends: {"action": "subscribe", "run_id": ..., "after": seq} (or "workflow_id",
-or "lane"), {"action": "unsubscribe", ...}. Frames it gets: {"type": "events", ...},
+"lane" or "session_id"), {"action": "unsubscribe", ...}. Frames it gets: {"type": "events", ...},
 {"type": "task", ...}, {"type": "workflow", ...}, {"type": "subscribed", ...}, {"type": "error", ...}.
 """
 from __future__ import annotations
@@ -32,10 +34,11 @@ def disconnect(rt: Runtime, tenant: str, connection_id: str) -> None:
 
 
 def target(body: dict[str, Any]) -> tuple[WatchKind, str]:
-    """What a frame names: exactly one of run_id, workflow_id, lane."""
-    named = [(k, body[f]) for k, f in (("run", "run_id"), ("workflow", "workflow_id"), ("lane", "lane")) if f in body]
+    """What a frame names: exactly one of run_id, workflow_id, lane, session_id."""
+    named = [(k, body[f]) for k, f in (("run", "run_id"), ("workflow", "workflow_id"), ("lane", "lane"),
+                                       ("session", "session_id")) if f in body]
     if len(named) != 1:
-        raise BadRequest("name exactly one of run_id, workflow_id, lane")
+        raise BadRequest("name exactly one of run_id, workflow_id, lane, session_id")
     kind, key = named[0]
     if not isinstance(key, str) or not 0 < len(key) <= 200 or "#" in key:
         raise BadRequest(f"{kind} must be an id of 1-200 characters")
@@ -56,14 +59,17 @@ def message(rt: Runtime, tenant: str, connection_id: str, raw: str | None) -> No
         if action == "unsubscribe":
             kind, key = target(body)
             rt.store.remove_watcher(tenant, kind, key, connection_id)
-            return reply(rt, tenant, connection_id, {"type": "unsubscribed", f"{kind}_id" if kind != "lane"
-                                                     else "lane": key})
+            return reply(rt, tenant, connection_id, {"type": "unsubscribed", _named(kind): key})
         raise BadRequest(f"unknown action {str(action)[:40]!r}: expected subscribe or unsubscribe")
     except ValueError as err:
         reply(rt, tenant, connection_id, {"type": "error", "status": 400, "code": "bad_request", "message": str(err)})
     except A3SError as err:
         reply(rt, tenant, connection_id, {"type": "error", "status": err.status, "code": err.code,
                                           "message": str(err)})
+
+
+def _named(kind: WatchKind) -> str:
+    return "lane" if kind == "lane" else f"{kind}_id"
 
 
 def reply(rt: Runtime, tenant: str, connection_id: str, frame: dict[str, Any]) -> None:
@@ -111,6 +117,8 @@ def subscribe(rt: Runtime, tenant: str, connection_id: str, body: dict[str, Any]
         last = events[-1].seq if events else last
         reply(rt, tenant, connection_id, {"type": "subscribed", "run_id": key, "status": run.status,
                                           "done": run.done, "next": last})
+    elif kind == "session":
+        reply(rt, tenant, connection_id, {"type": "subscribed", "session_id": key})
     elif kind == "workflow":
         wf = rt.store.get_workflow(tenant, key)
         reply(rt, tenant, connection_id, {"type": "subscribed", "workflow_id": key, "status": wf.status,

@@ -57,6 +57,8 @@ class Session(BaseModel):
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)  # the session's own skills
     closed: bool = False
     version: int = 0
+    # WebSocket connections subscribed to every run of it: the driver reads them with the session
+    watching: list[str] = Field(default_factory=list)
     created_at: int = Field(default_factory=now_ms)
 
     def has_queue(self) -> bool:

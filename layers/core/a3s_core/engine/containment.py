@@ -112,7 +112,7 @@ def fail_run(rt: Runtime, tenant: str, run_id: str, error: str, only_stuck: bool
             rt.store.save_run(run, [end])
         except Conflict:
             continue  # it moved on underneath: look again
-        push.publish_run(rt, run, [end])  # its watchers learn it ended (where this function may post)
+        push.publish_run(rt, run, [end], _session_watchers(rt, run))  # its watchers learn it ended
         failed = True
         telemetry.run_ended(run)
         _abandon(rt, run)
@@ -155,3 +155,11 @@ def _settle_step(rt: Runtime, run: Run) -> None:
 
 def _ids(message: RunsMessage) -> dict[str, Any]:
     return message.model_dump(include={"kind", "tenant", "run_id", "workflow_id", "task_id"})
+
+
+def _session_watchers(rt: Runtime, run: Run) -> list[str]:
+    """The connections watching the run's session (none if it cannot be read: the run is failed anyway)."""
+    try:
+        return rt.store.get_session(run.tenant, run.session_id).watching
+    except Exception:
+        return []

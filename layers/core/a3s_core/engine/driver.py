@@ -133,7 +133,8 @@ class _Turns:
                     raise _Stop() from None
         else:
             raise Conflict(f"run {self.run.run_id} keeps changing underneath")
-        push.publish_run(self.rt, self.run, self.events)  # committed first, then pushed (engine/push.py)
+        # committed first, then pushed (engine/push.py)
+        push.publish_run(self.rt, self.run, self.events, session_watchers=self.session.watching)
         self.events, self.answer_unsaved = [], False
 
     def release(self, status: str, append: bool = False, cancellable: bool = False) -> None:
@@ -143,7 +144,10 @@ class _Turns:
     def finish(self, status: str, stop_reason: str, text: str = "", error: str | None = None) -> None:
         before = self.run.text, self.run.error, self.run.stop_reason
         self.run.text, self.run.error, self.run.stop_reason = text, error, stop_reason
-        self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error)
+        run = self.run  # its usage too: a client's wait needs nothing else (no read of the run)
+        self.emit("run_end", status=status, stop_reason=stop_reason, text=text, error=error,
+                  tool_calls_count=run.tool_calls_count, prompt_tokens=run.prompt_tokens,
+                  completion_tokens=run.completion_tokens)
         # A top-level run that succeeded adds its exchange to the session's conversation, in the
         # same write that ends it: the session's next run continues from there.
         try:

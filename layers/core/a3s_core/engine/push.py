@@ -74,24 +74,29 @@ def send(rt: Runtime, tenant: str, kind: WatchKind, key: str, connection_id: str
     return False
 
 
-def _broadcast(rt: Runtime, tenant: str, kind: WatchKind, key: str, payloads: list[dict[str, Any]]) -> None:
+def _broadcast(rt: Runtime, tenant: str, kind: WatchKind, key: str, payloads: list[dict[str, Any]],
+               lookup: bool = True, also: dict[str, tuple[WatchKind, str]] | None = None) -> None:
+    """To the connections watching (kind, key) (looked up if `lookup`), and those of `also`
+    (connection -> what it watches), each connection once."""
     if rt.poster() is None:
         return
+    targets: dict[str, tuple[WatchKind, str]] = dict(also or {})
     try:
-        connections = rt.store.watchers(tenant, kind, key)
+        targets.update((c, (kind, key)) for c in (rt.store.watchers(tenant, kind, key) if lookup else ()))
     except Exception:
         log.warning("watchers of %s %s could not be read", kind, key, exc_info=True)
-        return
-    for connection_id in connections:
+    for connection_id, (k, name) in targets.items():
         for frame in payloads:
-            if not send(rt, tenant, kind, key, connection_id, frame):
+            if not send(rt, tenant, k, name, connection_id, frame):
                 break
 
 
-def publish_run(rt: Runtime, run: Run, events: list[Event]) -> None:
-    """Right after `events` of `run` were committed: to the run's watchers, if it has any."""
-    if events and run.watchers > 0:
-        _broadcast(rt, run.tenant, "run", run.run_id, frames(run.run_id, events))
+def publish_run(rt: Runtime, run: Run, events: list[Event], session_watchers: list[str] | None = None) -> None:
+    """Right after `events` of `run` were committed: to the run's watchers, if it has any, and to
+    its session's (as the caller's read of the session names them)."""
+    if events and (run.watchers > 0 or session_watchers):
+        _broadcast(rt, run.tenant, "run", run.run_id, frames(run.run_id, events), lookup=run.watchers > 0,
+                   also={c: ("session", run.session_id) for c in session_watchers or ()})
 
 
 def publish_task(rt: Runtime, task: Task) -> None:

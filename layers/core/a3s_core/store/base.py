@@ -13,7 +13,7 @@ from a3s_core.domain.errors import Conflict
 from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, TaskStatus, Workflow
 from a3s_core.domain.outcomes import StepOutcome
 
-WatchKind = Literal["run", "workflow", "lane"]
+WatchKind = Literal["run", "workflow", "lane", "session"]
 FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
 
 

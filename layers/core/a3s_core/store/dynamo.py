@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from a3s_core.domain.errors import Conflict, Interrupted, ItemTooLarge, NotFound
+from a3s_core.domain.errors import BadRequest, Conflict, Interrupted, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
 from a3s_core.domain.lanes import LANES
 from a3s_core.domain.outcomes import StepOutcome
@@ -44,6 +44,7 @@ def _session_key(tenant: str, session_id: str) -> dict[str, str]:
 def _session_from(item: dict[str, Any]) -> Session:
     session = Session.model_validate_json(item["doc"])
     session.version, session.turns = int(item["version"]), int(item.get("turns", 0))  # changed in place by appends
+    session.watching = sorted(item.get("watching") or ())  # a string set, changed by subscriptions
     return session
 
 
@@ -142,6 +143,7 @@ class _SizeCheckedClient:
 OFFLOAD_BYTES = 300_000
 EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
+MAX_SESSION_WATCHERS = 100   # connections subscribed to one session (a set on its item)
 COMPRESS_FROM = 512  # JSON bytes from which a run's, an exchange's or events' document is compressed
 
 
@@ -228,10 +230,14 @@ class DynamoStore:
         return _session_from(item)
 
     def save_session(self, session: Session) -> None:
+        # The document and version only: `turns` and `watchers` are counted by their own writes.
         expected = session.version
         session.version += 1
-        if self._conditional(Item=_to_ddb(self._session_item(session)), ConditionExpression="version = :v",
-                             ExpressionAttributeValues=_to_ddb({":v": expected})) is None:
+        if self._conditional(Key=_to_ddb(_session_key(session.tenant, session.session_id)),
+                             UpdateExpression="SET doc = :d, version = :n, #ttl = :ttl",
+                             ConditionExpression="version = :v", ExpressionAttributeNames={"#ttl": "ttl"},
+                             ExpressionAttributeValues=_to_ddb({":d": session.model_dump_json(), ":n": session.version,
+                                                                ":v": expected, ":ttl": self._expiry()})) is None:
             session.version = expected
             raise Conflict(f"session {session.session_id} changed underneath")
 
@@ -768,7 +774,7 @@ class DynamoStore:
     # a run nobody watches costs no lookup at all. Items expire with the connection (2 h).
     @staticmethod
     def _watch_key(tenant: str, kind: WatchKind, key: str, connection_id: str) -> dict[str, str]:
-        part = {"run": "R", "workflow": "W", "lane": "L"}[kind]
+        part = {"run": "R", "workflow": "W", "lane": "L", "session": "S"}[kind]
         return {"pk": f"T#{tenant}#{part}#{key}", "sk": f"W#{connection_id}"}
 
     @staticmethod
@@ -786,6 +792,8 @@ class DynamoStore:
         return sorted(tuple(s.split("#", 1)) for s in subs)
 
     def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+        if kind == "session":
+            return self._watch_session(tenant, key, connection_id, expires)
         watcher = {"Put": {"TableName": self._table, "ConditionExpression": "attribute_not_exists(pk)",
                            "Item": _to_ddb({**self._watch_key(tenant, kind, key, connection_id), "ttl": expires})}}
         target: dict[str, Any] = {"TableName": self._table, "ConditionExpression": "attribute_exists(pk)"}
@@ -810,7 +818,33 @@ class DynamoStore:
                              ExpressionAttributeNames={"#ttl": "ttl"},
                              ExpressionAttributeValues=_to_ddb({":s": {f"{kind}#{key}"}, ":ttl": expires}))
 
+    def _watch_session(self, tenant: str, session_id: str, connection_id: str, expires: int) -> None:
+        """A session's watchers are a set on its item: the driver has them from the read it makes
+        anyway, so pushing a session's runs costs no lookup."""
+        if self._conditional(Key=_to_ddb(_session_key(tenant, session_id)), UpdateExpression="ADD watching :c",
+                             ConditionExpression="attribute_exists(pk) AND "
+                                                 "(attribute_not_exists(watching) OR size(watching) < :max)",
+                             ExpressionAttributeValues=_to_ddb({":c": {connection_id}, ":max": MAX_SESSION_WATCHERS})
+                             ) is None:
+            if connection_id in self.get_session(tenant, session_id).watching:  # NotFound: not yours
+                return
+            raise BadRequest(f"{MAX_SESSION_WATCHERS} connections watch session {session_id!r} already")
+        self._db.update_item(TableName=self._table, Key=_to_ddb(self._connection_key(tenant, connection_id)),
+                             UpdateExpression="ADD subs :s SET #ttl = if_not_exists(#ttl, :ttl)",
+                             ExpressionAttributeNames={"#ttl": "ttl"},
+                             ExpressionAttributeValues=_to_ddb({":s": {f"session#{session_id}"}, ":ttl": expires}))
+
     def remove_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str) -> bool:
+        if kind == "session":
+            out = self._conditional(Key=_to_ddb(_session_key(tenant, key)), UpdateExpression="DELETE watching :c",
+                                    ConditionExpression="contains(watching, :id)", ReturnValues="UPDATED_OLD",
+                                    ExpressionAttributeValues=_to_ddb({":c": {connection_id}, ":id": connection_id}))
+            if out is None:
+                return False
+            self._conditional(Key=_to_ddb(self._connection_key(tenant, connection_id)),
+                              UpdateExpression="DELETE subs :s", ConditionExpression="attribute_exists(pk)",
+                              ExpressionAttributeValues=_to_ddb({":s": {f"session#{key}"}}))
+            return True
         out = self._db.delete_item(TableName=self._table, ReturnValues="ALL_OLD",
                                    Key=_to_ddb(self._watch_key(tenant, kind, key, connection_id)))
         if "Attributes" not in out:
@@ -829,6 +863,8 @@ class DynamoStore:
         return True
 
     def watchers(self, tenant: str, kind: WatchKind, key: str) -> list[str]:
+        if kind == "session":
+            return self.get_session(tenant, key).watching
         pk = self._watch_key(tenant, kind, key, "")["pk"]
         items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :w)", ProjectionExpression="sk",
                             ExpressionAttributeValues=_to_ddb({":pk": pk, ":w": "W#"}))

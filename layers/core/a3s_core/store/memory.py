@@ -66,6 +66,7 @@ class MemoryStore:
             if key not in self._sessions or self._sessions[key].version != session.version:
                 raise Conflict(f"session {session.session_id} changed underneath")
             session.version += 1
+            session.watching = self._sessions[key].watching  # changed by subscriptions alone
             self._sessions[key] = session.model_copy(deep=True)
 
     def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
@@ -317,12 +318,16 @@ class MemoryStore:
                 raise NotFound(f"run {key!r} not found")
             if kind == "workflow" and (tenant, key) not in self._workflows:
                 raise NotFound(f"workflow {key!r} not found")
+            if kind == "session" and (tenant, key) not in self._sessions:
+                raise NotFound(f"session {key!r} not found")
             watching = self._watchers.setdefault((tenant, kind, key), set())
             if connection_id not in watching and kind == "run":
                 self._runs[(tenant, key)].watchers += 1
                 self._runs[(tenant, key)].ctl += 1  # a driver's next save sees it
             if connection_id not in watching and kind == "workflow":
                 self._workflows[(tenant, key)].watchers += 1
+            if connection_id not in watching and kind == "session":
+                self._sessions[(tenant, key)].watching = sorted(watching | {connection_id})
             watching.add(connection_id)
             self._connections.setdefault((tenant, connection_id), set()).add((kind, key))
 
@@ -336,6 +341,9 @@ class MemoryStore:
             wf = self._workflows.get((tenant, key)) if kind == "workflow" else None
             if wf is not None and wf.watchers > 0:
                 wf.watchers -= 1
+            session = self._sessions.get((tenant, key)) if kind == "session" else None
+            if session is not None:
+                session.watching = sorted(watching)
             run = self._runs.get((tenant, key)) if kind == "run" else None
             if run is not None and run.watchers > 0:
                 run.watchers, run.ctl = run.watchers - 1, run.ctl + 1
