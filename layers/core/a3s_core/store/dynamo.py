@@ -377,7 +377,17 @@ class DynamoStore:
             run.version = expected
             raise
         if append_to is not None:
+            self._remember_own(run, append_to.turns)
             append_to.turns, append_to.version = append_to.turns + 1, append_to.version + 1
+
+    def _remember_own(self, run: Run, n: int) -> None:
+        """The exchange just written is the session's n-th: a container that knows the n before it
+        keeps it too, so the session's next run driven here reads no history."""
+        key = (run.tenant, run.session_id)
+        with self._cache_lock:
+            known = self._exchanges.get(key)
+        if known is not None and len(known) == n:
+            self._remember(run.tenant, run.session_id, [*known, json.loads(json.dumps(run.messages))])
 
     def _append(self, run: Run, session: Session) -> list[dict[str, Any]]:
         """The two writes that add run's messages as the session's next exchange: the exchange item
