@@ -344,3 +344,81 @@ def test_given_a_worker_on_the_push_path_when_a_task_is_made_then_it_claims_it_a
     assert "found" in result.text
     assert took < 10  # told at once: the safety poll alone would take a minute
     assert worker.completed == 1
+
+
+# -- the SDK's kept connection: a session watched once, its runs' events pushed ----------------------
+def test_given_a_kept_connection_when_a_session_sends_again_then_the_start_is_its_only_request(stack, workspace):
+    from a3s_serverless import Agent
+
+    transport = Counting(stack.transport(), stack.transport().open_socket)
+    session = Agent(transport, local=True).session(str(workspace), permissive=True)
+    try:
+        session.send("first")  # connects and subscribes to the session
+        transport.requests.clear()
+        result = session.send(MULTI_TOOL)
+        assert result.status == "succeeded" and result.tool_calls_count == 3 and result.total_tokens > 0
+        assert transport.requests == [("POST", f"/sessions/{session.session_id}/runs")], transport.requests
+        watching = stack.runtime.store.get_session(LOCAL_TENANT, session.session_id).watching
+        assert len(watching) == 1  # one connection, subscribed once, for every run of the session
+    finally:
+        session.close()
+
+
+def test_given_a_run_followed_after_it_ended_then_the_kept_connection_gives_all_of_it_at_once(
+        stack, workspace, events):
+    from a3s_serverless import Agent
+
+    transport = Counting(stack.transport(), stack.transport().open_socket)
+    session = Agent(transport, local=True).session(str(workspace), permissive=True)
+    try:
+        handle = session.send_async(MULTI_TOOL)
+        handle.wait(timeout=30)
+        transport.requests.clear()
+        started = time.monotonic()
+        assert list(handle.events()) == events.all(handle.run_id)  # twice, late: nothing missing
+        assert list(handle.events(after=3)) == events.all(handle.run_id)[3:]
+        assert transport.requests == [] and time.monotonic() - started < 2
+    finally:
+        session.close()
+
+
+def test_given_another_tenants_session_when_subscribing_then_an_error_frame_and_no_watcher(stack, session):
+    other = LocalSocket(stack.connections, stack.tenant_key("ws-session-intruder"))
+    try:
+        other.send(json.dumps({"action": "subscribe", "session_id": session.session_id}))
+        frame = json.loads(other.recv(10))
+    finally:
+        other.close()
+    assert frame["type"] == "error" and frame["status"] == 404, frame
+    assert stack.runtime.store.get_session(LOCAL_TENANT, session.session_id).watching == []
+
+
+def test_given_a_kept_connection_that_closes_mid_run_then_the_wait_goes_on_over_http(stack, workspace, events):
+    from a3s_serverless import Agent
+
+    class Closing:  # the connection API Gateway ends after its first pushed frame
+        def __init__(self) -> None:
+            self.inner, self.pushed = stack.transport().open_socket(), 0
+
+        def send(self, text: str) -> None:
+            self.inner.send(text)
+
+        def recv(self, timeout: float) -> str:
+            text = self.inner.recv(timeout)
+            self.pushed += json.loads(text).get("type") == "events"
+            if self.pushed > 1:
+                raise ConnectionError("closed by the peer")
+            return text
+
+        def close(self) -> None:
+            self.inner.close()
+
+    transport = Counting(stack.transport(), Closing)
+    session = Agent(transport, local=True).session(str(workspace), permissive=True)
+    try:
+        handle = session.send_async(MULTI_TOOL)
+        got = list(handle.events())
+        assert got == events.all(handle.run_id) and got[-1]["type"] == "run_end"
+        assert session.send("again").status == "succeeded"  # a new connection for the next wait
+    finally:
+        session.close()

@@ -363,6 +363,51 @@ def test_given_a_lane_when_watched_by_two_tenants_then_each_sees_only_its_own(st
     assert store.watchers(other, "lane", "execute") == ["c2"]
 
 
+def test_given_a_session_when_watched_then_its_connections_come_with_it_and_survive_its_saves(store, tenant):
+    store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))
+    store.open_connection(tenant, "c1", EXPIRES)
+    for _ in range(2):  # a repeated subscribe of one connection is one watcher
+        store.add_watcher(tenant, "session", "sess-1", "c1", EXPIRES)
+    store.add_watcher(tenant, "session", "sess-1", "c2", EXPIRES)
+    session = store.get_session(tenant, "sess-1")
+    assert session.watching == ["c1", "c2"]  # the driver has them from the read it makes anyway
+    assert sorted(store.watchers(tenant, "session", "sess-1")) == ["c1", "c2"]
+
+    stale = store.get_session(tenant, "sess-1")
+    stale.watching = []  # a save of the session's settings leaves its watchers as they are
+    stale.permissive = True
+    store.save_session(stale)
+    assert store.get_session(tenant, "sess-1").watching == ["c1", "c2"]
+
+    assert store.close_connection(tenant, "c1") == [("session", "sess-1")]
+    assert store.remove_watcher(tenant, "session", "sess-1", "c1") is True
+    assert store.remove_watcher(tenant, "session", "sess-1", "c1") is False
+    assert store.get_session(tenant, "sess-1").watching == ["c2"]
+
+
+def test_given_another_tenants_session_when_watched_then_not_found_and_nothing_written(store, tenant):
+    store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))
+    other = f"{tenant}-other"
+
+    with pytest.raises(NotFound):
+        store.add_watcher(other, "session", "sess-1", "c1", EXPIRES)
+    assert store.get_session(tenant, "sess-1").watching == []
+    assert store.remove_watcher(other, "session", "sess-1", "c1") is False
+    with pytest.raises(NotFound):
+        store.get_session(other, "sess-1")  # the refused subscribe made no item of the other tenant's
+
+
+def test_given_runs_when_listed_then_in_the_order_made_per_session_from_the_one_write_that_made_each(store, tenant):
+    for i, sid in enumerate(["s-a", "s-b", "s-a"]):
+        run = a_run(tenant, f"run-{i}")
+        run.session_id, run.created_at = sid, 1_000 + i
+        store.create_run(run)
+    assert [r.run_id for r in store.list_runs(tenant)] == ["run-0", "run-1", "run-2"]
+    assert [r.run_id for r in store.list_runs(tenant, "s-a")] == ["run-0", "run-2"]
+    assert store.list_runs(f"{tenant}-other") == []
+    assert store.list_events(tenant, "run-0", 0) == []  # made without events: its driver writes run_start
+
+
 # -- a session's conversation -------------------------------------------------------------------------
 def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
     try:
