@@ -46,14 +46,14 @@ def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     def work(message: dict) -> None:
         tenant, sid, tid = message["tenant"], message["session_id"], message["task_id"]
         now, lease_ms = rt.clock(), context.get_remaining_time_in_millis()
-        if not rt.store.claim_task(tenant, sid, tid, context.aws_request_id, now, lease_ms):
+        # The task as stored (not as the message says), leased only before its deadline: its timer
+        # tells the model of a late one, and nothing runs late.
+        task = rt.store.claim_task(tenant, sid, tid, context.aws_request_id, now, lease_ms)
+        if task is None:
             current = rt.store.get_task(tenant, sid, tid)
             if current is not None and current.status == "pending" and current.deadline > now:
                 raise RuntimeError(f"task {tid} is leased by another worker; deliver again later")
             return  # finished, timed out or cancelled: nothing left to do
-        task = rt.store.get_task(tenant, sid, tid)  # what was stored, not what the message says
-        if task is None or task.deadline <= now:
-            return  # past its deadline: its timer tells the model, and nothing runs late
         telemetry.task_claimed(task, context.aws_request_id, now)
         service = Service(rt, tenant)
         session = service.session(sid)

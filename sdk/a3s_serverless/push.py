@@ -202,16 +202,17 @@ class LaneWatch:
     def pushed(self) -> bool:
         return self.sock is not None
 
-    def wait(self, stop: threading.Event, poll_delay: float) -> None:
-        """Until the next claim is due (or stop is set)."""
+    def wait(self, stop: threading.Event, poll_delay: float) -> list[dict[str, Any]] | None:
+        """Until the next claim is due (or stop is set): the tasks pushed meanwhile (lease those,
+        by id), or None (claim whatever is pending: the safety poll, a reconnection, no WebSocket)."""
         if self.sock is None:
             stop.wait(poll_delay)
-            return
+            return None
         due = self.clock() + SAFETY_POLL_S
         while not stop.is_set():
             left = due - self.clock()
             if left <= 0:
-                return
+                return None
             try:
                 frame = _frame(self.sock, min(left, STOP_CHECK_S))
             except TimeoutError:
@@ -219,26 +220,45 @@ class LaneWatch:
             except ConnectionError:  # closed (API Gateway ends connections after 2 h): open another
                 self.sock.close()
                 self.sock = self._open()
-                return  # and claim: what was pushed meanwhile is lost
+                return None  # and claim: what was pushed meanwhile is lost
             except Exception as err:  # an error frame (say, a lane refused): log it, keep waiting
                 log.warning("lane subscription: %s", err)
                 continue
-            if frame.get("type") == "task" or frame.get("pending"):
+            if frame.get("type") == "task":
+                return [frame, *self._drain()]
+            if frame.get("pending"):  # the catch-up's tasks came before it: they are here already
                 self._drain()
-                return
+                return None
+        return None
 
-    def _drain(self) -> None:
-        """Frames already here: one claim answers them all."""
+    def _drain(self) -> list[dict[str, Any]]:
+        """The task frames already here."""
+        tasks: list[dict[str, Any]] = []
         while self.sock is not None:
             try:
-                self.sock.recv(0)
-            except (TimeoutError, ConnectionError):
-                return
+                frame = json.loads(self.sock.recv(0))
+            except (TimeoutError, ConnectionError, ValueError):
+                return tasks
+            if frame.get("type") == "task":
+                tasks.append(frame)
+        return tasks
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def claim_pushed(t: Transport, frame: dict[str, Any], worker: str, lease_ms: int) -> dict[str, Any] | None:
+    """Lease a task a push told of, by id (one conditional write): the task, or None if another
+    worker has it, it has finished, or the service refused."""
+    try:
+        out = t.request("POST", f"/sessions/{frame['session_id']}/external-tasks/{frame['task_id']}/claim",
+                        {"worker": worker, "lease_ms": lease_ms})
+    except Exception as err:  # a blip: the safety poll finds it
+        log.debug("claiming pushed task %s: %s", frame.get("task_id"), err)
+        return None
+    return out["task"] if out.get("claimed") else None
 
 
 # -- one connection per client, kept across its waits ---------------------------------------------

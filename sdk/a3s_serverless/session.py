@@ -215,22 +215,30 @@ class Session:
         # Told of new tasks on the lanes (claimed once now, then when told, and every minute);
         # without a WebSocket API, polled with a backoff.
         watch = push.LaneWatch(self._t, list(LANES))
-        backoff = idle_backoff()
+        backoff, worker = idle_backoff(), f"handler-{self.session_id}"
+        pushed: list[dict[str, Any]] | None = None  # first: whatever is pending
         try:
             while not stop.is_set():
-                try:
-                    tasks = self.claim_external_tasks(max_tasks=HANDLER_BATCH, worker=f"handler-{self.session_id}")
-                except Exception:  # service briefly unreachable: try again, never kill the thread
-                    tasks = []
+                if pushed is not None:  # told of these (the lanes are the tenant's): lease ours by id
+                    found = [push.claim_pushed(self._t, p, worker, 300_000) for p in pushed
+                             if p.get("session_id") == self.session_id]
+                    tasks, more = [t for t in found if t], False
+                else:
+                    try:
+                        tasks = self.claim_external_tasks(max_tasks=HANDLER_BATCH, worker=worker)
+                    except Exception:  # service briefly unreachable: try again, never kill the thread
+                        tasks = []
+                    more = len(tasks) == HANDLER_BATCH or not watch.pushed  # maybe more: claim again now
                 for task in tasks:
                     # an error here: the completion did not arrive, the lease runs out and it is claimed again
                     with contextlib.suppress(Exception):
                         complete_with(fn, task, self.complete_external_task)
                 if tasks:
                     backoff = idle_backoff()
-                    if len(tasks) == HANDLER_BATCH or not watch.pushed:  # maybe more: claim again now
-                        continue
-                watch.wait(stop, next(backoff))  # a push that came meanwhile ends it at once
+                if tasks and more:
+                    pushed = None
+                    continue
+                pushed = watch.wait(stop, next(backoff))  # a push that came meanwhile ends it at once
         finally:
             watch.close()
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .extras import WORKER, require
-from .push import LaneWatch
+from .push import LaneWatch, claim_pushed
 from .transport import HttpTransport, Transport
 
 
@@ -75,10 +75,14 @@ class Worker:
         return self.transport.request(
             "POST", f"/sessions/{task['session_id']}/external-tasks/{task['task_id']}/complete", body)["completed"]
 
-    def run_once(self) -> int:
-        """Claim up to `batch` tasks of the lane and do them; the number done."""
-        tasks = self.transport.request("POST", f"/lanes/{self.lane}/claim",
-                                       {"max": self.batch, "lease_ms": self.lease_ms, "worker": self.name})["tasks"]
+    def run_once(self, pushed: list[dict] | None = None) -> int:
+        """Claim up to `batch` tasks of the lane (or lease those a push told of, by id) and do them;
+        the number claimed."""
+        if pushed is None:
+            tasks = self.transport.request("POST", f"/lanes/{self.lane}/claim",
+                                           {"max": self.batch, "lease_ms": self.lease_ms, "worker": self.name})["tasks"]
+        else:
+            tasks = [t for t in (claim_pushed(self.transport, p, self.name, self.lease_ms) for p in pushed) if t]
         for task in tasks:
             try:
                 ok = complete_with(self.handler, task, functools.partial(self._complete, task))
@@ -96,18 +100,19 @@ class Worker:
         watch = LaneWatch(self.transport, [self.lane], clock=self.clock)
         log.info("worker on lane %s: %s", self.lane, "tasks pushed over WebSocket" if watch.pushed else "polling")
         backoff = idle_backoff()
+        pushed: list[dict] | None = None  # first: whatever is pending
         try:
             while not stop.is_set() and (max_tasks is None or self.completed < max_tasks):
                 try:
-                    done = self.run_once()
+                    done = self.run_once(pushed)
                 except Exception as err:  # a blip of the service must not end the worker
                     log.warning("poll failed: %s", err)
                     done = 0
                 if done:
                     backoff = idle_backoff()
-                    if done >= self.batch or not watch.pushed:  # maybe more: claim again now
+                    if pushed is None and (done >= self.batch or not watch.pushed):  # maybe more: claim again now
                         continue
-                watch.wait(stop, next(backoff))  # a push that came meanwhile ends it at once
+                pushed = watch.wait(stop, next(backoff))  # a push that came meanwhile ends it at once
         finally:
             watch.close()
 

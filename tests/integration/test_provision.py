@@ -75,6 +75,7 @@ def test_given_the_model_when_provisioned_then_table_has_gsi_and_ttl_and_bucket_
     assert gsi["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["deadline"]}
     assert pending["IndexName"] == "gsi2"  # a session's pending tasks
     assert [k["AttributeName"] for k in pending["KeySchema"]] == ["gsi2pk", "gsi2sk"]
+    assert pending["Projection"] == {"ProjectionType": "KEYS_ONLY"}  # a claim never rewrites its entry
     assert listing["IndexName"] == "gsi3"  # a tenant's runs: written once, with the run
     assert listing["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["session_id"]}
     ttl = ddb.describe_time_to_live(TableName=table.name)["TimeToLiveDescription"]

@@ -114,7 +114,7 @@ def test_given_a_pending_task_then_it_can_be_cancelled_once_even_after_its_deadl
 
 def test_given_an_unknown_task_then_finish_and_claim_are_refused(store, tenant):
     assert store.finish_task(tenant, "sess-1", "nope", "completed", T0, result={"output": "x"}) is None
-    assert store.claim_task(tenant, "sess-1", "nope", "w", T0, 1000) is False
+    assert store.claim_task(tenant, "sess-1", "nope", "w", T0, 1000) is None
     assert store.get_task(tenant, "sess-1", "nope") is None
 
 
@@ -130,11 +130,19 @@ def test_given_a_finished_task_then_it_is_no_longer_listed_as_pending(store, ten
 
 def test_given_a_claimed_task_then_a_second_worker_cannot_claim_it_until_the_lease_ends(store, tenant):
     store.create_task(a_task(tenant, timeout_ms=600_000))
-    assert store.claim_task(tenant, "sess-1", "task-1", "w1", T0, 1000) is True
-    assert store.claim_task(tenant, "sess-1", "task-1", "w2", T0 + 999, 1000) is False
-    assert store.claim_task(tenant, "sess-1", "task-1", "w2", T0 + 1000, 1000) is True
+    leased = store.claim_task(tenant, "sess-1", "task-1", "w1", T0, 1000)
+    assert leased is not None and (leased.lease_owner, leased.lease_until) == ("w1", T0 + 1000)
+    assert leased.payload == a_task(tenant).payload  # the task as stored, from the one write
+    assert store.claim_task(tenant, "sess-1", "task-1", "w2", T0 + 999, 1000) is None
+    assert store.claim_task(tenant, "sess-1", "task-1", "w2", T0 + 1000, 1000) is not None
     store.finish_task(tenant, "sess-1", "task-1", "completed", T0 + 1500, result={"output": "x"})
-    assert store.claim_task(tenant, "sess-1", "task-1", "w3", T0 + 99_999, 1000) is False
+    assert store.claim_task(tenant, "sess-1", "task-1", "w3", T0 + 99_999, 1000) is None
+
+
+def test_given_a_task_past_its_deadline_then_no_one_can_lease_it(store, tenant):
+    store.create_task(a_task(tenant, timeout_ms=1_000))
+    assert store.claim_task(tenant, "sess-1", "task-1", "w1", T0 + 1_000, 60_000) is None
+    assert store.get_task(tenant, "sess-1", "task-1").lease_owner is None
 
 
 def test_given_another_tenant_then_it_cannot_see_or_finish_the_task(store, tenant):

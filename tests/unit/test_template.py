@@ -219,7 +219,7 @@ DATA_GRANTS = {
         "dynamodb:BatchGetItem Table", "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"},
     "RunDriverFunction": {
-        "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
+        "dynamodb:GetItem Table", "dynamodb:BatchGetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
         "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*",
         "s3:GetObject WorkspaceBucket/history/*", "s3:PutObject WorkspaceBucket/history/*",

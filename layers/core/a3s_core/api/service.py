@@ -188,16 +188,16 @@ class Service:
     def claim_task(self, session_id: str, task_id: str, body: ClaimTaskBody) -> dict[str, Any]:
         """Lease this one task; when not leased, `reason` says whether to try again later
         ("leased": another worker holds it) or drop it ("finished", "expired")."""
-        self.session(session_id)
         store, now = self.rt.store, self.rt.clock()
+        # One conditional write, keyed by tenant and session: reads only to say why it was not leased.
+        leased = store.claim_task(self.tenant, session_id, task_id, body.worker, now, body.lease_ms)
+        if leased is not None:
+            telemetry.task_claimed(leased, body.worker, now)
+            return {"claimed": True, "task": leased.public(), "reason": None}
         task = store.get_task(self.tenant, session_id, task_id)
         if task is None:
+            self.session(session_id)  # an unknown session is a 404 of its own
             raise NotFound(f"task {task_id!r} not found")
-        if task.status == TaskStatus.PENDING and task.deadline > now and \
-                store.claim_task(self.tenant, session_id, task_id, body.worker, now, body.lease_ms):
-            telemetry.task_claimed(task, body.worker, now)
-            return {"claimed": True, "task": task.public(), "reason": None}
-        task = store.get_task(self.tenant, session_id, task_id) or task
         reason = "finished" if task.status != TaskStatus.PENDING else "expired" if task.deadline <= now else "leased"
         return {"claimed": False, "task": task.public(), "reason": reason}
 

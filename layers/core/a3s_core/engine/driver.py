@@ -23,7 +23,6 @@ from a3s_core.domain.items import (
     PendingCall,
     Run,
     RunStatus,
-    Session,
     Task,
     TaskStatus,
     ToolOutcome,
@@ -98,7 +97,10 @@ class _Turns:
         self.events: list[Event] = []
         self.answer_unsaved = False  # the model answered and the answer is not checkpointed yet
         self.interrupted = False     # a request from outside came during this invocation
-        self.session: Session = rt.store.get_session(run.tenant, run.session_id)
+        self.announce: list[Task] = []  # tasks made since the last checkpoint: pushed once it commits
+        # The session and the tasks this turn waits on, in one read (a wake's usual question).
+        awaited = [t for c in run.pending if c.outcome is None for t in (c.task_id, c.confirm_task_id) if t]
+        self.session, self.prefetched = rt.store.session_and_tasks(run.tenant, run.session_id, awaited)
         self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
         if run.event_seq == 0:  # its first pick-up: the run is created without events (one write)
@@ -135,7 +137,11 @@ class _Turns:
             raise Conflict(f"run {self.run.run_id} keeps changing underneath")
         # committed first, then pushed (engine/push.py)
         push.publish_run(self.rt, self.run, self.events, session_watchers=self.session.watching)
-        self.events, self.answer_unsaved = [], False
+        # A worker told of a task only now finds its run suspended (or past the tool's start): its
+        # completion wakes the run, rather than nudging a driver that has not saved yet.
+        for task in self.announce:
+            push.publish_task(self.rt, task)
+        self.events, self.answer_unsaved, self.announce = [], False, []
 
     def release(self, status: str, append: bool = False, cancellable: bool = False) -> None:
         self.run.status, self.run.lease_owner, self.run.lease_until = RunStatus(status), None, 0
@@ -359,7 +365,9 @@ class _Turns:
 
     def finished(self, task_id: str, call: PendingCall) -> Task | None:
         """The task if it is final (recording that in the history), else None."""
-        task = self.rt.store.get_task(self.run.tenant, self.run.session_id, task_id)
+        task = self.prefetched.pop(task_id, None)  # read with the session, once: later asks read again
+        if task is None:
+            task = self.rt.store.get_task(self.run.tenant, self.run.session_id, task_id)
         if task is None or task.status == TaskStatus.PENDING:
             return None
         self.emit("external_task_completed", task_id=task.task_id, status=task.status, tool=call.name,
@@ -480,7 +488,7 @@ class _Turns:
         # before they were, and a duplicate is harmless (claims and timeouts are conditional).
         if self.rt.store.create_task(task):
             telemetry.task_created(task)
-            push.publish_task(self.rt, task)
+            self.announce.append(task)
         self.rt.queues.send_lane(lane, {"tenant": run.tenant, **task.public()})
         self.rt.queues.send_run(timeout_message(task), math.ceil(timeout_ms / 1000))
         self.emit("external_task_pending", task_id=task.task_id, lane=lane, command_type=command_type,

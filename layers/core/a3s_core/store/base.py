@@ -63,6 +63,8 @@ class Store(Protocol):
     def create_task(self, task: Task) -> bool:
         """False if a task with this id exists already (a replayed turn)."""
     def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None: ...
+    def session_and_tasks(self, tenant: str, session_id: str, task_ids: list[str]) -> tuple[Session, dict[str, Task]]:
+        """The session and those of its tasks that exist, in one read (NotFound: no such session)."""
     def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]: ...
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]: ...
     def overdue_tasks(self, now: int, limit: int) -> list[Task]: ...
@@ -71,8 +73,10 @@ class Store(Protocol):
         """pending -> status, if still allowed at `now`: a completion must beat the deadline,
         a timeout must not come before it. The finished task for the one caller that made the
         change (the write answers with it), else None."""
-    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
-        """Lease a pending task to one worker, so two workers do not both do it."""
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int,
+                   lease_ms: int) -> Task | None:
+        """Lease a pending task before its deadline to one worker, so two workers do not both do
+        it: the task as leased, or None (no such task, finished, expired or leased to another)."""
 
     def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
         """Add to a session's per-lane queue counters (lane_metrics)."""

@@ -247,8 +247,16 @@ class DynamoStore:
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
                 "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
                 "lease_owner": run.lease_owner or "", "ttl": self._expiry(),
-                "pause": run.control.pause, "cancel": run.control.cancel, "injections": run.control.injections,
                 **self._doc(doc, f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"), **_listing_key(run)}
+        # Written only when set (every reader defaults them): the run is rewritten at each step,
+        # and most runs are never re-driven, watched, paused, cancelled or injected into.
+        optional = {"redrives": run.redrives, "watchers": run.watchers, "pause": run.control.pause,
+                    "cancel": run.control.cancel, "injections": run.control.injections}
+        for name, value in optional.items():
+            if not value:
+                item.pop(name, None)
+            else:
+                item[name] = value
         if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
             item.update(_live_key(run.tenant, run.run_id))
         return item
@@ -565,12 +573,23 @@ class DynamoStore:
         item = self._get(_task_key(tenant, session_id, task_id))
         return self._task_from(item) if item else None
 
+    def session_and_tasks(self, tenant: str, session_id: str, task_ids: list[str]) -> tuple[Session, dict[str, Task]]:
+        if not task_ids:
+            return self.get_session(tenant, session_id), {}
+        items = {i["sk"]: i for i in self._batch_get(
+            [_session_key(tenant, session_id), *(_task_key(tenant, session_id, t) for t in dict.fromkeys(task_ids))])}
+        if "SESSION" not in items:
+            raise NotFound(f"session {session_id!r} not found")
+        tasks = [self._task_from(i) for sk, i in items.items() if sk != "SESSION"]
+        return _session_from(items["SESSION"]), {t.task_id: t for t in tasks}
+
     def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
         # Only pending tasks are in gsi2 (a finished one leaves it): the read does not grow with the
         # session's history. Oldest first.
-        items = self._query(index="gsi2", KeyConditionExpression="gsi2pk = :p",
-                            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#S#{session_id}#PENDING"}))
-        return [t for t in map(self._task_from, items) if t.status == TaskStatus.PENDING]
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
+            index="gsi2", KeyConditionExpression="gsi2pk = :p",
+            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#S#{session_id}#PENDING"}))]
+        return self._pending(keys)
 
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
@@ -611,15 +630,17 @@ class DynamoStore:
         )
         return self._task_from(_from_ddb(out["Attributes"])) if out else None
 
-    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
-        return self._conditional(
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int,
+                   lease_ms: int) -> Task | None:
+        out = self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
             UpdateExpression="SET lease_owner = :o, lease_until = :u, claimed_at = if_not_exists(claimed_at, :now)",
-            ConditionExpression="#s = :pending AND (lease_owner = :none OR lease_until <= :now)",
+            ConditionExpression="#s = :pending AND deadline > :now AND (lease_owner = :none OR lease_until <= :now)",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":o": owner, ":u": now + lease_ms, ":pending": "pending",
                                                ":none": "", ":now": now}),
-        ) is not None
+            ReturnValues="ALL_NEW")
+        return self._task_from(_from_ddb(out["Attributes"])) if out else None
 
     def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
         names = {f"#c{i}": k for i, k in enumerate(counts)}

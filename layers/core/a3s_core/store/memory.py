@@ -188,6 +188,10 @@ class MemoryStore:
         t = self._tasks.get((tenant, session_id, task_id))
         return t.model_copy(deep=True) if t else None
 
+    def session_and_tasks(self, tenant: str, session_id: str, task_ids: list[str]) -> tuple[Session, dict[str, Task]]:
+        session = self.get_session(tenant, session_id)
+        return session, {t: task for t in task_ids if (task := self.get_task(tenant, session_id, t)) is not None}
+
     def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
         return sorted((t.model_copy(deep=True) for (tn, sid, _), t in self._tasks.items()
                        if tn == tenant and sid == session_id and t.status == "pending"),
@@ -210,14 +214,15 @@ class MemoryStore:
             t.status, t.result, t.error, t.completed_at = TaskStatus(status), result, error, now
             return t.model_copy(deep=True)
 
-    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int, lease_ms: int) -> bool:
+    def claim_task(self, tenant: str, session_id: str, task_id: str, owner: str, now: int,
+                   lease_ms: int) -> Task | None:
         with self._lock:
             t = self._tasks.get((tenant, session_id, task_id))
-            if t is None or t.status != "pending" or (t.lease_owner and t.lease_until > now):
-                return False
+            if t is None or t.status != "pending" or t.deadline <= now or (t.lease_owner and t.lease_until > now):
+                return None
             t.lease_owner, t.lease_until = owner, now + lease_ms
             t.claimed_at = t.claimed_at or now
-            return True
+            return t.model_copy(deep=True)
 
     def add_lane_metrics(self, tenant: str, session_id: str, lane: str, counts: dict[str, int]) -> None:
         with self._lock:
