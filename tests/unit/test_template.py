@@ -226,7 +226,7 @@ DATA_GRANTS = {
         "s3:GetObject WorkspaceBucket/workspaces/*", "s3:PutObject WorkspaceBucket/workspaces/*",
         "s3:ListBucket WorkspaceBucket", *SANDBOX_EXCHANGE},
     "SweeperFunction": {"dynamodb:Query Table/index/gsi1", "dynamodb:BatchGetItem Table", *FAIL_A_RUN},
-    "RunsDLQFunction": FAIL_A_RUN,
+    "RunsDLQFunction": {"dynamodb:BatchGetItem Table", *FAIL_A_RUN},  # a failed child settles its step
     "LaneWorkerFunction": {
         "dynamodb:GetItem Table", "dynamodb:UpdateItem Table", "s3:GetObject WorkspaceBucket/workspaces/*",
         "s3:PutObject WorkspaceBucket/workspaces/*", "s3:DeleteObject WorkspaceBucket/workspaces/*",

@@ -177,8 +177,7 @@ def on_child_end(rt: Runtime, run: Run, session: Session | None = None) -> None:
     ref = run.parent
     assert ref is not None
     store = rt.store
-    wf = store.get_workflow(run.tenant, ref.workflow_id)
-    step = store.get_step(run.tenant, ref.workflow_id, ref.key)
+    wf, step = store.workflow_and_step(run.tenant, ref.workflow_id, ref.key)  # one read
     if step is None or step.attempt != ref.attempt or wf.attempt != ref.attempt:
         return  # a run of an earlier attempt
     outcome = run_outcome(step, run)

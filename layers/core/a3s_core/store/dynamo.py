@@ -739,6 +739,14 @@ class DynamoStore:
         item = self._get(_step_key(tenant, workflow_id, key))
         return self._step_from(item) if item else None
 
+    def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
+        keys = [_wf_key(tenant, workflow_id), _step_key(tenant, workflow_id, key)]
+        items = {i["sk"]: i for i in self._batch_get(keys)}
+        if "WF" not in items:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        step = next((self._step_from(i) for sk, i in items.items() if sk != "WF"), None)
+        return Workflow.model_validate(self._merge(items["WF"], self._WF_STATE)), step
+
     def put_steps(self, steps: list[Step]) -> None:
         for i in range(0, len(steps), 25):
             requests = [{"PutRequest": {"Item": _to_ddb(self._step_item(s))}} for s in steps[i:i + 25]]

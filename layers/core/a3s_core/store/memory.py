@@ -263,6 +263,9 @@ class MemoryStore:
         s = self._steps.get((tenant, workflow_id, key))
         return s.model_copy(deep=True) if s else None
 
+    def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
+        return self.get_workflow(tenant, workflow_id), self.get_step(tenant, workflow_id, key)
+
     def put_steps(self, steps: list[Step]) -> None:
         with self._lock:
             for step in steps:
