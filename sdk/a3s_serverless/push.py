@@ -8,12 +8,14 @@ wait falls back to polling the HTTP API as before.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
 import threading
 import time
 import urllib.parse
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol
@@ -328,12 +330,16 @@ class Hub:
             if session_id in self._sessions:
                 return False
             self.sock.send(json.dumps({"action": "subscribe", "session_id": session_id}))
-            try:
-                ack = self._acks.get(timeout=OPEN_TIMEOUT_S)
-            except queue.Empty:
-                raise ConnectionError("no answer to a subscription") from None
-            if ack is None:
-                raise ConnectionError("the connection closed")
+            deadline = time.monotonic() + OPEN_TIMEOUT_S
+            while True:
+                try:
+                    ack = self._acks.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise ConnectionError("no answer to a subscription") from None
+                if ack is None:
+                    raise ConnectionError("the connection closed")
+                if ack.get("type") == "error" or ack.get("session_id") == session_id:
+                    break  # (an ack of an earlier subscription that timed out is not ours)
             if ack.get("type") == "error":
                 raise error_for(int(ack.get("status") or 400),
                                 {"error": {"code": ack.get("code"), "message": ack.get("message")}})
@@ -416,6 +422,8 @@ def hub(t: Transport) -> Hub | None:
             return None
         current = Hub(sock)
         t._a3s_hub = current  # type: ignore[attr-defined]
+        with contextlib.suppress(TypeError):  # closed with its transport (a transport without weakrefs: at exit)
+            weakref.finalize(t, current.close)
         return current
 
 

@@ -204,7 +204,7 @@ class DynamoStore:
         return {**_session_key(session.tenant, session.session_id), "version": session.version,
                 "turns": session.turns,
                 "gsi1pk": f"T#{session.tenant}#SESSIONS", "gsi1sk": f"{session.created_at:015d}#{session.session_id}",
-                "ttl": self._expiry(), "doc": session.model_dump_json()}
+                "ttl": self._expiry(), "doc": session.model_dump_json(exclude={"watching"})}
 
     def create_session(self, session: Session) -> None:
         if self._conditional(Item=_to_ddb(self._session_item(session)),
@@ -233,10 +233,11 @@ class DynamoStore:
         # The document and version only: `turns` and `watchers` are counted by their own writes.
         expected = session.version
         session.version += 1
+        doc = session.model_dump_json(exclude={"watching"})
         if self._conditional(Key=_to_ddb(_session_key(session.tenant, session.session_id)),
                              UpdateExpression="SET doc = :d, version = :n, #ttl = :ttl",
                              ConditionExpression="version = :v", ExpressionAttributeNames={"#ttl": "ttl"},
-                             ExpressionAttributeValues=_to_ddb({":d": session.model_dump_json(), ":n": session.version,
+                             ExpressionAttributeValues=_to_ddb({":d": doc, ":n": session.version,
                                                                 ":v": expected, ":ttl": self._expiry()})) is None:
             session.version = expected
             raise Conflict(f"session {session.session_id} changed underneath")
