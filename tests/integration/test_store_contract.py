@@ -254,6 +254,34 @@ def test_given_another_tenant_then_the_run_is_not_found_for_it(store, tenant):
     assert store.acquire_run(tenant + "-other", "run-1", "drv", now_ms(), 1000) is None
 
 
+def test_given_a_waiting_run_then_it_is_never_re_driven_and_a_wake_brings_it_back(store, tenant):
+    run = a_run(tenant, status="waiting")
+    run.updated_at = T0
+    store.create_run(run, [])
+
+    for _ in range(2):  # a long wait: the sweeper passes it by (and takes it out of its index)
+        assert (tenant, "run-1") not in store.stale_runs(T0 + 10_000, 10_000)
+    assert store.wake_run(tenant, "run-1") is True
+    assert store.get_run(tenant, "run-1").status == "queued"
+    assert (tenant, "run-1") in store.stale_runs(now_ms() + 3_600_000, 10_000)  # live again: re-driven if lost
+
+
+def test_given_a_run_that_waits_only_a_moment_then_its_wake_rewrites_no_index_entry(stack):
+    from a3s_core.store.dynamo import DynamoStore
+    store: DynamoStore = stack.runtime.store
+    tenant = f"t-{secrets.token_hex(4)}"
+    store.create_run(a_run(tenant), [])
+    run = store.acquire_run(tenant, "run-1", "drv", now_ms(), 60_000)
+    run.status = "waiting"
+    store.save_run(run, [])  # suspended: keeps its entry in the live-run index
+    item = store._get({"pk": f"T#{tenant}#R#run-1", "sk": "RUN"})
+    assert (item["gsi1pk"], item["gsi1sk"]) == ("RUNS#LIVE", f"{tenant}#run-1")
+    store.stale_runs(now_ms() + 3_600_000, 10_000)  # waited an hour: the sweeper takes it out
+    assert "gsi1pk" not in store._get({"pk": f"T#{tenant}#R#run-1", "sk": "RUN"})
+    assert store.wake_run(tenant, "run-1") is True  # and a wake puts it back
+    assert store._get({"pk": f"T#{tenant}#R#run-1", "sk": "RUN"})["gsi1pk"] == "RUNS#LIVE"
+
+
 def test_given_a_stale_live_run_then_each_redrive_is_counted_once_and_a_run_that_moved_on_is_not(store, tenant):
     run = a_run(tenant)
     run.updated_at = T0

@@ -258,7 +258,10 @@ class DynamoStore:
                 item.pop(name, None)
             else:
                 item[name] = value
-        if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):  # sparse index of runs that a message should be driving
+        # The sparse index of runs a message should be driving, and of those just suspended: a run
+        # that waits a moment (a worker's round trip) keeps its entry, so its wake rewrites nothing
+        # there; the sweeper takes out one that waits longer (stale_runs).
+        if run.status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING):
             item.update(_live_key(run.tenant, run.run_id))
         return item
 
@@ -507,8 +510,15 @@ class DynamoStore:
         keys = [_run_key(*i["gsi1sk"].rsplit("#", 1)) for i in self._query(
             index="gsi1", KeyConditionExpression="gsi1pk = :p", ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE"}))]
         for item in self._batch_get(keys, "tenant, run_id, #s, touched", {"#s": "status"}):
-            if item.get("status") in ("queued", "running") and int(item.get("touched", 0)) < before:
+            if int(item.get("touched", 0)) >= before:
+                continue
+            if item.get("status") in ("queued", "running"):
                 found.append((item["tenant"], item["run_id"]))
+            elif item.get("status") == "waiting":  # waiting longer than a moment: out of the index
+                self._conditional(Key=_to_ddb(_run_key(item["tenant"], item["run_id"])),
+                                  UpdateExpression="REMOVE gsi1pk, gsi1sk", ConditionExpression="#s = :w",
+                                  ExpressionAttributeNames={"#s": "status"},
+                                  ExpressionAttributeValues=_to_ddb({":w": "waiting"}))
         return sorted(found)[:limit]
 
     def _batch_get(self, keys: list[dict[str, str]], projection: str | None = None,
