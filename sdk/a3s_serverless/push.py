@@ -277,7 +277,7 @@ class Hub:
     missed over HTTP and the next wait opens another."""
 
     def __init__(self, sock: Socket) -> None:
-        self.sock, self.opened, self.closed = sock, time.monotonic(), False
+        self.sock, self.opened, self.closed, self._stopping = sock, time.monotonic(), False, False
         self._changed = threading.Condition()
         self._subscribing = threading.Lock()
         self._sessions: set[str] = set()
@@ -286,7 +286,7 @@ class Hub:
         threading.Thread(target=self._read, daemon=True, name="a3s-push").start()
 
     def _read(self) -> None:
-        while not self.closed:
+        while not self.closed and not self._stopping:
             try:
                 frame = json.loads(self.sock.recv(STOP_CHECK_S))
             except TimeoutError:
@@ -314,6 +314,11 @@ class Hub:
         with self._changed:
             self._log(run_id)
 
+    def stop(self) -> None:
+        """Close it from its own reader thread, soon (no I/O here: a finalizer may call this from
+        whatever thread the garbage collector runs on)."""
+        self._stopping = True
+
     def close(self) -> None:
         with self._changed:
             if self.closed:
@@ -321,7 +326,8 @@ class Hub:
             self.closed = True
             self._changed.notify_all()
         self._acks.put(None)
-        self.sock.close()
+        with contextlib.suppress(Exception):  # gone already (the service, or the process, is stopping)
+            self.sock.close()
 
     def watch(self, session_id: str) -> bool:
         """Subscribed to the session's runs from now on; True if that happened just now (what came
@@ -423,7 +429,7 @@ def hub(t: Transport) -> Hub | None:
         current = Hub(sock)
         t._a3s_hub = current  # type: ignore[attr-defined]
         with contextlib.suppress(TypeError):  # closed with its transport (a transport without weakrefs: at exit)
-            weakref.finalize(t, current.close)
+            weakref.finalize(t, current.stop)
         return current
 
 
