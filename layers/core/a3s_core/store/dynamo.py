@@ -230,7 +230,7 @@ class DynamoStore:
         return _session_from(item)
 
     def save_session(self, session: Session) -> None:
-        # The document and version only: `turns` and `watchers` are counted by their own writes.
+        # The document and version only: `turns` and `watching` are changed by their own writes.
         expected = session.version
         session.version += 1
         doc = session.model_dump_json(exclude={"watching"})
