@@ -395,50 +395,37 @@ class Bench:
         return {"wait_minute": wait, "idle_worker_minute": lane, "idle_handler_minute": handler,
                 "measured_s": round(b.t - a.t, 1), "pushed_events": len(pushed)}
 
-    def with_ws(self, unit: dict[str, Any], a: Mark, b: Mark, n: int, whos: tuple[str, ...]) -> dict[str, Any]:
-        """A unit measured over whole-stack counts, plus its clients' WebSocket connections:
-        messages both ways, the WebSocket function's invocations, and each connection's minutes
-        (open the whole window). The function's AWS calls are in the stack-wide counts already."""
-        labels = [r for r in set(b.ws[1]) | set(a.ws[1]) if r.split(" ")[1] in whos]
+    def with_ws(self, unit: dict[str, Any], a: Mark, b: Mark, n: float, whos: tuple[str, ...],
+                connection_minutes: float | None = None) -> dict[str, Any]:
+        """`unit` (figures of a..b over n), plus its clients' WebSocket connections: messages both
+        ways, the WebSocket function's invocations (a $connect's authorizer too, its time inside the
+        $connect's, billed at the function's size) and the connections' minutes (default: each
+        open the whole window). Their AWS calls are the caller's to have counted in `unit`."""
+        labels = sorted(r for r in set(b.ws[1]) | set(a.ws[1]) if r.split(" ")[1] in whos)
         invocations = sum(b.ws[1][r] - a.ws[1][r] for r in labels)
         secs = sum(b.ws[2][r] - a.ws[2][r] for r in labels)
+        connects = sum(b.ws[1][r] - a.ws[1][r] for r in labels if r.endswith("$connect"))
         mem = self.memory["WsFunction"]
         if invocations:
             unit["lambda"]["by_function"]["WsFunction"] = {
                 "invocations": round(invocations / n, 4), "seconds": round(secs / n, 5),
                 "mean_ms": round(1000 * secs / invocations, 1), "memory_mb": mem,
                 "gb_s": round(secs * mem / 1024 / n, 6)}
-            unit["lambda"]["invocations"] = round(unit["lambda"]["invocations"] + invocations / n, 4)
+            unit["lambda"]["invocations"] = round(unit["lambda"]["invocations"] + (invocations + connects) / n, 4)
             unit["lambda"]["gb_s"] = round(unit["lambda"]["gb_s"] + secs * mem / 1024 / n, 6)
         unit["ws_messages"] = round(sum(b.ws[0][w] - a.ws[0][w] for w in whos) / n, 3)
-        unit["ws_connection_minutes"] = round(len(whos) * (b.t - a.t) / 60 / n, 5)
-        unit["ws_routes"] = {r.split(" ", 1)[1]: round((b.ws[1][r] - a.ws[1][r]) / n, 3) for r in sorted(labels)}
+        unit["ws_connection_minutes"] = round(len(whos) * (b.t - a.t) / 60 / n, 5) \
+            if connection_minutes is None else connection_minutes
+        unit["ws_routes"] = {r.split(" ", 1)[1]: round((b.ws[1][r] - a.ws[1][r]) / n, 3) for r in labels}
         unit["usd"] = {k: round(v, 10) for k, v in dollars(unit).items()}
         unit["usd_per_1m"] = round(unit["usd"]["total"] * 1e6, 2)
         return unit
 
     def ws_unit(self, a: Mark, b: Mark, minutes: float, who: str, routes: tuple[str, ...]) -> dict[str, Any]:
-        """One client's minute: its HTTP requests (routes) and its WebSocket connection (messages,
-        connection-minutes, the WebSocket function's invocations and their AWS calls)."""
+        """One client's minute: its HTTP requests (routes) and its one WebSocket connection, open the
+        whole minute (messages, the WebSocket function's invocations and their AWS calls)."""
         labels = tuple(r for r in set(b.ws[1]) | set(a.ws[1]) if r.startswith(f"WS {who} "))
-        unit = self.per_unit(a, b, minutes, routes + labels)
-        invocations = sum(b.ws[1][r] - a.ws[1][r] for r in labels)
-        secs = sum(b.ws[2][r] - a.ws[2][r] for r in labels)
-        connects = sum(b.ws[1][r] - a.ws[1][r] for r in labels if r.endswith("$connect"))
-        mem = self.memory["WsFunction"]
-        if invocations:  # $connect's time holds the authorizer's too: all of it billed at WsFunction's size
-            unit["lambda"]["by_function"]["WsFunction"] = {
-                "invocations": round(invocations / minutes, 4), "seconds": round(secs / minutes, 5),
-                "mean_ms": round(1000 * secs / invocations, 1), "memory_mb": mem,
-                "gb_s": round(secs * mem / 1024 / minutes, 6)}
-            unit["lambda"]["invocations"] = round(unit["lambda"]["invocations"] + (invocations + connects) / minutes, 4)
-            unit["lambda"]["gb_s"] = round(unit["lambda"]["gb_s"] + secs * mem / 1024 / minutes, 6)
-        unit["ws_messages"] = round((b.ws[0][who] - a.ws[0][who]) / minutes, 3)
-        unit["ws_connection_minutes"] = 1.0  # one connection, open the whole minute
-        unit["ws_routes"] = {r.split(" ", 2)[2]: round((b.ws[1][r] - a.ws[1][r]) / minutes, 3) for r in labels}
-        unit["usd"] = {k: round(v, 10) for k, v in dollars(unit).items()}
-        unit["usd_per_1m"] = round(unit["usd"]["total"] * 1e6, 2)
-        return unit
+        return self.with_ws(self.per_unit(a, b, minutes, routes + labels), a, b, minutes, (who,), 1.0)
 
     def authorizer_minute(self, b: Mark) -> dict[str, float]:
         inv, sec = b.fn["invocations"][AUTH_FN], b.fn["seconds"][AUTH_FN]

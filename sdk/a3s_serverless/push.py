@@ -102,6 +102,26 @@ def _left(deadline: float | None, cap: float) -> float:
     return cap if deadline is None else min(cap, deadline - time.monotonic())
 
 
+def _page(t: Transport, run_id: str, after: int) -> dict[str, Any]:
+    """One quick read of the run's events after `after` (no long-poll)."""
+    return t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
+
+
+def _gap_free(t: Transport, run_id: str, after: int, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Pushed `events` (in seq order) past `after`, each once, a hole before one (a push lost)
+    filled from the API. The caller's `after` is the seq of the last event yielded."""
+    for event in events:
+        if event["seq"] <= after:
+            continue  # had it (a catch-up and a push overlap)
+        if event["seq"] > after + 1:
+            for missing in _page(t, run_id, after)["events"]:
+                if missing["seq"] < event["seq"]:
+                    after = missing["seq"]
+                    yield missing
+        after = event["seq"]
+        yield event
+
+
 def poll_run(t: Transport, run_id: str, after: int, deadline: float | None = None) -> Iterator[dict[str, Any]]:
     """A run's events after `after` until it ends, long-polling the HTTP API."""
     while True:
@@ -137,14 +157,6 @@ def follow_run(t: Transport, run_id: str, after: int = 0, deadline: float | None
 
 
 def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float | None) -> Iterator[dict[str, Any]]:
-    def fill(upto: int | None) -> Iterator[dict[str, Any]]:
-        page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
-        for event in page["events"]:
-            if upto is None or event["seq"] < upto:
-                yield event
-        if upto is None and page["done"] and not page["events"]:
-            yield {"seq": after, "type": "_done"}
-
     sock.send(json.dumps({"action": "subscribe", "run_id": run_id, "after": after}))
     quiet, subscribed, pushed = OPEN_TIMEOUT_S, False, False
     while True:
@@ -157,11 +169,12 @@ def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"run {run_id} has not ended") from None
             quiet = min(IDLE_S, quiet * 2)
-            for event in fill(None):
-                if event["type"] == "_done":
-                    return
+            page = _page(t, run_id, after)
+            for event in page["events"]:
                 after = event["seq"]
                 yield event
+            if page["done"] and not page["events"]:
+                return
             continue
         if frame.get("type") == "subscribed":
             subscribed = True
@@ -172,13 +185,7 @@ def _pushed(sock: Socket, t: Transport, run_id: str, after: int, deadline: float
             quiet = FIRST_QUIET_S if frame.get("status") == "running" and not pushed else IDLE_S
         elif frame.get("type") == "events" and subscribed and not pushed:
             pushed, quiet = True, IDLE_S  # the catch-up comes before the ack: this one was pushed
-        for event in frame.get("events", []) if frame.get("type") == "events" else []:
-            if event["seq"] <= after:
-                continue  # had it (catch-up and push overlap)
-            if event["seq"] > after + 1:  # a hole: what is missing, from the API
-                for missing in fill(event["seq"]):
-                    after = missing["seq"]
-                    yield missing
+        for event in _gap_free(t, run_id, after, frame.get("events", []) if frame.get("type") == "events" else []):
             after = event["seq"]
             yield event
 
@@ -385,7 +392,7 @@ class Hub:
                 raise TimeoutError(f"run {run_id} has not ended")
             events = self._next(run_id, after, left) if left > 0 else []
             if not events:  # quiet: read once over HTTP, in case a push was lost
-                page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
+                page = _page(t, run_id, after)
                 for event in page["events"]:
                     after = event["seq"]
                     yield event
@@ -396,15 +403,7 @@ class Hub:
                 quiet = IDLE_S if pushed else min(IDLE_S, max(FIRST_QUIET_S, quiet * 2))
                 continue
             pushed, quiet = True, IDLE_S
-            for event in events:
-                if event["seq"] <= after:
-                    continue
-                if event["seq"] > after + 1:  # a hole (a push lost): what is missing, from the API
-                    page = t.request("GET", f"/runs/{run_id}/events", query={"after": after, "wait_ms": 0})
-                    for missing in page["events"]:
-                        if missing["seq"] < event["seq"]:
-                            after = missing["seq"]
-                            yield missing
+            for event in _gap_free(t, run_id, after, events):
                 after = event["seq"]
                 yield event
                 if event["type"] == "run_end":

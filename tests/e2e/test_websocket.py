@@ -109,15 +109,20 @@ def test_given_a_wrong_key_when_connecting_then_the_connection_is_refused(stack)
     assert stack.connections.connect({}, {"key": "a3s-local-key"}, lambda _: None)  # a browser's ?key= works
 
 
+def intruder_answer(stack, tenant: str, subscribe: dict) -> dict:
+    """What another tenant's connection is told when it asks to subscribe."""
+    other = LocalSocket(stack.connections, stack.tenant_key(tenant))
+    try:
+        other.send(json.dumps({"action": "subscribe", **subscribe}))
+        return json.loads(other.recv(10))
+    finally:
+        other.close()
+
+
 def test_given_another_tenants_run_when_subscribing_then_an_error_frame_and_no_watcher(stack, session):
     handle = session.send_async("mine")
     handle.wait(timeout=30)
-    other = LocalSocket(stack.connections, stack.tenant_key("ws-intruder"))
-    try:
-        other.send(json.dumps({"action": "subscribe", "run_id": handle.run_id}))
-        frame = json.loads(other.recv(10))
-    finally:
-        other.close()
+    frame = intruder_answer(stack, "ws-intruder", {"run_id": handle.run_id})
     assert frame["type"] == "error" and frame["status"] == 404, frame
     store = stack.runtime.store
     assert store.watchers("ws-intruder", "run", handle.run_id) == []
@@ -230,6 +235,27 @@ class Counting:
         return self._socket()
 
 
+class ClosingSocket:
+    """The stack's in-process connection, closed by the peer once `frames` frames (of `kind`, if
+    given) have come."""
+
+    def __init__(self, stack: Any, frames: int, kind: str | None = None) -> None:
+        self.inner, self.frames, self.kind, self.seen = stack.transport().open_socket(), frames, kind, 0
+
+    def send(self, text: str) -> None:
+        self.inner.send(text)
+
+    def recv(self, timeout: float) -> str:
+        if self.seen >= self.frames:
+            raise ConnectionError("closed by the peer")
+        text = self.inner.recv(timeout)
+        self.seen += self.kind is None or json.loads(text).get("type") == self.kind
+        return text
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class Polling(Counting):
     """A transport with no WebSocket API at all (as an HttpTransport with ws_url="")."""
 
@@ -264,24 +290,8 @@ def test_given_a_socket_that_closes_mid_run_then_the_sdk_goes_on_by_polling_from
         stack, session, events):
     from a3s_serverless.session import RunHandle
 
-    class Breaking:
-        def __init__(self) -> None:
-            self.inner, self.frames = stack.transport().open_socket(), 0
-
-        def send(self, text: str) -> None:
-            self.inner.send(text)
-
-        def recv(self, timeout: float) -> str:
-            self.frames += 1
-            if self.frames > 2:
-                raise ConnectionError("closed by the peer")
-            return self.inner.recv(timeout)
-
-        def close(self) -> None:
-            self.inner.close()
-
     handle = session.send_async(MULTI_TOOL)
-    transport = Counting(stack.transport(), Breaking)
+    transport = Counting(stack.transport(), lambda: ClosingSocket(stack, frames=2))
     assert list(RunHandle(transport, handle.run_id).events()) == events.all(handle.run_id)
 
 
@@ -383,12 +393,7 @@ def test_given_a_run_followed_after_it_ended_then_the_kept_connection_gives_all_
 
 
 def test_given_another_tenants_session_when_subscribing_then_an_error_frame_and_no_watcher(stack, session):
-    other = LocalSocket(stack.connections, stack.tenant_key("ws-session-intruder"))
-    try:
-        other.send(json.dumps({"action": "subscribe", "session_id": session.session_id}))
-        frame = json.loads(other.recv(10))
-    finally:
-        other.close()
+    frame = intruder_answer(stack, "ws-session-intruder", {"session_id": session.session_id})
     assert frame["type"] == "error" and frame["status"] == 404, frame
     assert stack.runtime.store.get_session(LOCAL_TENANT, session.session_id).watching == []
 
@@ -396,24 +401,8 @@ def test_given_another_tenants_session_when_subscribing_then_an_error_frame_and_
 def test_given_a_kept_connection_that_closes_mid_run_then_the_wait_goes_on_over_http(stack, workspace, events):
     from a3s_serverless import Agent
 
-    class Closing:  # the connection API Gateway ends after its first pushed frame
-        def __init__(self) -> None:
-            self.inner, self.pushed = stack.transport().open_socket(), 0
-
-        def send(self, text: str) -> None:
-            self.inner.send(text)
-
-        def recv(self, timeout: float) -> str:
-            text = self.inner.recv(timeout)
-            self.pushed += json.loads(text).get("type") == "events"
-            if self.pushed > 1:
-                raise ConnectionError("closed by the peer")
-            return text
-
-        def close(self) -> None:
-            self.inner.close()
-
-    transport = Counting(stack.transport(), Closing)
+    # the connection API Gateway ends after its first pushed frame
+    transport = Counting(stack.transport(), lambda: ClosingSocket(stack, frames=1, kind="events"))
     session = Agent(transport, local=True).session(str(workspace), permissive=True)
     try:
         handle = session.send_async(MULTI_TOOL)

@@ -290,7 +290,7 @@ def test_given_a_run_whose_message_keeps_getting_lost_then_the_sweeper_redrives_
     rt = memory_rt
     rt.store.create_session(Session(tenant="t1", session_id="s1", workspace=str(workspace)))
     rt.store.create_run(Run(tenant="t1", run_id="r1", session_id="s1", prompt="p", model="scripted",
-                            workspace=str(workspace), updated_at=rt.clock()), [])
+                            workspace=str(workspace), updated_at=rt.clock()))
     stale_after = rt.settings.lease_seconds * 1000 + STALE_GRACE_MS + 1
 
     sent = []
@@ -316,7 +316,7 @@ def test_given_a_stale_run_whose_driver_holds_a_live_lease_then_the_sweeper_does
     rt = memory_rt
     rt.store.create_session(Session(tenant="t1", session_id="s1", workspace=str(workspace)))
     rt.store.create_run(Run(tenant="t1", run_id="r1", session_id="s1", prompt="p", model="scripted",
-                            workspace=str(workspace), updated_at=rt.clock(), redrives=MAX_REDRIVES), [])
+                            workspace=str(workspace), updated_at=rt.clock(), redrives=MAX_REDRIVES))
     rt.clock.advance(rt.settings.lease_seconds * 1000 + STALE_GRACE_MS + 1)
     rt.store.acquire_run("t1", "r1", "drv-live", rt.clock(), 60_000)
 

@@ -168,7 +168,7 @@ def test_given_16_concurrent_finishers_of_one_task_then_exactly_one_wins_every_t
 
 # -- runs -----------------------------------------------------------------------------------------
 def test_given_a_queued_run_then_one_driver_acquires_it_and_others_are_refused_while_the_lease_lives(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     now = now_ms()
     first = store.acquire_run(tenant, "run-1", "drv-1", now, 10_000)
     assert first is not None and (first.status, first.lease_owner) == ("running", "drv-1")
@@ -180,7 +180,7 @@ def test_given_a_queued_run_then_one_driver_acquires_it_and_others_are_refused_w
 
 @pytest.mark.parametrize("status", ["waiting", "paused", "succeeded", "failed", "cancelled"])
 def test_given_a_run_that_is_not_queued_or_running_then_it_cannot_be_acquired(store, tenant, status):
-    store.create_run(a_run(tenant, status=status), [])
+    store.create_run(a_run(tenant, status=status))
     assert store.acquire_run(tenant, "run-1", "drv-1", now_ms(), 10_000) is None
     assert store.get_run(tenant, "run-1").status == status
 
@@ -188,7 +188,7 @@ def test_given_a_run_that_is_not_queued_or_running_then_it_cannot_be_acquired(st
 def test_given_16_concurrent_drivers_then_exactly_one_acquires_the_run_every_time(store, tenant):
     for round_ in range(10):
         run_id = f"run-{round_}"
-        store.create_run(a_run(tenant, run_id), [])
+        store.create_run(a_run(tenant, run_id))
         now = now_ms()
         got = race(16, lambda i: store.acquire_run(tenant, run_id, f"drv-{i}", now, 60_000))
         owners = [r.lease_owner for r in got if r is not None]
@@ -197,7 +197,7 @@ def test_given_16_concurrent_drivers_then_exactly_one_acquires_the_run_every_tim
 
 
 def test_given_a_stale_copy_of_a_run_when_saved_then_conflict_and_the_newer_state_stays(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     mine = store.acquire_run(tenant, "run-1", "drv-1", now_ms(), 60_000)
     stale = mine.model_copy(deep=True)
     mine.text = "newer"
@@ -212,7 +212,7 @@ def test_given_a_stale_copy_of_a_run_when_saved_then_conflict_and_the_newer_stat
 
 
 def test_given_a_run_taken_over_by_another_driver_then_the_old_drivers_checkpoint_conflicts(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     now = now_ms()
     old = store.acquire_run(tenant, "run-1", "drv-old", now, 1_000)
     new = store.acquire_run(tenant, "run-1", "drv-new", now + 1_000, 60_000)
@@ -225,13 +225,13 @@ def test_given_a_run_taken_over_by_another_driver_then_the_old_drivers_checkpoin
 
 @pytest.mark.parametrize("status", ["queued", "running", "paused", "succeeded", "failed", "cancelled"])
 def test_given_a_run_that_is_not_waiting_then_wake_is_refused(store, tenant, status):
-    store.create_run(a_run(tenant, status=status), [])
+    store.create_run(a_run(tenant, status=status))
     assert store.wake_run(tenant, "run-1") is False
     assert store.get_run(tenant, "run-1").status == status
 
 
 def test_given_a_waiting_run_then_exactly_one_wake_succeeds(store, tenant):
-    store.create_run(a_run(tenant, status="waiting"), [])
+    store.create_run(a_run(tenant, status="waiting"))
     assert store.wake_run(tenant, "run-1") is True
     assert store.get_run(tenant, "run-1").status == "queued"
     assert store.wake_run(tenant, "run-1") is False
@@ -241,13 +241,13 @@ def test_given_a_waiting_run_then_exactly_one_wake_succeeds(store, tenant):
 def test_given_16_concurrent_wakers_of_a_waiting_run_then_exactly_one_wins_every_time(store, tenant):
     for round_ in range(10):
         run_id = f"run-{round_}"
-        store.create_run(a_run(tenant, run_id, status="waiting"), [])
+        store.create_run(a_run(tenant, run_id, status="waiting"))
         wins = race(16, lambda i: store.wake_run(tenant, run_id))
         assert wins.count(True) == 1, (round_, wins)
 
 
 def test_given_another_tenant_then_the_run_is_not_found_for_it(store, tenant):
-    store.create_run(a_run(tenant, status="waiting"), [])
+    store.create_run(a_run(tenant, status="waiting"))
     with pytest.raises(NotFound):
         store.get_run(tenant + "-other", "run-1")
     assert store.wake_run(tenant + "-other", "run-1") is False
@@ -257,7 +257,7 @@ def test_given_another_tenant_then_the_run_is_not_found_for_it(store, tenant):
 def test_given_a_waiting_run_then_it_is_never_re_driven_and_a_wake_brings_it_back(store, tenant):
     run = a_run(tenant, status="waiting")
     run.updated_at = T0
-    store.create_run(run, [])
+    store.create_run(run)
 
     for _ in range(2):  # a long wait: the sweeper passes it by (and takes it out of its index)
         assert (tenant, "run-1") not in store.stale_runs(T0 + 10_000, 10_000)
@@ -270,7 +270,7 @@ def test_given_a_run_that_waits_only_a_moment_then_its_wake_rewrites_no_index_en
     from a3s_core.store.dynamo import DynamoStore
     store: DynamoStore = stack.runtime.store
     tenant = f"t-{secrets.token_hex(4)}"
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     run = store.acquire_run(tenant, "run-1", "drv", now_ms(), 60_000)
     run.status = "waiting"
     store.save_run(run, [])  # suspended: keeps its entry in the live-run index
@@ -285,7 +285,7 @@ def test_given_a_run_that_waits_only_a_moment_then_its_wake_rewrites_no_index_en
 def test_given_a_stale_live_run_then_each_redrive_is_counted_once_and_a_run_that_moved_on_is_not(store, tenant):
     run = a_run(tenant)
     run.updated_at = T0
-    store.create_run(run, [])
+    store.create_run(run)
 
     assert [store.count_redrive(tenant, "run-1", T0 + 10 * i + 1, T0 + 10 * i + 5) for i in range(3)] == [1, 2, 3]
     assert store.get_run(tenant, "run-1").redrives == 3
@@ -305,7 +305,7 @@ def test_given_a_stale_live_run_then_each_redrive_is_counted_once_and_a_run_that
 def test_given_a_run_nothing_should_be_driving_then_no_redrive_is_counted(store, tenant, status):
     run = a_run(tenant, status=status)
     run.updated_at = T0
-    store.create_run(run, [])
+    store.create_run(run)
 
     assert store.count_redrive(tenant, "run-1", T0 + 1, T0 + 2) is None
     assert store.get_run(tenant, "run-1").redrives == 0
@@ -314,7 +314,7 @@ def test_given_a_run_nothing_should_be_driving_then_no_redrive_is_counted(store,
 def test_given_16_concurrent_sweepers_then_one_redrive_is_counted(store, tenant):
     run = a_run(tenant)
     run.updated_at = T0
-    store.create_run(run, [])
+    store.create_run(run)
 
     counts = race(16, lambda i: store.count_redrive(tenant, "run-1", T0 + 1, T0 + 2))
 
@@ -345,7 +345,7 @@ EXPIRES = 2_000_000_000
 
 
 def test_given_a_run_when_watched_then_the_watcher_is_listed_and_counted_once_per_connection(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     for _ in range(2):  # a repeated subscribe of one connection counts once
         store.add_watcher(tenant, "run", "run-1", "c1", EXPIRES)
     store.add_watcher(tenant, "run", "run-1", "c2", EXPIRES)
@@ -356,7 +356,7 @@ def test_given_a_run_when_watched_then_the_watcher_is_listed_and_counted_once_pe
 
 
 def test_given_watchers_when_removed_then_the_counter_drops_and_never_below_zero(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     store.add_watcher(tenant, "run", "run-1", "c1", EXPIRES)
 
     assert store.remove_watcher(tenant, "run", "run-1", "c1") is True
@@ -366,7 +366,7 @@ def test_given_watchers_when_removed_then_the_counter_drops_and_never_below_zero
 
 
 def test_given_another_tenants_run_or_workflow_when_watched_then_not_found_and_nothing_written(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     other = f"{tenant}-other"
 
     with pytest.raises(NotFound):
@@ -378,7 +378,7 @@ def test_given_another_tenants_run_or_workflow_when_watched_then_not_found_and_n
 
 
 def test_given_a_connection_when_closed_then_it_names_its_subscriptions(store, tenant):
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     store.open_connection(tenant, "c1", EXPIRES)
     store.add_watcher(tenant, "run", "run-1", "c1", EXPIRES)
     store.add_watcher(tenant, "lane", "execute", "c1", EXPIRES)
@@ -452,7 +452,7 @@ def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
         pass
     run = a_run(tenant, run_id)
     run.messages = [{"role": "user", "content": f"q {run_id}"}, {"role": "assistant", "content": f"a {run_id}"}]
-    store.create_run(run, [])
+    store.create_run(run)
     return store.get_session(tenant, "sess-1"), store.get_run(tenant, run_id)
 
 
@@ -488,9 +488,9 @@ def test_given_an_append_then_a_stale_session_save_is_refused_not_allowed_to_und
 # -- events -----------------------------------------------------------------------------------------
 def test_given_checkpoints_of_many_and_large_events_then_events_after_any_seq_come_back_in_order(store, tenant):
     run = a_run(tenant)
-    store.create_run(run, [Event(seq=1, type="run_start")])
+    store.create_run(run)
     run = store.get_run(tenant, "run-1")
-    small = [Event(seq=s, type="text", data={"text": f"e{s}"}) for s in range(2, 7)]
+    small = [Event(seq=s, type="text", data={"text": f"e{s}"}) for s in range(1, 7)]
     store.save_run(run, small)
     large = [Event(seq=s, type="tool_end", data={"output": str(s) * 60_000}) for s in range(7, 11)]
     store.save_run(run, large)  # more than one item's worth: split, and still all there
@@ -507,7 +507,7 @@ def test_given_a_control_request_after_a_driver_read_the_run_then_its_save_is_in
         store, tenant):
     from a3s_core.domain.errors import Interrupted
 
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     held = store.acquire_run(tenant, "run-1", "drv", T0, 60_000)
     store.request_control(tenant, "run-1", pause=True)
     store.request_control(tenant, "run-1", inject="also this")
@@ -531,7 +531,7 @@ def test_given_an_unknown_run_then_a_control_request_is_not_found(store, tenant)
 def test_given_a_run_then_only_a_running_one_can_be_nudged_and_its_driver_sees_the_nudge(store, tenant):
     from a3s_core.domain.errors import Interrupted
 
-    store.create_run(a_run(tenant), [])
+    store.create_run(a_run(tenant))
     assert store.nudge_run(tenant, "run-1") is False  # queued: whoever takes it reads everything anyway
     assert store.nudge_run(tenant, "nope") is False
     held = store.acquire_run(tenant, "run-1", "drv", T0, 60_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from a3s_core.domain.errors import Conflict
-from a3s_core.domain.items import Event, PendingCall, Run, Session, Task
+from a3s_core.domain.items import PendingCall, Run, Session, Task
 from a3s_core.engine import workflows
 from a3s_core.engine.containment import dead_letter, fail_run, give_up
 from a3s_core.engine.queues import MemoryQueues
@@ -26,7 +26,7 @@ def rt() -> Runtime:
 def a_run(rt: Runtime, status: str = "waiting", **fields) -> Run:
     run = Run(tenant="t1", run_id="r1", session_id="s1", prompt="p", model="scripted", workspace="/w",
               status=status, **fields)
-    rt.store.create_run(run, [Event(seq=1, type="run_start", data={})])
+    rt.store.create_run(run)
     return rt.store.get_run("t1", "r1")
 
 

@@ -36,7 +36,7 @@ class Rt:
 
 def a_run(store: MemoryStore) -> Run:
     run = Run(tenant="t", run_id="r", session_id="s", prompt="p", model="scripted", workspace="/w")
-    store.create_run(run, [])
+    store.create_run(run)
     return run
 
 

@@ -179,10 +179,10 @@ class Service:
         for task in candidates:
             if len(claimed) >= body.max:
                 break
-            if task.deadline > now and store.claim_task(self.tenant, task.session_id, task.task_id,
-                                                         body.worker, now, body.lease_ms):
-                telemetry.task_claimed(task, body.worker, now)
-                claimed.append(task)
+            leased = store.claim_task(self.tenant, task.session_id, task.task_id, body.worker, now, body.lease_ms)
+            if leased is not None:  # (pending, before its deadline, no live lease: the write's condition)
+                telemetry.task_claimed(leased, body.worker, now)
+                claimed.append(leased)
         return [t.public() for t in claimed]
 
     def claim_task(self, session_id: str, task_id: str, body: ClaimTaskBody) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class Store(Protocol):
     def list_sessions(self, tenant: str, limit: int = 50) -> list[Session]:
         """The tenant's sessions, newest first."""
 
-    def create_run(self, run: Run, events: list[Event] | None = None) -> None:
+    def create_run(self, run: Run) -> None:
         """A new run (Conflict if it exists). A driver writes its first events when it takes it."""
     def get_run(self, tenant: str, run_id: str) -> Run: ...
     def run_status(self, tenant: str, run_id: str) -> str | None:

@@ -313,20 +313,10 @@ class DynamoStore:
                  **({"z": zlib.compress(doc.encode(), 6)} if len(doc) >= COMPRESS_FROM else {"doc": doc})})}})
         return puts
 
-    def create_run(self, run: Run, events: list[Event] | None = None) -> None:
+    def create_run(self, run: Run) -> None:
         # One item, listed by gsi3 (written once): the run's first events are its driver's to write.
-        put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
-               "ConditionExpression": "attribute_not_exists(pk)"}
-        try:
-            if events:
-                self._db.transact_write_items(TransactItems=[{"Put": put}, *self._event_puts(
-                    run.tenant, run.run_id, events)])
-            else:
-                self._db.put_item(**put)
-        except ClientError as err:
-            if _failed_condition(err):
-                raise Conflict(f"run {run.run_id} exists") from err
-            raise
+        if self._conditional(Item=_to_ddb(self._run_item(run)), ConditionExpression="attribute_not_exists(pk)") is None:
+            raise Conflict(f"run {run.run_id} exists")
 
     def get_run(self, tenant: str, run_id: str) -> Run:
         item = self._get(_run_key(tenant, run_id))

@@ -73,13 +73,13 @@ class MemoryStore:
         mine = [s for (t, _), s in self._sessions.items() if t == tenant]
         return [s.model_copy(deep=True) for s in sorted(mine, key=lambda s: s.created_at, reverse=True)[:limit]]
 
-    def create_run(self, run: Run, events: list[Event] | None = None) -> None:
+    def create_run(self, run: Run) -> None:
         with self._lock:
             key = (run.tenant, run.run_id)
             if key in self._runs:
                 raise Conflict(f"run {run.run_id} exists")
             self._runs[key] = run.model_copy(deep=True)
-            self._events[key] = list(events or [])
+            self._events[key] = []
 
     def get_run(self, tenant: str, run_id: str) -> Run:
         r = self._runs.get((tenant, run_id))
