@@ -67,6 +67,12 @@ def _run_key(tenant: str, run_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
 
 
+def _run_of_key(pk: str) -> tuple[str, str]:
+    """(tenant, run_id) of a run's partition key."""
+    tenant, run_id = pk[2:].rsplit("#R#", 1)
+    return tenant, run_id
+
+
 def _listing_key(run: Run) -> dict[str, str]:
     """The run's entry in gsi3, a tenant's runs in the order they were made: fixed for its life."""
     return {"gsi3pk": f"T#{run.tenant}#RUNS", "gsi3sk": f"{run.created_at:015d}#{run.run_id}"}
@@ -244,9 +250,12 @@ class DynamoStore:
 
     # -- runs -----------------------------------------------------------------------------
     def _run_item(self, run: Run) -> dict[str, Any]:
-        doc = run.model_dump_json(exclude={*_RUN_STATE, "control"})
-        item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id, "tenant": run.tenant,
-                "run_id": run.run_id, **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
+        # The document leaves out what the keys say and what is at its default: the item is
+        # rewritten at each step of the run, and each byte past a write unit's KB is paid again.
+        doc = run.model_dump_json(exclude={*_RUN_STATE, "control", "tenant", "run_id", "session_id"},
+                                  exclude_defaults=True)
+        item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id,
+                **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
                 "lease_owner": run.lease_owner or "", "ttl": self._expiry(),
                 **self._doc(doc, f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"), **_listing_key(run)}
         # Written only when set (every reader defaults them): the run is rewritten at each step,
@@ -288,6 +297,8 @@ class DynamoStore:
     def _run_from(self, item: dict[str, Any]) -> Run:
         doc = json.loads(self._doc_of(item))
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
+        doc["tenant"], doc["run_id"] = _run_of_key(item["pk"])
+        doc["session_id"] = item["session_id"]
         doc["lease_owner"] = doc.get("lease_owner") or None
         doc["control"] = _control_from(item)
         return Run.model_validate(doc)
@@ -499,13 +510,14 @@ class DynamoStore:
         found: list[tuple[str, str]] = []
         keys = [_run_key(*i["gsi1sk"].rsplit("#", 1)) for i in self._query(
             index="gsi1", KeyConditionExpression="gsi1pk = :p", ExpressionAttributeValues=_to_ddb({":p": "RUNS#LIVE"}))]
-        for item in self._batch_get(keys, "tenant, run_id, #s, touched", {"#s": "status"}):
+        for item in self._batch_get(keys, "pk, #s, touched", {"#s": "status"}):
             if int(item.get("touched", 0)) >= before:
                 continue
+            tenant, run_id = _run_of_key(item["pk"])
             if item.get("status") in ("queued", "running"):
-                found.append((item["tenant"], item["run_id"]))
+                found.append((tenant, run_id))
             elif item.get("status") == "waiting":  # waiting longer than a moment: out of the index
-                self._conditional(Key=_to_ddb(_run_key(item["tenant"], item["run_id"])),
+                self._conditional(Key=_to_ddb(_run_key(tenant, run_id)),
                                   UpdateExpression="REMOVE gsi1pk, gsi1sk", ConditionExpression="#s = :w",
                                   ExpressionAttributeNames={"#s": "status"},
                                   ExpressionAttributeValues=_to_ddb({":w": "waiting"}))
