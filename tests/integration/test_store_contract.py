@@ -444,6 +444,19 @@ def test_given_runs_when_listed_then_in_the_order_made_per_session_from_the_one_
     assert store.list_events(tenant, "run-0", 0) == []  # made without events: its driver writes run_start
 
 
+# -- items read back as written ----------------------------------------------------------------------
+def test_given_a_run_and_a_task_made_now_when_read_back_then_every_field_is_as_written(store, tenant):
+    # Their items leave out what the keys say and fields at a fixed default; times made by a factory
+    # in the same millisecond must still come back as written, not as the time of the read.
+    run = Run(tenant=tenant, run_id="run-1", session_id="sess-1", prompt="p", model="scripted", workspace="/w")
+    store.create_run(run)
+    assert store.get_run(tenant, "run-1") == run
+    task = a_task(tenant)
+    task.created_at = now_ms()
+    store.create_task(task)
+    assert store.get_task(tenant, "sess-1", "task-1") == task
+
+
 # -- a session's conversation -------------------------------------------------------------------------
 def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
     try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+from pydantic import BaseModel
 
 from a3s_core.domain.errors import BadRequest, Conflict, Interrupted, ItemTooLarge, NotFound
 from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step, Task, TaskStatus, Workflow, now_ms
@@ -35,6 +36,18 @@ def _to_ddb(item: dict[str, Any]) -> dict[str, Any]:
 
 def _from_ddb(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _compact_json(model: BaseModel, exclude: set[str]) -> str:
+    """The model as JSON without `exclude` and the fields left at a fixed default (an empty list or
+    dict counts; a timestamp's factory does not: it would read back as another time)."""
+    drop = set(exclude)
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        factory = field.default_factory
+        if (factory is None and value == field.default) or (factory in (list, dict) and not value):
+            drop.add(name)
+    return model.model_dump_json(exclude=drop)
 
 
 def _session_key(tenant: str, session_id: str) -> dict[str, str]:
@@ -252,8 +265,7 @@ class DynamoStore:
     def _run_item(self, run: Run) -> dict[str, Any]:
         # The document leaves out what the keys say and what is at its default: the item is
         # rewritten at each step of the run, and each byte past a write unit's KB is paid again.
-        doc = run.model_dump_json(exclude={*_RUN_STATE, "control", "tenant", "run_id", "session_id"},
-                                  exclude_defaults=True)
+        doc = _compact_json(run, {*_RUN_STATE, "control", "tenant", "run_id", "session_id"})
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id,
                 **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
                 "lease_owner": run.lease_owner or "", "ttl": self._expiry(),
@@ -566,6 +578,8 @@ class DynamoStore:
     def _task_from(item: dict[str, Any]) -> Task:
         doc = json.loads(item["doc"])
         doc.update({k: item[k] for k in _TASK_STATE if k in item})
+        doc["tenant"], doc["session_id"] = item["pk"][2:].rsplit("#S#", 1)
+        doc["task_id"] = item["sk"][len("TASK#"):]
         doc["lease_owner"] = doc.get("lease_owner") or None
         doc["error"] = doc.get("error") or None
         doc["result"] = json.loads(item["result"]) if "result" in item else None
@@ -579,7 +593,9 @@ class DynamoStore:
                 # and in the session's sparse index of pending tasks (gsi2), for its claims and listings
                 "gsi2pk": f"T#{task.tenant}#S#{task.session_id}#PENDING",
                 "gsi2sk": f"{task.created_at:015d}#{task.task_id}",
-                "ttl": self._expiry(), "doc": task.model_dump_json(exclude={*_TASK_STATE, "result"})}
+                # the document without what its keys say or what is at its default (as a run's)
+                "ttl": self._expiry(),
+                "doc": _compact_json(task, {*_TASK_STATE, "result", "tenant", "session_id", "task_id"})}
         return self._conditional(Item=_to_ddb(item), ConditionExpression="attribute_not_exists(pk)") is not None
 
     def get_task(self, tenant: str, session_id: str, task_id: str) -> Task | None:
