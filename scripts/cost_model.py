@@ -23,7 +23,6 @@ SQS_CHUNK = 64 * KB
 # template.yaml's indexes: key attributes, and what each projects besides the keys (None: ALL)
 INDEXES: dict[str, tuple[tuple[str, str], tuple[str, ...] | None]] = {
     "gsi1": (("gsi1pk", "gsi1sk"), ("deadline",)),
-    "gsi2": (("gsi2pk", "gsi2sk"), ()),
     "gsi3": (("gsi3pk", "gsi3sk"), ("session_id",)),
 }
 

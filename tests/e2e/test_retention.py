@@ -87,3 +87,30 @@ def test_given_a_resumable_workflow_run_again_then_its_journaled_steps_are_kept_
     floor = int(time.time()) + stack.runtime.settings.retention_days * DAY - 120
     assert set(again) == set(first) and len(again) == 3  # the workflow and its two steps
     assert all(t >= floor for t in again.values()), again
+
+
+def test_given_a_session_used_by_runs_alone_then_its_expiry_follows_them_and_an_expired_exchange_stops_nothing(
+        stack, agent, workspace):
+    session = agent.session(str(workspace))
+    assert session.send("first").text == "echo: first"
+    db, table = stack.boto.client("dynamodb"), stack.runtime.settings.table
+    pk = {"S": f"T#local#S#{session.session_id}"}
+
+    def ttl() -> int:
+        return int(db.get_item(TableName=table, Key={"pk": pk, "sk": {"S": "SESSION"}})["Item"]["ttl"]["N"])
+
+    # A run's end does not rewrite the session (its exchanges count themselves)...
+    fresh = ttl()
+    assert session.send("second").text == "echo: second" and ttl() == fresh
+    # ...but for its expiry, once it is more than a day behind: a session in use does not expire.
+    db.update_item(TableName=table, Key={"pk": pk, "sk": {"S": "SESSION"}}, UpdateExpression="SET #t = :old",
+                   ExpressionAttributeNames={"#t": "ttl"},
+                   ExpressionAttributeValues={":old": {"N": str(int(time.time()) + DAY)}})
+    # The session's first exchange has expired meanwhile (its TTL came first): the conversation goes on
+    # with what is left, read by a container that has seen none of it.
+    db.delete_item(TableName=table, Key={"pk": pk, "sk": {"S": "MSG#00000000"}})
+    stack.runtime.store._exchanges.clear()
+    assert session.send("third").text == "echo: third"
+    assert ttl() >= int(time.time()) + stack.runtime.settings.retention_days * DAY - 120
+    history = stack.runtime.store.session_with_history("local", session.session_id)
+    assert history[2] == 3 and [m["content"] for m in history[1] if m["role"] == "user"] == ["second", "third"]

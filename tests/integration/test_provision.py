@@ -68,14 +68,11 @@ def test_given_the_model_when_provisioned_then_table_has_gsi_and_ttl_and_bucket_
 
     desc = ddb.describe_table(TableName=table.name)["Table"]
     assert [k["AttributeName"] for k in desc["KeySchema"]] == ["pk", "sk"]
-    gsi, pending, listing = sorted(desc["GlobalSecondaryIndexes"], key=lambda i: i["IndexName"])
+    gsi, listing = sorted(desc["GlobalSecondaryIndexes"], key=lambda i: i["IndexName"])
     assert gsi["IndexName"] == "gsi1"
     assert [k["AttributeName"] for k in gsi["KeySchema"]] == ["gsi1pk", "gsi1sk"]
     # keys and a task's deadline only: a checkpoint of a live run never rewrites its index entry
     assert gsi["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["deadline"]}
-    assert pending["IndexName"] == "gsi2"  # a session's pending tasks
-    assert [k["AttributeName"] for k in pending["KeySchema"]] == ["gsi2pk", "gsi2sk"]
-    assert pending["Projection"] == {"ProjectionType": "KEYS_ONLY"}  # a claim never rewrites its entry
     assert listing["IndexName"] == "gsi3"  # a tenant's runs: written once, with the run
     assert listing["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["session_id"]}
     ttl = ddb.describe_time_to_live(TableName=table.name)["TimeToLiveDescription"]

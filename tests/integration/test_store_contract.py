@@ -472,30 +472,42 @@ def _session_with_run(store, tenant: str, run_id: str) -> tuple[Session, Run]:
 def test_given_runs_that_end_with_append_then_the_next_run_reads_each_exchange_once_in_order(store, tenant):
     for i in range(3):
         session, run = _session_with_run(store, tenant, f"run-{i}")
+        run.history = i
         store.save_run(run, [], append_to=session)
-        assert session.turns == i + 1  # the caller's copy follows the write
-    assert store.get_session(tenant, "sess-1").turns == 3
+    session, messages, n = store.session_with_history(tenant, "sess-1")
+    assert (session.session_id, n) == ("sess-1", 3)
+    assert [m["content"] for m in messages] == [f"{k} run-{i}" for i in range(3) for k in "qa"]
     assert [m["content"] for m in store.history(tenant, "sess-1", 2)] == ["q run-0", "a run-0", "q run-1", "a run-1"]
     assert len(store.history(tenant, "sess-1", 3)) == 6
     assert store.history(tenant, "sess-1", 0) == []
 
 
-def test_given_runs_of_one_session_appending_at_once_then_every_exchange_is_kept(store, tenant):
-    pairs = [_session_with_run(store, tenant, f"run-{i}") for i in range(4)]  # all read turns == 0
+def test_given_runs_that_all_read_an_empty_conversation_when_they_append_at_once_then_every_exchange_is_kept(
+        store, tenant):
+    pairs = [_session_with_run(store, tenant, f"run-{i}") for i in range(4)]  # each continues 0 exchanges
     race(4, lambda i: store.save_run(pairs[i][1], [], append_to=pairs[i][0]))
-    assert store.get_session(tenant, "sess-1").turns == 4
-    contents = [m["content"] for m in store.history(tenant, "sess-1", 4)]
-    assert sorted(contents) == sorted(f"{k} run-{i}" for i in range(4) for k in "qa")
+    _, messages, n = store.session_with_history(tenant, "sess-1")
+    assert n == 4
+    assert sorted(m["content"] for m in messages) == sorted(f"{k} run-{i}" for i in range(4) for k in "qa")
 
 
-def test_given_an_append_then_a_stale_session_save_is_refused_not_allowed_to_undo_it(store, tenant):
+def test_given_an_append_then_the_session_is_not_rewritten_and_a_save_of_it_read_before_keeps_the_exchange(
+        store, tenant):
     session, run = _session_with_run(store, tenant, "run-0")
-    stale = store.get_session(tenant, "sess-1")
+    before = store.get_session(tenant, "sess-1")
     store.save_run(run, [], append_to=session)
-    stale.permissive = True
-    with pytest.raises(Conflict, match="changed underneath"):
-        store.save_session(stale)
-    assert store.get_session(tenant, "sess-1").turns == 1
+    assert store.get_session(tenant, "sess-1").version == before.version  # the exchanges count themselves
+    before.permissive = True
+    store.save_session(before)
+    assert store.session_with_history(tenant, "sess-1")[2] == 1
+
+
+def test_given_no_such_session_then_its_history_read_is_not_found(store, tenant):
+    with pytest.raises(NotFound):
+        store.session_with_history(tenant, "sess-none")
+    store.create_session(Session(tenant=tenant, session_id="sess-1", workspace="/w"))
+    with pytest.raises(NotFound):
+        store.session_with_history(f"{tenant}-other", "sess-1")  # another tenant's: as good as none
 
 
 # -- events -----------------------------------------------------------------------------------------

@@ -214,7 +214,7 @@ DATA_GRANTS = {
     "AuthorizerFunction": {"dynamodb:GetItem Table"},
     "ApiFunction": {
         "dynamodb:GetItem Table", "dynamodb:PutItem Table", "dynamodb:UpdateItem Table", "dynamodb:Query Table",
-        "dynamodb:Query Table/index/gsi1", "dynamodb:Query Table/index/gsi2", "dynamodb:Query Table/index/gsi3",
+        "dynamodb:Query Table/index/gsi1", "dynamodb:Query Table/index/gsi3",
         "dynamodb:BatchWriteItem Table",
         "dynamodb:BatchGetItem Table", "dynamodb:DeleteItem Table",
         "s3:GetObject WorkspaceBucket/runs/*", "s3:PutObject WorkspaceBucket/runs/*"},

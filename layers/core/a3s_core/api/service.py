@@ -205,7 +205,7 @@ class Service:
     def start_run(self, session_id: str, body: StartRunBody) -> dict[str, Any]:
         s = self.session(session_id, open_only=True)
         run = Run(tenant=self.tenant, run_id=new_id("run"), session_id=session_id, prompt=body.prompt,
-                  model=s.model, workspace=s.workspace, max_turns=body.max_turns, history=s.turns,
+                  model=s.model, workspace=s.workspace, max_turns=body.max_turns, history=None,
                   messages=[{"role": "user", "content": body.prompt}])
         self.rt.store.create_run(run)  # its driver writes run_start when it takes it
         telemetry.run_queued(run)

@@ -52,13 +52,13 @@ class Session(BaseModel):
     max_parallel_tasks: int = 8
     lanes: dict[str, LaneHandler] = Field(default_factory=lambda: {lane: LaneHandler() for lane in LANES})
     concurrency: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
-    turns: int = 0  # exchanges in the session's conversation, each stored once (the next run continues it)
     agents: dict[str, dict[str, Any]] = Field(default_factory=dict)  # user-defined subagents
     skills: dict[str, dict[str, Any]] = Field(default_factory=dict)  # the session's own skills
     closed: bool = False
     version: int = 0
     # WebSocket connections subscribed to every run of it: the driver reads them with the session
     watching: list[str] = Field(default_factory=list)
+    expires: int = 0  # when a store lets it expire (epoch seconds; 0: never): kept apart from its document
     created_at: int = Field(default_factory=now_ms)
 
     def has_queue(self) -> bool:
@@ -95,7 +95,9 @@ class Run(BaseModel):
     prompt: str
     model: str
     workspace: str
-    history: int = 0  # the session's exchanges this run continues; `messages` holds only its own
+    # The session's exchanges this run continues (`messages` holds only its own). None: as many as
+    # there are when its driver first takes it (and reads them with the session).
+    history: int | None = 0
     messages: list[dict] = Field(default_factory=list)
     pending: list[PendingCall] = Field(default_factory=list)
     turn: int = 0

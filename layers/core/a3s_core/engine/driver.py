@@ -98,10 +98,13 @@ class _Turns:
         self.answer_unsaved = False  # the model answered and the answer is not checkpointed yet
         self.interrupted = False     # a request from outside came during this invocation
         self.announce: list[Task] = []  # tasks made since the last checkpoint: pushed once it commits
-        # The session and the tasks this turn waits on, in one read (a wake's usual question).
-        awaited = [t for c in run.pending if c.outcome is None for t in (c.task_id, c.confirm_task_id) if t]
-        self.session, self.prefetched = rt.store.session_and_tasks(run.tenant, run.session_id, awaited)
-        self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
+        if run.history is None:  # its first pick-up: it continues the conversation as it is now
+            self.session, self.history, run.history = rt.store.session_with_history(run.tenant, run.session_id)
+            self.prefetched: dict[str, Task] = {}
+        else:  # the session and the tasks this turn waits on, in one read (a wake's usual question)
+            awaited = [t for c in run.pending if c.outcome is None for t in (c.task_id, c.confirm_task_id) if t]
+            self.session, self.prefetched = rt.store.session_and_tasks(run.tenant, run.session_id, awaited)
+            self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
         if run.event_seq == 0:  # its first pick-up: the run is created without events (one write)
             step = {"workflow_id": run.parent.workflow_id, "step": run.parent.key, "agent": run.agent} \

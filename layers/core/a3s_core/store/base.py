@@ -38,10 +38,14 @@ class Store(Protocol):
     def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         """Checkpoint run (and append events) atomically if run.version is still current; bumps it.
         Interrupted (run.control and run.ctl refreshed) if only a request from outside came since.
-        With `append_to`, the same write adds the run's own messages to that session's conversation
-        as its next exchange (whatever other runs appended meanwhile) and updates append_to.turns."""
+        With `append_to` (the run's session, as read), the same write adds the run's own messages
+        to that session's conversation as its next exchange (whatever other runs appended meanwhile)."""
     def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
-        """The messages of the session's first `upto` exchanges, in order (they never change)."""
+        """The messages of the session's first `upto` exchanges, in order (they never change; one
+        that has expired reads as none)."""
+    def session_with_history(self, tenant: str, session_id: str) -> tuple[Session, list[dict], int]:
+        """The session, the messages of its whole conversation and its number of exchanges, in one
+        read (NotFound: no such session)."""
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         """waiting (or paused) -> queued. True for the one caller that made the change."""
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]: ...

@@ -56,7 +56,7 @@ def _session_key(tenant: str, session_id: str) -> dict[str, str]:
 
 def _session_from(item: dict[str, Any]) -> Session:
     session = Session.model_validate_json(item["doc"])
-    session.version, session.turns = int(item["version"]), int(item.get("turns", 0))  # changed in place by appends
+    session.version, session.expires = int(item["version"]), int(item.get("ttl", 0))
     session.watching = sorted(item.get("watching") or ())  # a string set, changed by subscriptions
     return session
 
@@ -163,6 +163,7 @@ OFFLOAD_BYTES = 300_000
 EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
 MAX_SESSION_WATCHERS = 100   # connections subscribed to one session (a set on its item)
+TTL_REFRESH_S = 86_400  # a session's expiry is pushed back by its runs at most once a day
 COMPRESS_FROM = 512  # JSON bytes from which a run's, an exchange's or events' document is compressed
 
 
@@ -221,9 +222,8 @@ class DynamoStore:
         # In gsi1 under the tenant, newest last, so sessions are listed without a scan; the entry
         # keeps its keys for the session's life and expires with it.
         return {**_session_key(session.tenant, session.session_id), "version": session.version,
-                "turns": session.turns,
                 "gsi1pk": f"T#{session.tenant}#SESSIONS", "gsi1sk": f"{session.created_at:015d}#{session.session_id}",
-                "ttl": self._expiry(), "doc": session.model_dump_json(exclude={"watching"})}
+                "ttl": self._expiry(), "doc": session.model_dump_json(exclude={"watching", "expires"})}
 
     def create_session(self, session: Session) -> None:
         if self._conditional(Item=_to_ddb(self._session_item(session)),
@@ -249,10 +249,10 @@ class DynamoStore:
         return _session_from(item)
 
     def save_session(self, session: Session) -> None:
-        # The document and version only: `turns` and `watching` are changed by their own writes.
+        # The document and version only: `watching` is changed by its own writes.
         expected = session.version
         session.version += 1
-        doc = session.model_dump_json(exclude={"watching"})
+        doc = session.model_dump_json(exclude={"watching", "expires"})
         if self._conditional(Key=_to_ddb(_session_key(session.tenant, session.session_id)),
                              UpdateExpression="SET doc = :d, version = :n, #ttl = :ttl",
                              ConditionExpression="version = :v", ExpressionAttributeNames={"#ttl": "ttl"},
@@ -375,22 +375,21 @@ class DynamoStore:
         for event_put in event_puts[:-1]:
             self._db.put_item(**event_put["Put"])
         items = [{"Put": put}, *event_puts[-1:]]
+        n = self._next_exchange(run) if append_to is not None else 0
         try:
             for _ in range(20):  # another run of the session appended first: append after it
                 try:
                     self._db.transact_write_items(
-                        TransactItems=items + (self._append(run, append_to) if append_to else []))
+                        TransactItems=items + (self._append(run, append_to, n) if append_to else []))
                     break
                 except ClientError as err:
                     reasons = err.response.get("CancellationReasons") or []
-                    lost_append = append_to is not None and len(reasons) == len(items) + 2 and any(
-                        r.get("Code") == "ConditionalCheckFailed" for r in reasons[len(items):]) and not any(
-                        r.get("Code") == "ConditionalCheckFailed" for r in reasons[:len(items)])
-                    if not lost_append:
+                    failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
+                    if append_to is None or not failed or failed[0] < len(items):
                         raise
-                    assert append_to is not None
-                    fresh = self.get_session(run.tenant, run.session_id)
-                    append_to.turns, append_to.version = fresh.turns, fresh.version
+                    if failed[0] > len(items):  # the session's refresh: it has been deleted
+                        raise NotFound(f"session {run.session_id!r} not found") from err
+                    n = self._exchange_count(run.tenant, run.session_id, n + 1)
             else:
                 raise Conflict(f"session {run.session_id} is changing too often; try again")
         except ClientError as err:
@@ -398,12 +397,11 @@ class DynamoStore:
             if _failed_condition(err):
                 self._interrupted_or_conflict(run, err)
             raise
-        except Conflict:
+        except (Conflict, NotFound):
             run.version = expected
             raise
         if append_to is not None:
-            self._remember_own(run, append_to.turns)
-            append_to.turns, append_to.version = append_to.turns + 1, append_to.version + 1
+            self._remember_own(run, n)
 
     def _remember_own(self, run: Run, n: int) -> None:
         """The exchange just written is the session's n-th: a container that knows the n before it
@@ -414,22 +412,37 @@ class DynamoStore:
         if known is not None and len(known) == n:
             self._remember(run.tenant, run.session_id, [*known, json.loads(json.dumps(run.messages))])
 
-    def _append(self, run: Run, session: Session) -> list[dict[str, Any]]:
-        """The two writes that add run's messages as the session's next exchange: the exchange item
-        (once: a replay cannot write it twice) and the session's count (still what we read)."""
-        n = session.turns
+    def _next_exchange(self, run: Run) -> int:
+        """Where the run's exchange goes, as far as this container knows: after those the run
+        continues and those it has seen since."""
+        with self._cache_lock:
+            known = len(self._exchanges.get((run.tenant, run.session_id), ()))
+        return max(run.history or 0, known)
+
+    def _exchange_count(self, tenant: str, session_id: str, start: int) -> int:
+        """The session's number of exchanges, knowing there are at least `start` (keys only)."""
+        items = list(self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi", ConsistentRead=True,
+                                 ProjectionExpression="sk", ExpressionAttributeValues=_to_ddb(
+                                     {":pk": f"T#{tenant}#S#{session_id}", ":lo": f"MSG#{start:08d}",
+                                      ":hi": "MSG#99999999"})))
+        return int(items[-1]["sk"][4:]) + 1 if items else start
+
+    def _append(self, run: Run, session: Session, n: int) -> list[dict[str, Any]]:
+        """What adds run's messages as the session's n-th exchange: the exchange item, once (its
+        condition fails if another run took n: the caller counts again). The session item is not
+        rewritten (the exchanges count themselves) but for its expiry, pushed back once a day."""
         doc = json.dumps(run.messages, ensure_ascii=False, separators=(",", ":"))
         item: dict[str, Any] = {**_exchange_key(run.tenant, run.session_id, n), "ttl": self._expiry(),
                                 **self._doc(doc, f"history/{run.tenant}/{run.session_id}/{run.run_id}.json")}
-        return [
-            {"Put": {"TableName": self._table, "Item": _to_ddb(item),
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Update": {"TableName": self._table, "Key": _to_ddb(_session_key(run.tenant, run.session_id)),
-                        "UpdateExpression": "SET turns = :n1, version = version + :one, #ttl = :ttl",
-                        "ConditionExpression": "version = :v",
-                        "ExpressionAttributeNames": {"#ttl": "ttl"},
-                        "ExpressionAttributeValues": _to_ddb({":n1": n + 1, ":one": 1, ":v": session.version,
-                                                              ":ttl": self._expiry()})}}]
+        writes: list[dict[str, Any]] = [{"Put": {"TableName": self._table, "Item": _to_ddb(item),
+                                                 "ConditionExpression": "attribute_not_exists(pk)"}}]
+        if session.expires and session.expires < self._expiry() - TTL_REFRESH_S:
+            writes.append({"Update": {
+                "TableName": self._table, "Key": _to_ddb(_session_key(run.tenant, run.session_id)),
+                "UpdateExpression": "SET #ttl = :ttl", "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": {"#ttl": "ttl"},
+                "ExpressionAttributeValues": _to_ddb({":ttl": self._expiry()})}})
+        return writes
 
     def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
         # Exchanges never change once written: this container keeps what it has read, and asks
@@ -440,12 +453,36 @@ class DynamoStore:
             items = self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi", ConsistentRead=True,
                                 ExpressionAttributeValues=_to_ddb({":pk": pk, ":lo": f"MSG#{len(known):08d}",
                                                                    ":hi": f"MSG#{upto - 1:08d}"}))
-            for item in items:
-                known = [*known, json.loads(self._doc_of(item))]
-            if len(known) < upto:
-                raise NotFound(f"session {session_id!r} has {len(known)} exchanges, not {upto}")
-            self._remember(tenant, session_id, known)
+            known = self._known(tenant, session_id, known, list(items), upto)
         return [m for exchange in known[:upto] for m in exchange]
+
+    def session_with_history(self, tenant: str, session_id: str) -> tuple[Session, list[dict], int]:
+        # One query: the exchanges this container has not seen, then the session item ("MSG#..." <
+        # "SESSION"; its lane metrics sort before, its tasks after).
+        known = self._exchanges.get((tenant, session_id), [])
+        items = list(self._query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi", ConsistentRead=True,
+            ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#S#{session_id}", ":lo": f"MSG#{len(known):08d}",
+                                               ":hi": "SESSION"})))
+        if not items or items[-1]["sk"] != "SESSION":
+            raise NotFound(f"session {session_id!r} not found")
+        exchanges = items[:-1]
+        n = int(exchanges[-1]["sk"][4:]) + 1 if exchanges else len(known)
+        known = self._known(tenant, session_id, known, exchanges, n)
+        return _session_from(items[-1]), [m for exchange in known for m in exchange], n
+
+    def _known(self, tenant: str, session_id: str, known: list[list[dict]], items: list[dict[str, Any]],
+               upto: int) -> list[list[dict]]:
+        """`known` and the exchange items read after it, up to `upto`, kept for the next read. An
+        exchange that has expired (its session lived on) is an empty one."""
+        known = list(known)
+        for item in items:
+            while len(known) < int(item["sk"][4:]):
+                known.append([])
+            known.append(json.loads(self._doc_of(item)))
+        known.extend([] for _ in range(upto - len(known)))
+        self._remember(tenant, session_id, known)
+        return known
 
     def _remember(self, tenant: str, session_id: str, exchanges: list[list[dict]]) -> None:
         with self._cache_lock:  # the driver may run several runs in threads of one container
@@ -588,11 +625,10 @@ class DynamoStore:
     def create_task(self, task: Task) -> bool:
         item = {**_task_key(task.tenant, task.session_id, task.task_id),
                 **{k: getattr(task, k) for k in _TASK_STATE}, "lease_owner": task.lease_owner or "",
+                # In gsi1 while pending, by lane, tenant and session (one entry serves a lane's
+                # claims, a session's, and the sweeper's look for overdue tasks).
                 "gsi1pk": f"PENDING#{task.lane}",
-                "gsi1sk": f"{task.tenant}#{task.created_at:015d}#{task.session_id}#{task.task_id}",
-                # and in the session's sparse index of pending tasks (gsi2), for its claims and listings
-                "gsi2pk": f"T#{task.tenant}#S#{task.session_id}#PENDING",
-                "gsi2sk": f"{task.created_at:015d}#{task.task_id}",
+                "gsi1sk": f"{task.tenant}#{task.session_id}#{task.created_at:015d}#{task.task_id}",
                 # the document without what its keys say or what is at its default (as a run's)
                 "ttl": self._expiry(),
                 "doc": _compact_json(task, {*_TASK_STATE, "result", "tenant", "session_id", "task_id"})}
@@ -613,18 +649,19 @@ class DynamoStore:
         return _session_from(items["SESSION"]), {t.task_id: t for t in tasks}
 
     def list_pending_tasks(self, tenant: str, session_id: str) -> list[Task]:
-        # Only pending tasks are in gsi2 (a finished one leaves it): the read does not grow with the
-        # session's history. Oldest first.
-        keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
-            index="gsi2", KeyConditionExpression="gsi2pk = :p",
-            ExpressionAttributeValues=_to_ddb({":p": f"T#{tenant}#S#{session_id}#PENDING"}))]
-        return self._pending(keys)
+        # Only pending tasks are in the index (a finished one leaves it): the read does not grow
+        # with the session's history. A query per lane; oldest first.
+        keys = [{"pk": i["pk"], "sk": i["sk"]} for lane in LANES for i in self._query(
+            index="gsi1", KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
+            ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#{session_id}#"}))]
+        return sorted(self._pending(keys), key=lambda t: t.created_at)
 
     def pending_tasks_for_lane(self, tenant: str, lane: str, limit: int) -> list[Task]:
+        # Up to `limit` of the tenant's (its sessions' in turn), oldest first among them.
         keys = [{"pk": i["pk"], "sk": i["sk"]} for i in self._query(
             index="gsi1", limit=limit, KeyConditionExpression="gsi1pk = :p AND begins_with(gsi1sk, :t)",
             ExpressionAttributeValues=_to_ddb({":p": f"PENDING#{lane}", ":t": f"{tenant}#"}))]
-        return self._pending(keys)
+        return sorted(self._pending(keys), key=lambda t: t.created_at)
 
     def _pending(self, keys: list[dict[str, str]]) -> list[Task]:
         """The tasks an index named, read from the table, still pending (one may have finished since)."""
@@ -652,7 +689,7 @@ class DynamoStore:
         out = self._conditional(
             Key=_to_ddb(_task_key(tenant, session_id, task_id)),
             UpdateExpression=("SET #s = :st, #r = :r, #e = :e, completed_at = :now, #ttl = :ttl "
-                              "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk"),
+                              "REMOVE gsi1pk, gsi1sk"),
             ConditionExpression="#s = :pending" + cond, ReturnValues="ALL_NEW",
             ExpressionAttributeNames={"#s": "status", "#r": "result", "#e": "error", "#ttl": "ttl"},
             ExpressionAttributeValues=_to_ddb(values),

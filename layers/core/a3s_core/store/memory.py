@@ -113,15 +113,17 @@ class MemoryStore:
             self._runs[key] = run.model_copy(deep=True)
             self._events.setdefault(key, []).extend(events)
             if append_to is not None:
-                exchanges = self._history.setdefault((run.tenant, run.session_id), [])
-                exchanges.append([dict(m) for m in run.messages])
-                session = self._sessions[(run.tenant, run.session_id)]
-                session.turns, session.version = len(exchanges), session.version + 1
-                append_to.turns, append_to.version = session.turns, session.version
+                self._history.setdefault((run.tenant, run.session_id), []).append([dict(m) for m in run.messages])
 
     def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
         exchanges = self._history.get((tenant, session_id), [])[:upto]
         return [dict(m) for exchange in exchanges for m in exchange]
+
+    def session_with_history(self, tenant: str, session_id: str) -> tuple[Session, list[dict], int]:
+        with self._lock:
+            session = self.get_session(tenant, session_id)
+            n = len(self._history.get((tenant, session_id), []))
+            return session, self.history(tenant, session_id, n), n
 
     def wake_run(self, tenant: str, run_id: str, from_status: str = "waiting") -> bool:
         with self._lock:
