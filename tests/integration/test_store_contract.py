@@ -444,6 +444,25 @@ def test_given_runs_when_listed_then_in_the_order_made_per_session_from_the_one_
     assert store.list_events(tenant, "run-0", 0) == []  # made without events: its driver writes run_start
 
 
+def test_given_small_checkpoints_then_large_ones_then_every_event_comes_back_once_in_order_after_any_seq(store, tenant):
+    # A store may keep a checkpoint's events in the run's own item until it fills (DynamoStore does):
+    # readers see no difference, whether events are carried, written out, or some of each.
+    run = a_run(tenant)
+    store.create_run(run)
+    run = store.get_run(tenant, "run-1")
+    seq = 0
+    for size in (1, 1, 2, 1, 400, 1, 3, 9000, 1):
+        events = [Event(seq=seq + k + 1, type="text", data={"text": "x" * size}) for k in range(2)]
+        seq += 2
+        store.save_run(run, events)
+        for after in range(0, seq + 1):
+            assert [e.seq for e in store.list_events(tenant, "run-1", after)] == list(range(after + 1, seq + 1))
+    again = store.get_run(tenant, "run-1")  # a fresh reader (another driver) carries on where it was left
+    store.save_run(again, [Event(seq=seq + 1, type="run_end", data={})])
+    assert [e.seq for e in store.list_events(tenant, "run-1", 0)] == list(range(1, seq + 2))
+    assert [e.data for e in store.list_events(tenant, "run-1", 14, limit=2)] == [{"text": "x" * 9000}] * 2
+
+
 # -- items read back as written ----------------------------------------------------------------------
 def test_given_a_run_and_a_task_made_now_when_read_back_then_every_field_is_as_written(store, tenant):
     # Their items leave out what the keys say and fields at a fixed default; times made by a factory

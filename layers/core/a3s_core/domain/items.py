@@ -131,6 +131,9 @@ class Run(BaseModel):
     control: Control = Field(default_factory=lambda: Control())
     ctl: int = 0
     background: list[str] = Field(default_factory=list)  # background tasks not yet reported back
+    # Committed events a store keeps in the run's own item until they fill it (its bookkeeping: not
+    # part of the document; a store without it leaves it empty)
+    carried: list[dict[str, Any]] = Field(default_factory=list, exclude=True)
 
     @property
     def done(self) -> bool:

@@ -80,6 +80,24 @@ def _run_key(tenant: str, run_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
 
 
+def _item_bytes(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it, near enough: names and values (a number: at most 21 bytes)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        if isinstance(value, (bytes, bytearray)):
+            size += len(value)
+        elif isinstance(value, str):
+            size += len(value.encode())
+        elif isinstance(value, bool) or value is None:
+            size += 1
+        elif isinstance(value, (int, float)):
+            size += min(21, len(str(value)) // 2 + 2)
+        else:  # a list or set: its members' JSON, roughly
+            size += len(json.dumps(value, default=str).encode()) + 3
+    return size
+
+
 def _run_of_key(pk: str) -> tuple[str, str]:
     """(tenant, run_id) of a run's partition key."""
     tenant, run_id = pk[2:].rsplit("#R#", 1)
@@ -160,6 +178,9 @@ class _SizeCheckedClient:
 # A DynamoDB item holds at most 400 KB: a run whose checkpoint outgrows this keeps it in S3
 # (one object per version, so a failed transaction leaves no half-state behind).
 OFFLOAD_BYTES = 300_000
+# A checkpoint's events ride in the run's own item while the item stays within one write unit:
+# one conditional write instead of a transaction of two items (each billed twice).
+CARRIED_BYTES = 1000
 EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
 MAX_SESSION_WATCHERS = 100   # connections subscribed to one session (a set on its item)
@@ -313,6 +334,7 @@ class DynamoStore:
         doc["session_id"] = item["session_id"]
         doc["lease_owner"] = doc.get("lease_owner") or None
         doc["control"] = _control_from(item)
+        doc["carried"] = json.loads(item["ev"]) if "ev" in item else []
         return Run.model_validate(doc)
 
     def _event_puts(self, tenant: str, run_id: str, events: list[Event]) -> list[dict[str, Any]]:
@@ -366,12 +388,20 @@ class DynamoStore:
     def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
         expected = run.version
         run.version += 1
-        put = {"TableName": self._table, "Item": _to_ddb(self._run_item(run)),
-               "ConditionExpression": "version = :v AND ctl = :c",
+        item = self._run_item(run)
+        # The events carried in the run's item and this checkpoint's: still carried if the item
+        # stays within a write unit, else all written to event items with this checkpoint.
+        carried = [*run.carried, *(e.model_dump(mode="json") for e in events)]
+        text = json.dumps(carried, ensure_ascii=False, separators=(",", ":")) if carried else ""
+        if text and _item_bytes(item) + len(text.encode()) + 2 <= CARRIED_BYTES:
+            item["ev"], event_puts = text, []
+        else:
+            event_puts = self._event_puts(run.tenant, run.run_id, [Event.model_validate(e) for e in carried])
+            carried = []
+        put = {"TableName": self._table, "Item": _to_ddb(item), "ConditionExpression": "version = :v AND ctl = :c",
                "ExpressionAttributeValues": _to_ddb({":v": expected, ":c": run.ctl})}
         # Events that do not fit one item go first, on their own (keyed by seq: a replay overwrites
         # them); the last of them commits with the run.
-        event_puts = self._event_puts(run.tenant, run.run_id, events)
         for event_put in event_puts[:-1]:
             self._db.put_item(**event_put["Put"])
         items = [{"Put": put}, *event_puts[-1:]]
@@ -379,8 +409,11 @@ class DynamoStore:
         try:
             for _ in range(20):  # another run of the session appended first: append after it
                 try:
-                    self._db.transact_write_items(
-                        TransactItems=items + (self._append(run, append_to, n) if append_to else []))
+                    writes = items + (self._append(run, append_to, n) if append_to else [])
+                    if len(writes) == 1:  # the run alone: a conditional put, not a transaction (billed twice)
+                        self._db.put_item(**put)
+                    else:
+                        self._db.transact_write_items(TransactItems=writes)
                     break
                 except ClientError as err:
                     reasons = err.response.get("CancellationReasons") or []
@@ -400,6 +433,7 @@ class DynamoStore:
         except (Conflict, NotFound):
             run.version = expected
             raise
+        run.carried = carried
         if append_to is not None:
             self._remember_own(run, n)
 
@@ -599,13 +633,15 @@ class DynamoStore:
         return int(out["Attributes"]["redrives"]["N"]) if out else None
 
     def list_events(self, tenant: str, run_id: str, after: int, limit: int = 500) -> list[Event]:
+        # The event items after `after`, then the run's own item ("EV#..." < "RUN") for those it carries.
         items = self._query(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
                             ExpressionAttributeValues=_to_ddb({":pk": f"T#{tenant}#R#{run_id}",
-                                                               ":lo": f"EV#{after + 1:010d}", ":hi": "EV#9999999999"}),
+                                                               ":lo": f"EV#{after + 1:010d}", ":hi": "RUN"}),
                             ConsistentRead=True)
         found: list[Event] = []
         for item in items:
-            found.extend(e for e in map(Event.model_validate, json.loads(self._doc_of(item))) if e.seq > after)
+            batch = item.get("ev", "[]") if item["sk"] == "RUN" else self._doc_of(item)
+            found.extend(e for e in map(Event.model_validate, json.loads(batch)) if e.seq > after)
             if len(found) >= limit:
                 break
         return found[:limit]
