@@ -15,10 +15,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 # Measured on the embedded stack, events pushed on the client's and the handler's kept connections:
-# 24-25 AWS calls per round trip over turns 1-5, 8 409 bytes of DynamoDB items written by round
-# trip 1, 8 425 by round trip 30.
+# 24-25 AWS calls and 19 DynamoDB write units per round trip over turns 1-5, 6 650 bytes of DynamoDB
+# items written by round trip 1, 6 706 by round trip 30.
 MAX_CALLS_PER_ROUND_TRIP = 30
-MAX_ITEM_BYTES_TURN_1 = 9_400
+MAX_WRITE_UNITS_PER_ROUND_TRIP = 22
+MAX_ITEM_BYTES_TURN_1 = 7_700
 MAX_GROWTH_BY_TURN_30 = 1.2
 
 
@@ -37,6 +38,11 @@ def test_given_an_external_round_trip_then_its_aws_calls_stay_within_todays_figu
     print("AWS calls per round trip by turn:", [t["aws_calls"] for t in figures["round_trip"]["per_turn"]])
     assert first["aws_calls_by_operation"].get("sqs.SendMessage[lane:execute]") == 1  # the task went out
     assert 0 < first["aws_calls"] <= MAX_CALLS_PER_ROUND_TRIP, first["aws_calls_by_operation"]
+
+
+def test_given_an_external_round_trip_then_its_dynamodb_write_units_stay_within_todays_figure(figures):
+    # a checkpoint's events carried in the run's item, one index entry per task, no session rewrite
+    assert 0 < figures["round_trip"]["first"]["dynamodb"]["wru"] <= MAX_WRITE_UNITS_PER_ROUND_TRIP
 
 
 def test_given_the_first_round_trip_then_the_dynamodb_bytes_it_writes_stay_within_todays_figure(figures):
