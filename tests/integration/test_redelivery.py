@@ -188,6 +188,28 @@ def test_given_a_completion_whose_wake_up_was_lost_when_the_tasks_timer_fires_th
     assert (run.status, run.text) == ("succeeded", "echo: lost\nbash -> built")
 
 
+def test_given_a_task_whose_run_has_ended_when_its_timer_fires_then_it_reads_the_run_and_writes_nothing(
+        offline_rt, workspace, monkeypatch):
+    fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=1000)
+    run_id, advance = fx.start("done\n/tool bash " + json.dumps({"command": "make"}))
+    handle_message(offline_rt, advance, plenty)
+    timer = fx.take_runs_message("task_timeout")
+    [task] = offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)
+    assert offline_rt.store.finish_task(fx.tenant, fx.sid, task.task_id, "completed", offline_rt.clock(),
+                                        result={"output": "built"})
+    assert offline_rt.wake(fx.tenant, run_id)
+    handle_message(offline_rt, fx.take_runs_message("advance"), plenty)
+    assert fx.run(run_id).status == "succeeded"
+
+    # The timer fires later, as every task's does: its run has moved on, so no wake is tried (a
+    # failed conditional write is billed as a write, by the size of the run's item).
+    wakes: list = []
+    monkeypatch.setattr(offline_rt.store, "wake_run", lambda *a, **k: wakes.append(a) or False)
+    offline_rt.clock.advance(2_000)
+    handle_message(offline_rt, timer, plenty)
+    assert wakes == [] and offline_rt.queues.runs == []
+
+
 # -- a driver that dies mid-turn -------------------------------------------------------------------
 class SimulatedCrash(BaseException):
     """Like a Lambda killed at its timeout: nothing below the handler gets to clean up."""

@@ -458,8 +458,11 @@ def test_given_small_checkpoints_then_large_ones_then_every_event_comes_back_onc
         for after in range(0, seq + 1):
             assert [e.seq for e in store.list_events(tenant, "run-1", after)] == list(range(after + 1, seq + 1))
     again = store.get_run(tenant, "run-1")  # a fresh reader (another driver) carries on where it was left
-    store.save_run(again, [Event(seq=seq + 1, type="run_end", data={})])
+    again.status = "succeeded"  # its last checkpoint: a store may carry more in it (nothing rewrites it after)
+    store.save_run(again, [Event(seq=seq + 1, type="run_end", data={"text": "y" * 1500})])
     assert [e.seq for e in store.list_events(tenant, "run-1", 0)] == list(range(1, seq + 2))
+    assert store.list_events(tenant, "run-1", seq)[0].data == {"text": "y" * 1500}
+    assert store.get_run(tenant, "run-1").status == "succeeded"
     assert [e.data for e in store.list_events(tenant, "run-1", 14, limit=2)] == [{"text": "x" * 9000}] * 2
 
 

@@ -57,7 +57,10 @@ def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None
     if task is None:
         return
     if task.status != TaskStatus.PENDING:  # finished; if its completer died before waking the run, wake it
-        rt.wake(tenant, task.run_id, nudge=False)  # (a running run's driver reads the task itself)
+        # (a running run's driver reads the task itself). Usually the run has moved on: a read of its
+        # status is cheaper than the wake's failed conditional write, billed by the run's size.
+        if rt.store.run_status(tenant, task.run_id) == RunStatus.WAITING:
+            rt.wake(tenant, task.run_id, nudge=False)
         return
     now = rt.clock()
     if now < task.deadline:  # beyond SQS's 15-minute delay: chain another timer

@@ -181,6 +181,9 @@ OFFLOAD_BYTES = 300_000
 # A checkpoint's events ride in the run's own item while the item stays within one write unit:
 # one conditional write instead of a transaction of two items (each billed twice).
 CARRIED_BYTES = 1000
+# A run's last checkpoint (no lease or wake rewrites it after) carries up to this much, but for one
+# that appends an exchange (a transaction anyway: carrying saves nothing there past one unit).
+FINAL_CARRIED_BYTES = 3000
 EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
 MAX_SESSION_WATCHERS = 100   # connections subscribed to one session (a set on its item)
@@ -393,7 +396,8 @@ class DynamoStore:
         # stays within a write unit, else all written to event items with this checkpoint.
         carried = [*run.carried, *(e.model_dump(mode="json") for e in events)]
         text = json.dumps(carried, ensure_ascii=False, separators=(",", ":")) if carried else ""
-        if text and _item_bytes(item) + len(text.encode()) + 2 <= CARRIED_BYTES:
+        room = FINAL_CARRIED_BYTES if run.done and append_to is None else CARRIED_BYTES
+        if text and _item_bytes(item) + len(text.encode()) + 2 <= room:
             item["ev"], event_puts = text, []
         else:
             event_puts = self._event_puts(run.tenant, run.run_id, [Event.model_validate(e) for e in carried])
