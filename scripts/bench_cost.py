@@ -14,8 +14,9 @@ Units, measured in one process on one embedded stack (moto + the kit's handlers,
 Per unit: AWS calls by service and operation; DynamoDB write request units (1 KB of the larger of the
 item before and after, x2 in a transaction, plus each gsi1 write), read request units (4 KB; eventual
 reads half), item bytes written; SQS requests (64 KB chunks); API Gateway requests; Lambda invocations
-and GB-s per function at the template's MemorySize, the duration being the handler's wall time here
-(an estimate: moto is not DynamoDB). The model's own cost is excluded. The embedded pumps' empty
+and GB-s per function at the template's MemorySize, the duration being the CPU time of the handler's
+thread here (an estimate: moto's work stands in for the calls' round trips; the wall time, which on a
+busy machine also holds waits for a CPU, is kept beside it). The model's own cost is excluded. The embedded pumps' empty
 ReceiveMessage polls are left out of every unit: on AWS, Lambda's SQS pollers are a fixed cost per queue.
 
     .venv/bin/python scripts/bench_cost.py [--round-trips 30] [--steps 60] [--wait-s 60]
@@ -192,6 +193,7 @@ class Bench:
             cost = b.api["cost"] - a.api["cost"]
             fn_inv = b.fn["invocations"] - a.fn["invocations"]
             fn_s = b.fn["seconds"] - a.fn["seconds"]
+            fn_wall = b.fn["wall"] - a.fn["wall"]
         else:
             calls = Counter()
             for r in routes:
@@ -202,6 +204,7 @@ class Bench:
             http_n = sum((b.http[r] - a.http[r]) for r in routes)
             fn_inv = Counter({API_FN: http_n})
             fn_s = Counter({API_FN: sum(b.http_s[r] - a.http_s[r] for r in routes)})
+            fn_wall = fn_s
         idle_recv = calls.pop("sqs.ReceiveMessage[idle]", 0)
         calls = Counter({k: v for k, v in calls.items() if "(" not in k})
         http = Counter({r: b.http[r] - a.http[r] for r in (routes or b.http) if b.http[r] - a.http[r]})
@@ -210,6 +213,7 @@ class Bench:
             by_service[k.split(".")[0]] += v
         lam = {fid: {"invocations": round(fn_inv[fid] / n, 4), "seconds": round(fn_s[fid] / n, 5),
                      "mean_ms": round(1000 * fn_s[fid] / fn_inv[fid], 1) if fn_inv[fid] else None,
+                     "mean_wall_ms": round(1000 * fn_wall[fid] / fn_inv[fid], 1) if fn_inv[fid] else None,
                      "memory_mb": self.memory[fid],
                      "gb_s": round(fn_s[fid] * self.memory[fid] / 1024 / n, 6)}
                for fid in sorted(fn_inv) if fn_inv[fid]}
@@ -261,7 +265,14 @@ class Bench:
         session.set_external_task_handler(worker)
         push.watch_session(self.transport, session.session_id)
         deadline = time.monotonic() + 10
-        while sum(v for r, v in self.ws.snapshot()[1].items() if r.startswith("WS rt-handler subscribe")) < 4:
+
+        def set_up() -> bool:  # subscribed (acks read, 4 lanes and a session) and the handler's first claim made
+            messages, routes, _ = self.ws.snapshot()
+            subscribed = sum(v for r, v in routes.items() if r.startswith("WS rt-handler subscribe")) >= 4
+            claimed = any(r.endswith("/external-tasks/claim (empty)") for r in self.transport.snapshot())
+            return subscribed and claimed and messages["rt-handler"] >= 8 and messages["rt-client"] >= 2
+
+        while not set_up():
             if time.monotonic() > deadline:
                 raise TimeoutError("the task handler never subscribed to its lanes")
             time.sleep(0.01)
@@ -550,7 +561,9 @@ def print_report(out: dict[str, Any]) -> None:
           "$0.625/1M WRU, $0.125/1M RRU;\n  SQS $0.40/1M requests; HTTP API $1.00/1M requests; Secrets Manager "
           "$0.05/10k calls; WebSocket API $1.00/1M messages (32 KB),\n  $0.25/1M connection-minutes. "
           "The model's own cost is excluded.")
-    print("  Lambda duration = the handler's wall time on the embedded stack (moto), at the template's MemorySize;\n"
+    print("  Lambda duration = the CPU time of the handler's thread on the embedded stack (moto), at the template's\n"
+          "  MemorySize (the wall time, in the JSON, also holds waits for a CPU or for the stack's one lock;\n"
+          "  a WebSocket route's and the waiting units' HTTP routes are timed by the wall clock);\n"
           "  round trips: over the WebSocket API, the client and the task handler each with one connection\n"
           "  opened and subscribed once ('rt: connect', per client, not per round trip);\n"
           "  wait-minute and idle: over the WebSocket API (connect, subscribe and catch-up in the window, the\n"
@@ -618,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"meta": {"round_trips": args.round_trips, "steps": args.steps, "wait_s": args.wait_s,
                     "total_s": round(time.perf_counter() - t0, 1), "kit": kit_commit(), "cpus": os.cpu_count(),
                     "prices": PRICES, "model": "scripted (its own cost excluded)",
-                    "lambda_duration": "handler wall time on the embedded stack (moto), an estimate"},
+                    "lambda_duration": "CPU time of the handler's thread on the embedded stack (moto), "
+                                       "an estimate (wall time beside it: mean_wall_ms)"},
            "round_trip": rt, "parallel_step": step, "waiting": waiting,
            "step_functions": sfn_comparison(rt["first"], step, args.steps)}
     print_report(out)

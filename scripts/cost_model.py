@@ -242,31 +242,37 @@ def attach_cost_counter(stack: Any, **options: Any) -> CostCounter:
 
 # -- Lambda time -----------------------------------------------------------------------------------
 class FunctionClock:
-    """Wall time of every invocation of the embedded stack's functions (the duration Lambda would
-    bill, estimated: the same code, on this machine, against moto), per function."""
+    """Time of every invocation of the embedded stack's functions, per function: the CPU time of the
+    invoking thread (`seconds`: the duration Lambda would bill, estimated: the same code, on this
+    machine, moto's work standing in for the calls' round trips) and the wall time (`wall`). On a
+    busy or shared machine the wall time also holds waits for a CPU, and with many invocations at
+    once (a parallel step's) waits for the one process's lock, which a Lambda would not bill."""
 
     def __init__(self, stack: Any) -> None:
         self.memory = {fid: fn.memory for fid, fn in stack.functions.items()}
         self.invocations: Counter[str] = Counter()
         self.seconds: Counter[str] = Counter()
+        self.wall: Counter[str] = Counter()
         self._lock = threading.Lock()
         for fid, fn in stack.functions.items():
             fn.invoke = self._timed(fid, fn.invoke)
 
     def _timed(self, fid: str, invoke: Any) -> Any:
         def timed(event: dict) -> Any:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 return invoke(event)
             finally:
                 with self._lock:
                     self.invocations[fid] += 1
-                    self.seconds[fid] += time.perf_counter() - t0
+                    self.seconds[fid] += time.thread_time() - c0
+                    self.wall[fid] += time.perf_counter() - t0
         return timed
 
     def snapshot(self) -> dict[str, Counter]:
         with self._lock:
-            return {"invocations": Counter(self.invocations), "seconds": Counter(self.seconds)}
+            return {"invocations": Counter(self.invocations), "seconds": Counter(self.seconds),
+                    "wall": Counter(self.wall)}
 
 
 # -- dollars ---------------------------------------------------------------------------------------
