@@ -16,8 +16,9 @@ item before and after, x2 in a transaction, plus each gsi1 write), read request 
 reads half), item bytes written; SQS requests (64 KB chunks); API Gateway requests; Lambda invocations
 and GB-s per function at the template's MemorySize, the duration being the CPU time of the handler's
 thread here (an estimate: moto's work stands in for the calls' round trips; the wall time, which on a
-busy machine also holds waits for a CPU, is kept beside it). The model's own cost is excluded. The embedded pumps' empty
-ReceiveMessage polls are left out of every unit: on AWS, Lambda's SQS pollers are a fixed cost per queue.
+busy machine also holds waits for a CPU, is kept beside it). The model's own cost is excluded. The
+embedded pumps' empty ReceiveMessage polls are left out of every unit: on AWS, Lambda's SQS pollers
+are a fixed cost per queue.
 
     .venv/bin/python scripts/bench_cost.py [--round-trips 30] [--steps 60] [--wait-s 60]
                                            [--json bench-results/cost.json]
