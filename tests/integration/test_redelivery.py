@@ -167,17 +167,23 @@ def test_given_a_task_timeout_message_delivered_twice_then_the_task_expires_once
     assert fx.event_types(run_id).count("external_task_completed") == 1
 
 
-def test_given_a_completion_whose_wake_up_was_lost_when_the_tasks_timer_fires_then_the_run_still_resumes(
-        offline_rt, workspace):
+def _completed_unwoken(offline_rt, workspace, prompt: str) -> tuple[Fixture, str, dict]:
+    """A run suspended on one external task, the task completed and the run not woken (as if the
+    completing API invocation died right after its write): the fixture, the run, the task's timer."""
     fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=1000)
-    run_id, advance = fx.start("lost\n/tool bash " + json.dumps({"command": "make"}))
+    run_id, advance = fx.start(prompt + "\n/tool bash " + json.dumps({"command": "make"}))
     handle_message(offline_rt, advance, plenty)
     timer = fx.take_runs_message("task_timeout")
     [task] = offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)
-    # The worker's completion was written, and then the API invocation died before waking the run.
     assert offline_rt.store.finish_task(fx.tenant, fx.sid, task.task_id, "completed", offline_rt.clock(),
                                         result={"output": "built"})
     assert fx.run(run_id).status == "waiting"
+    return fx, run_id, timer
+
+
+def test_given_a_completion_whose_wake_up_was_lost_when_the_tasks_timer_fires_then_the_run_still_resumes(
+        offline_rt, workspace):
+    fx, run_id, timer = _completed_unwoken(offline_rt, workspace, "lost")
 
     offline_rt.clock.advance(2_000)
     handle_message(offline_rt, timer, plenty)  # the task's own timer is the backstop that is left
@@ -190,14 +196,8 @@ def test_given_a_completion_whose_wake_up_was_lost_when_the_tasks_timer_fires_th
 
 def test_given_a_task_whose_run_has_ended_when_its_timer_fires_then_it_reads_the_run_and_writes_nothing(
         offline_rt, workspace, monkeypatch):
-    fx = Fixture(offline_rt, workspace, mode="external", timeout_ms=1000)
-    run_id, advance = fx.start("done\n/tool bash " + json.dumps({"command": "make"}))
-    handle_message(offline_rt, advance, plenty)
-    timer = fx.take_runs_message("task_timeout")
-    [task] = offline_rt.store.list_pending_tasks(fx.tenant, fx.sid)
-    assert offline_rt.store.finish_task(fx.tenant, fx.sid, task.task_id, "completed", offline_rt.clock(),
-                                        result={"output": "built"})
-    assert offline_rt.wake(fx.tenant, run_id)
+    fx, run_id, timer = _completed_unwoken(offline_rt, workspace, "done")
+    assert offline_rt.wake(fx.tenant, run_id)  # this time the wake-up came
     handle_message(offline_rt, fx.take_runs_message("advance"), plenty)
     assert fx.run(run_id).status == "succeeded"
 

@@ -76,6 +76,11 @@ def _exchange_key(tenant: str, session_id: str, n: int) -> dict[str, str]:
     return {"pk": f"T#{tenant}#S#{session_id}", "sk": f"MSG#{n:08d}"}
 
 
+def _exchange_n(item: dict[str, Any]) -> int:
+    """Which exchange of its session an exchange item is (its `MSG#<n>` key)."""
+    return int(item["sk"][len("MSG#"):])
+
+
 def _run_key(tenant: str, run_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
 
@@ -340,19 +345,19 @@ class DynamoStore:
         doc["carried"] = json.loads(item["ev"]) if "ev" in item else []
         return Run.model_validate(doc)
 
-    def _event_puts(self, tenant: str, run_id: str, events: list[Event]) -> list[dict[str, Any]]:
+    def _event_puts(self, tenant: str, run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A checkpoint's events as few items as fit (usually one), each keyed by its last seq: a
         replay overwrites them rather than duplicating them, and a reader after seq n starts at the
         first item whose key is past n."""
         batches: list[list[str]] = [[]]
         size = 0
-        for doc in (e.model_dump_json() for e in events):
+        for doc in (json.dumps(e, ensure_ascii=False, separators=(",", ":")) for e in events):
             if batches[-1] and size + len(doc) > EVENT_BATCH_BYTES:
                 batches.append([])
                 size = 0
             batches[-1].append(doc)
             size += len(doc)
-        last, puts = events[0].seq - 1 if events else 0, []
+        last, puts = events[0]["seq"] - 1 if events else 0, []
         for batch in filter(None, batches):
             last += len(batch)
             doc = "[" + ",".join(batch) + "]"
@@ -400,7 +405,7 @@ class DynamoStore:
         if text and _item_bytes(item) + len(text.encode()) + 2 <= room:
             item["ev"], event_puts = text, []
         else:
-            event_puts = self._event_puts(run.tenant, run.run_id, [Event.model_validate(e) for e in carried])
+            event_puts = self._event_puts(run.tenant, run.run_id, carried)
             carried = []
         put = {"TableName": self._table, "Item": _to_ddb(item), "ConditionExpression": "version = :v AND ctl = :c",
                "ExpressionAttributeValues": _to_ddb({":v": expected, ":c": run.ctl})}
@@ -463,7 +468,7 @@ class DynamoStore:
                                  ProjectionExpression="sk", ExpressionAttributeValues=_to_ddb(
                                      {":pk": f"T#{tenant}#S#{session_id}", ":lo": f"MSG#{start:08d}",
                                       ":hi": "MSG#99999999"})))
-        return int(items[-1]["sk"][4:]) + 1 if items else start
+        return _exchange_n(items[-1]) + 1 if items else start
 
     def _append(self, run: Run, session: Session, n: int) -> list[dict[str, Any]]:
         """What adds run's messages as the session's n-th exchange: the exchange item, once (its
@@ -505,7 +510,7 @@ class DynamoStore:
         if not items or items[-1]["sk"] != "SESSION":
             raise NotFound(f"session {session_id!r} not found")
         exchanges = items[:-1]
-        n = int(exchanges[-1]["sk"][4:]) + 1 if exchanges else len(known)
+        n = _exchange_n(exchanges[-1]) + 1 if exchanges else len(known)
         known = self._known(tenant, session_id, known, exchanges, n)
         return _session_from(items[-1]), [m for exchange in known for m in exchange], n
 
@@ -515,7 +520,7 @@ class DynamoStore:
         exchange that has expired (its session lived on) is an empty one."""
         known = list(known)
         for item in items:
-            while len(known) < int(item["sk"][4:]):
+            while len(known) < _exchange_n(item):
                 known.append([])
             known.append(json.loads(self._doc_of(item)))
         known.extend([] for _ in range(upto - len(known)))
