@@ -184,9 +184,9 @@ def table_holds(stack, text: str) -> bool:
     """Whether any item of the stack's table mentions `text` (a scan of the moto table)."""
     pages = stack.boto.client("dynamodb").get_paginator("scan").paginate(TableName=stack.env["A3S_TABLE"])
 
-    def readable(item: dict) -> str:  # a compressed document (`z`) read as the text it holds
-        packed = item.pop("z", None)
-        return json.dumps(item) + (zlib.decompress(packed["B"]).decode() if packed else "")
+    def readable(item: dict) -> str:  # compressed attributes (a document, carried events) read as their text
+        packed = [zlib.decompress(item.pop(name)["B"]).decode() for name, value in list(item.items()) if "B" in value]
+        return json.dumps(item) + "".join(packed)
 
     return any(text in readable(item) for page in pages for item in page["Items"])
 

@@ -180,8 +180,8 @@ def test_given_two_first_run_resumable_callers_when_the_loser_creates_after_the_
     specs = [step("a"), step("b")]
     winner = workflows.resume(engine_rt, eng.tenant, eng.sid, specs, 2, None, wid)
     body, _ = engine_rt.queues.runs.pop(0)
-    eng.deliver(body)  # the winner's workflow_start: both steps launched
-    assert all(s.status == "running" for s in eng.steps(wid))
+    eng.deliver(body)  # the winner's workflow_start: both steps launched (their child runs exist)
+    assert set(workflows.launched(engine_rt, eng.workflow(wid), eng.steps(wid))) == {"a", "b"}
 
     store, stale = engine_rt.store, []
 

@@ -9,9 +9,10 @@ import threading
 import pytest
 
 from a3s_core.domain.errors import Conflict, NotFound
-from a3s_core.domain.items import Step, Workflow
+from a3s_core.domain.items import Run, Session, Step, StepRef, Workflow
 from a3s_core.domain.outcomes import StepOutcome, Usage
 from a3s_core.engine.workflows import spec_hash
+from a3s_core.store.base import Settlement
 from a3s_core.store.memory import MemoryStore
 
 
@@ -163,13 +164,25 @@ def test_given_a_running_step_when_settled_twice_then_it_is_counted_once(store, 
     assert (step.status, step.finished_at, step.outcome and step.outcome.success) == ("succeeded", 3_000, True)
 
 
-def test_given_a_step_not_running_when_settled_then_it_is_not_counted(store, tenant):
+def test_given_a_step_at_another_stage_when_settled_then_it_is_not_counted(store, tenant):
     wf, steps = make(tenant)
     store.create_workflow(wf, steps)
+    moved = store.move_step(steps[0], "pending", 0, "running", "run-s1", 1, {"prompt": "next"}, 2_000)
+    assert moved is not None
 
-    assert not store.settle_step(steps[0], "succeeded", outcome(steps[0]), 7, 3_000)
+    assert not store.settle_step(steps[0], "succeeded", outcome(steps[0]), 7, 3_000)  # stage 0's end, late
     assert store.get_workflow(tenant, wf.workflow_id).finished == 0
-    assert store.get_step(tenant, wf.workflow_id, steps[0].key).status == "pending"
+    assert store.get_step(tenant, wf.workflow_id, steps[0].key).status == "running"
+
+
+def test_given_a_pending_step_when_settled_then_its_run_and_start_are_recorded(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    ended = steps[0].model_copy(update={"run_id": "run-a", "started_at": 1_500})
+
+    assert store.settle_step(ended, "succeeded", outcome(steps[0]), 7, 3_000)
+    got = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    assert (got.status, got.run_id, got.started_at, got.finished_at) == ("succeeded", "run-a", 1_500, 3_000)
 
 
 def test_given_many_concurrent_settlers_of_one_step_then_exactly_one_counts(store, tenant):
@@ -338,3 +351,87 @@ def test_given_subscriptions_to_a_workflow_then_it_counts_them_so_an_unwatched_o
     assert store.remove_watcher(tenant, "workflow", wf.workflow_id, "c1") is False
     assert store.get_workflow(tenant, wf.workflow_id).watchers == 1
     assert store.watchers(tenant, "workflow", wf.workflow_id) == ["c2"]
+
+
+# -- a child run's end settles its step in the same write ------------------------------------------
+def ended_child(store, tenant: str, wf: Workflow, step: Step) -> Run:
+    """A child run of `step`, created and taken by a driver, about to write its end."""
+    run = Run(tenant=tenant, run_id=f"run-{secrets.token_hex(4)}", session_id=wf.session_id, prompt="p",
+              model="scripted", workspace="/w", parent=StepRef(workflow_id=wf.workflow_id, key=step.key,
+                                                               attempt=step.attempt, settles=True))
+    store.create_run(run)
+    run = store.acquire_run(tenant, run.run_id, "drv-1", 1_000, 60_000)
+    run.status, run.text, run.lease_owner, run.lease_until = "succeeded", "done", None, 0
+    return run
+
+
+def settling(step: Step, run: Run, tokens: int = 7) -> Settlement:
+    return Settlement(step.model_copy(update={"run_id": run.run_id, "started_at": 1_500}), "succeeded",
+                      outcome(step, tokens=tokens).model_copy(update={"run_id": run.run_id}), tokens, 3_000)
+
+
+def test_given_a_child_run_end_with_its_step_then_one_write_ends_the_run_settles_the_step_and_counts_it(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    run = ended_child(store, tenant, wf, steps[0])
+
+    assert store.save_run(run, [], settle=settling(steps[0], run)) is True
+
+    assert store.get_run(tenant, run.run_id).status == "succeeded"
+    got = store.get_step(tenant, wf.workflow_id, steps[0].key)
+    assert (got.status, got.run_id, got.started_at, got.finished_at) == ("succeeded", run.run_id, 1_500, 3_000)
+    assert got.outcome is not None and (got.outcome.task_id, got.outcome.run_id) == ("t0", run.run_id)
+    assert (store.get_workflow(tenant, wf.workflow_id).finished, store.get_workflow(tenant, wf.workflow_id).used_tokens) \
+        == (1, 7)
+
+
+def test_given_a_step_settled_before_when_a_replayed_end_settles_it_then_the_run_is_saved_and_nothing_counts_twice(
+        store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    run = ended_child(store, tenant, wf, steps[0])
+    assert store.settle_step(*settling(steps[0], run))  # its end was settled by a replay first
+
+    assert store.save_run(run, [], settle=settling(steps[0], run)) is False
+
+    assert store.get_run(tenant, run.run_id).status == "succeeded"
+    assert store.get_workflow(tenant, wf.workflow_id).finished == 1
+
+
+def test_given_a_step_of_a_later_attempt_when_an_old_child_ends_then_its_run_ends_alone(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    run = ended_child(store, tenant, wf, steps[0])
+    stale = steps[0].model_copy(update={"attempt": 2})  # what an earlier attempt's child knows
+
+    assert store.save_run(run, [], settle=settling(stale, run)) is False
+    assert store.get_run(tenant, run.run_id).status == "succeeded"
+    assert store.get_step(tenant, wf.workflow_id, steps[0].key).status == "pending"
+    assert store.get_workflow(tenant, wf.workflow_id).finished == 0
+
+
+def test_given_a_run_changed_underneath_when_its_end_settles_then_nothing_is_written(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+    run = ended_child(store, tenant, wf, steps[0])
+    stale = run.model_copy(update={"version": run.version - 1})  # another driver saved it since
+
+    with pytest.raises(Conflict):
+        store.save_run(stale, [], settle=settling(steps[0], stale))
+    assert store.get_step(tenant, wf.workflow_id, steps[0].key).status == "pending"
+    assert store.get_workflow(tenant, wf.workflow_id).finished == 0
+
+
+def test_given_a_workflow_then_it_its_next_step_and_its_session_are_read_together(store, tenant):
+    wf, steps = make(tenant)
+    store.create_workflow(wf, steps)
+
+    got, step, session = store.workflow_and_next(tenant, wf.workflow_id, steps[1].key, wf.session_id)
+    assert (got.workflow_id, step.key, session) == (wf.workflow_id, steps[1].key, None)  # no such session
+    store.create_session(Session(tenant=tenant, session_id=wf.session_id, workspace="/w"))
+    _, none, session = store.workflow_and_next(tenant, wf.workflow_id, None, wf.session_id)
+    assert none is None and session is not None and session.session_id == wf.session_id
+    with pytest.raises(NotFound):
+        store.workflow_and_next(tenant, "wf-none", None, wf.session_id)
+    with pytest.raises(NotFound):
+        store.workflow_and_next("another-tenant", wf.workflow_id, steps[1].key, wf.session_id)

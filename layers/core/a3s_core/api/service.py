@@ -48,7 +48,7 @@ def run_view(r: Run) -> dict[str, Any]:
             "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
             "total_tokens": r.prompt_tokens + r.completion_tokens, "created_at": r.created_at,
             "updated_at": r.updated_at, "agent": r.agent, "children": r.children,
-            "parent": r.parent.model_dump() if r.parent else None}
+            "parent": r.parent.model_dump(include={"workflow_id", "key", "attempt"}) if r.parent else None}
 
 
 def progress(wf: Workflow) -> dict[str, Any]:

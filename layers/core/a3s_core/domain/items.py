@@ -6,7 +6,7 @@ import time
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from a3s_core.domain.lanes import DEFAULT_CONCURRENCY, LANES, LaneHandler
 from a3s_core.domain.outcomes import StepOutcome, TeamState
@@ -152,6 +152,20 @@ class StepRef(BaseModel):
     workflow_id: str
     key: str
     attempt: int
+    # What the run's end needs to settle its step without reading it first (a parallel or resumable
+    # step's child; a pipeline's stages are read with their workflow): the outcome's task id (and
+    # agent, if the spec named it otherwise than the run), the step's launch position, and the key
+    # launched after it in the same slot (None: the last).
+    settles: bool = False
+    task_id: str | None = None
+    agent: str | None = None
+    position: int = 0
+    next: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Kept in its run's item, rewritten at each step: the fields at their default are left out."""
+        return {k: v for k, v in handler(self).items() if not (v is None or v is False or (k == "position" and v == 0))}
 
 
 Run.model_rebuild()

@@ -10,7 +10,7 @@ from typing import Any
 
 from a3s_core import telemetry
 from a3s_core.domain.errors import NotFound
-from a3s_core.domain.items import RunStatus, TaskStatus, new_id
+from a3s_core.domain.items import RunStatus, Session, TaskStatus, new_id
 from a3s_core.engine import lane_metrics, messages, workflows
 from a3s_core.engine.driver import drive
 from a3s_core.engine.messages import Advance, RunsMessage, TaskTimeout, WorkflowStart, WorkflowTimeout, timeout_message
@@ -24,8 +24,8 @@ class Busy(Exception):
 def handle_message(rt: Runtime, body: dict[str, Any] | RunsMessage, remaining_ms: Callable[[], int]) -> None:
     """Do what one runs-queue message asks (a body that is no message is a ValueError)."""
     match messages.parse(body):
-        case Advance(tenant=tenant, run_id=run_id):
-            advance(rt, tenant, run_id, remaining_ms)
+        case Advance(tenant=tenant, run_id=run_id, session=session):
+            advance(rt, tenant, run_id, remaining_ms, session)
         case TaskTimeout(tenant=tenant, session_id=session_id, task_id=task_id):
             expire_task(rt, tenant, session_id, task_id)
         case WorkflowStart(tenant=tenant, workflow_id=workflow_id):
@@ -34,7 +34,8 @@ def handle_message(rt: Runtime, body: dict[str, Any] | RunsMessage, remaining_ms
             workflows.expire(rt, tenant, workflow_id)
 
 
-def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], int]) -> None:
+def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], int],
+            session: Session | None = None) -> None:
     owner = new_id("drv")
     run = rt.store.acquire_run(tenant, run_id, owner, rt.clock(), rt.settings.lease_seconds * 1000)
     if run is None:
@@ -49,7 +50,8 @@ def advance(rt: Runtime, tenant: str, run_id: str, remaining_ms: Callable[[], in
         return  # waiting, paused or finished: this message is a duplicate or stale
     if run.event_seq == 0:  # nothing done yet: its first pick-up (its driver writes run_start)
         telemetry.run_started(run)
-    drive(rt, run, remaining_ms)
+    # The session the message carries is the launcher's read: good for the first pick-up only.
+    drive(rt, run, remaining_ms, session if run.event_seq == 0 and session and session.tenant == tenant else None)
 
 
 def expire_task(rt: Runtime, tenant: str, session_id: str, task_id: str) -> None:

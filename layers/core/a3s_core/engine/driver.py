@@ -23,6 +23,7 @@ from a3s_core.domain.items import (
     PendingCall,
     Run,
     RunStatus,
+    Session,
     Task,
     TaskStatus,
     ToolOutcome,
@@ -59,9 +60,10 @@ class Awaited(NamedTuple):
     id: str
 
 
-def drive(rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
-    """Advance a run its lease has been taken for, turn by turn, until it waits, ends or hands off."""
-    _Turns(rt, run, remaining_ms).go()
+def drive(rt: Runtime, run: Run, remaining_ms: Callable[[], int], session: Session | None = None) -> None:
+    """Advance a run its lease has been taken for, turn by turn, until it waits, ends or hands off.
+    `session`: the run's, as its launcher has just read it (then it is not read again)."""
+    _Turns(rt, run, remaining_ms, session).go()
 
 
 def task_id_for(run_id: str, call_id: str) -> str:
@@ -92,18 +94,22 @@ def outcome_of(task: Task, handler: LaneHandler) -> ToolOutcome | None:
 class _Turns:
     """One invocation's work on a leased run."""
 
-    def __init__(self, rt: Runtime, run: Run, remaining_ms: Callable[[], int]) -> None:
+    def __init__(self, rt: Runtime, run: Run, remaining_ms: Callable[[], int], session: Session | None = None) -> None:
         self.rt, self.run, self.remaining_ms = rt, run, remaining_ms
         self.events: list[Event] = []
         self.answer_unsaved = False  # the model answered and the answer is not checkpointed yet
         self.interrupted = False     # a request from outside came during this invocation
         self.announce: list[Task] = []  # tasks made since the last checkpoint: pushed once it commits
+        self.settled = False  # the last checkpoint settled the run's step (a child run's end)
         if run.history is None:  # its first pick-up: it continues the conversation as it is now
             self.session, self.history, run.history = rt.store.session_with_history(run.tenant, run.session_id)
             self.prefetched: dict[str, Task] = {}
         else:  # the session and the tasks this turn waits on, in one read (a wake's usual question)
             awaited = [t for c in run.pending if c.outcome is None for t in (c.task_id, c.confirm_task_id) if t]
-            self.session, self.prefetched = rt.store.session_and_tasks(run.tenant, run.session_id, awaited)
+            if session is not None and session.session_id == run.session_id and not awaited:
+                self.session, self.prefetched = session, {}
+            else:
+                self.session, self.prefetched = rt.store.session_and_tasks(run.tenant, run.session_id, awaited)
             self.history = rt.store.history(run.tenant, run.session_id, run.history)  # what the run continues
         self._skills: dict[str, dict[str, str]] | None = None
         if run.event_seq == 0:  # its first pick-up: the run is created without events (one write)
@@ -128,7 +134,10 @@ class _Turns:
         self.run.updated_at = self.rt.clock()
         for _ in range(10):
             try:
-                self.rt.store.save_run(self.run, self.events, append_to=self.session if append else None)
+                # A child run's end settles its step in the same write (if its item says all it needs).
+                settle = workflows.settlement(self.run, self.run.updated_at)
+                self.settled = self.rt.store.save_run(self.run, self.events, append_to=self.session if append else None,
+                                                      settle=settle)
                 break
             except Interrupted:  # a request from outside came: the run holds it now; save again with it
                 self.interrupted = True
@@ -169,7 +178,7 @@ class _Turns:
             return self.cancel()
         telemetry.run_ended(self.run)
         if self.run.parent:
-            workflows.on_child_end(self.rt, self.run, self.session)
+            workflows.on_child_end(self.rt, self.run, self.session, settled=self.settled)
 
     # -- the loop ------------------------------------------------------------------------
     def go(self) -> None:

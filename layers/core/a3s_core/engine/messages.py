@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from a3s_core.domain.items import Task
+from a3s_core.domain.items import Session, Task
 
 
 class _Message(BaseModel):
@@ -17,10 +17,12 @@ class _Message(BaseModel):
 
 
 class Advance(_Message):
-    """Advance a run: its next turn, or its first."""
+    """Advance a run: its next turn, or its first. A workflow step's launch sends the run's session
+    as it has just read it: the run's first pick-up reads nothing else (a redelivery after it reads)."""
 
     kind: Literal["advance"] = "advance"
     run_id: str
+    session: Session | None = None
 
 
 class TaskTimeout(_Message):
@@ -75,5 +77,5 @@ def read(body: dict[str, Any] | RunsMessage) -> tuple[RunsMessage | None, str]:
 
 
 def wire(message: RunsMessage) -> dict[str, Any]:
-    """The message as it travels: a JSON object."""
-    return message.model_dump(mode="json")
+    """The message as it travels: a JSON object (an advance without a session leaves it out)."""
+    return message.model_dump(mode="json", exclude={"session"} if getattr(message, "session", 0) is None else None)

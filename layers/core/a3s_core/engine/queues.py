@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from a3s_core.domain.items import Session
 from a3s_core.engine.messages import Advance, RunsMessage, wire
 from a3s_core.telemetry import trace_header
 
 MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see dispatch.expire_task)
 
 
-def advance_message(tenant: str, run_id: str) -> Advance:
-    """The runs-queue message that has the run driver advance a run."""
-    return Advance(tenant=tenant, run_id=run_id)
+SESSION_IN_MESSAGE_BYTES = 16_000  # a larger session is read by the driver (a message is billed by 64 KB)
+
+
+def advance_message(tenant: str, run_id: str, session: Session | None = None) -> Advance:
+    """The runs-queue message that has the run driver advance a run (with its session as just read,
+    if given and not large)."""
+    if session is not None and len(session.model_dump_json()) > SESSION_IN_MESSAGE_BYTES:
+        session = None
+    return Advance(tenant=tenant, run_id=run_id, session=session)
 
 
 class Queues(Protocol):

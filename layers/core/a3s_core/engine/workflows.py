@@ -17,6 +17,7 @@ from a3s_core import telemetry
 from a3s_core.domain.agents import BUILTIN
 from a3s_core.domain.errors import BadRequest, Conflict, NotFound
 from a3s_core.domain.items import (
+    ACTIVE_RUN,
     Run,
     RunStatus,
     Session,
@@ -33,6 +34,7 @@ from a3s_core.engine import push
 from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime
+from a3s_core.store.base import Settlement
 from a3s_core.workspace import tenant as tenant_workspace
 
 OUTPUT_CAP = 100_000  # characters of a child's output kept in its step (the run keeps all of it)
@@ -71,7 +73,7 @@ def render(template: Any, item: Any, previous: StepOutcome | None) -> Any:
 
 # -- launching ----------------------------------------------------------------------------------
 def kick(rt: Runtime, tenant: str, workflow_id: str) -> None:
-    """Launch the first `concurrency` positions (idempotent: started or settled steps are skipped)."""
+    """Launch the first `concurrency` positions (idempotent: launched or settled steps are skipped)."""
     wf = rt.store.get_workflow(tenant, workflow_id)
     session = rt.store.get_session(tenant, wf.session_id) if wf.n else None
     for position in range(min(wf.concurrency, wf.n)):
@@ -80,35 +82,29 @@ def kick(rt: Runtime, tenant: str, workflow_id: str) -> None:
         telemetry.workflow_ended(tenant, workflow_id, "succeeded")
 
 
-def launch(rt: Runtime, wf: Workflow, position: int, session: Session | None = None) -> None:
+def launch(rt: Runtime, wf: Workflow, position: int, session: Session | None = None, step: Step | None = None) -> None:
     """Start the step at `position`; a step that fails before it can run settles at once and
     passes its turn on, so the walk continues along this slot's chain of positions. `wf` is as
-    read since the last step settled (the caller's); `session`, the workflow's, if at hand."""
+    read since the last step settled (the caller's); `session` and `step`, if at hand.
+
+    A step is launched by the creation of its child run, whose id is the step's (a replay finds
+    the run it made): the step itself stays pending until its run's end settles it."""
     store = rt.store
     while position < wf.n:
         if wf.status != WorkflowStatus.RUNNING:
             return  # cancelled (or already finished): launch nothing more
-        # Claim the step first: the write answers with the step, so it is not read before.
-        slot = Step(tenant=wf.tenant, workflow_id=wf.workflow_id, key=wf.key_at(position), index=position,
-                    attempt=wf.attempt, spec={})
-        run_id = child_run_id(wf, slot, 0)
-        step = store.move_step(slot, "pending", 0, "running", run_id, 0, None, rt.clock())
-        if step is None:  # launched before (a replay), settled, or of another attempt
-            step = store.get_step(wf.tenant, wf.workflow_id, slot.key)
-            if step is None or step.attempt != wf.attempt or step.status != StepStatus.RUNNING:
-                return
-            if not step.run_id:
-                wf = settle(rt, wf, step, failed_outcome(step, "step could not start"))
-                position += wf.concurrency
-                continue
-            run_id = step.run_id  # a replay: make sure its child exists and is moving
+        key = wf.key_at(position)
+        if step is None or step.key != key:
+            step = store.get_step(wf.tenant, wf.workflow_id, key)
+        if step is None or step.attempt != wf.attempt or step.status != StepStatus.PENDING:
+            return  # settled (a replay), at a later pipeline stage, or of another attempt
         session = session or store.get_session(wf.tenant, wf.session_id)
         failure = preflight(rt, wf, step, session)
         if failure is None:
-            start_child(rt, wf, step, step.spec, run_id, session)
+            start_child(rt, wf, step, step.spec, child_run_id(wf, step, 0), session)
             return
         wf = settle(rt, wf, step, failed_outcome(step, failure))
-        position += wf.concurrency
+        position, step = position + wf.concurrency, None
 
 
 def preflight(rt: Runtime, wf: Workflow, step: Step, session: Session) -> str | None:
@@ -120,7 +116,10 @@ def preflight(rt: Runtime, wf: Workflow, step: Step, session: Session) -> str | 
 
 
 def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run_id: str,
-                session: Session | None = None) -> None:
+                session: Session | None = None, share: bool = True) -> None:
+    """Create the step's child run and have it driven; `session`: the workflow's, if at hand, sent
+    with the run (`share`: as read by this invocation, not carried along from an earlier one)."""
+    shared = share and session is not None
     session = session or rt.store.get_session(wf.tenant, wf.session_id)
     agent = rt.agent(spec.get("agent", ""), session)
     workspace = spec.get("workspace") or session.workspace
@@ -132,11 +131,18 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
         on_child_failed_to_start(rt, wf, step, problem)
         return
     prompt = spec["prompt"] + (schema_contract(spec["output_schema"]) if spec.get("output_schema") else "")
+    after = step.position + wf.concurrency
+    # A pipeline's stages are read with its workflow when a stage ends; any other step's run says
+    # in its own item all that its end needs to settle the step and launch the next in its slot.
+    ref = StepRef(workflow_id=wf.workflow_id, key=step.key, attempt=step.attempt) if wf.stages else \
+        StepRef(workflow_id=wf.workflow_id, key=step.key, attempt=step.attempt, settles=True,
+                task_id=step.spec.get("task_id", step.key), position=step.position,
+                agent=step.spec.get("agent") if step.spec.get("agent") != agent.name else None,
+                next=wf.key_at(after) if after < wf.n else None)
     run = Run(tenant=wf.tenant, run_id=run_id, session_id=wf.session_id, prompt=prompt,
               model=session.model, workspace=workspace,
               max_turns=spec.get("max_steps") or agent.max_steps,
-              messages=[{"role": "user", "content": prompt}],
-              parent=StepRef(workflow_id=wf.workflow_id, key=step.key, attempt=step.attempt),
+              messages=[{"role": "user", "content": prompt}], parent=ref,
               agent=agent.name, allowed_tools=sorted(agent.tools), output_schema=spec.get("output_schema"))
     try:
         rt.store.create_run(run)
@@ -144,7 +150,7 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
         telemetry.run_queued(run)
     except Conflict:
         pass  # a replay: the run exists; enqueueing it again is harmless
-    rt.queues.send_run(advance_message(wf.tenant, run_id))
+    rt.queues.send_run(advance_message(wf.tenant, run_id, session if shared else None))
 
 
 # -- settling ---------------------------------------------------------------------------------
@@ -171,30 +177,57 @@ def run_outcome(step: Step, run: Run) -> StepOutcome:
                        error=None if ok else (run.error or run.status), structured=run.structured)
 
 
-def on_child_end(rt: Runtime, run: Run, session: Session | None = None) -> None:
+def settlement(run: Run, now: int) -> Settlement | None:
+    """What the end of `run` settles in the same write: its step, if the run says all it needs."""
+    ref = run.parent
+    if ref is None or not ref.settles or not run.done:
+        return None
+    step = Step(tenant=run.tenant, workflow_id=ref.workflow_id, key=ref.key, index=0, position=ref.position,
+                attempt=ref.attempt, spec={"task_id": ref.task_id or ref.key, "agent": ref.agent or run.agent},
+                run_id=run.run_id, started_at=run.created_at)
+    outcome = run_outcome(step, run)
+    return Settlement(step, "succeeded" if outcome.success else "failed", outcome, outcome.usage.total_tokens, now)
+
+
+def on_child_end(rt: Runtime, run: Run, session: Session | None = None, settled: bool = False) -> None:
     """A child run ended (or its end is being replayed): settle or continue its step. `session`:
-    the workflow's, if the caller has it at hand."""
+    the workflow's, if the caller has it at hand; `settled`: the run's end settled its step."""
     ref = run.parent
     assert ref is not None
     store = rt.store
+    if ref.settles:
+        due = settlement(run, rt.clock())
+        assert due is not None
+        if not settled:  # ended by something else than its driver, or a replay: settle it now (once)
+            settled = store.settle_step(*due)
+        # One read after the count: the workflow, the next step of this slot, the session to run it in.
+        current, nxt, fresh = store.workflow_and_next(run.tenant, ref.workflow_id, ref.next, run.session_id)
+        if settled:
+            telemetry.step_settled(current, due.step, due.status, due.outcome)
+        if current.attempt != ref.attempt:
+            return  # a run of an earlier attempt
+        counted(rt, current, ref.key, ref.attempt)
+        if ref.next is not None:
+            launch(rt, current, ref.position + current.concurrency, fresh, nxt)
+        return
     wf, step = store.workflow_and_step(run.tenant, ref.workflow_id, ref.key)  # one read
     if step is None or step.attempt != ref.attempt or wf.attempt != ref.attempt:
         return  # a run of an earlier attempt
+    if child_run_id(wf, step, step.stage) != run.run_id:
+        return  # an earlier stage's end replayed after the chain moved on
+    step.run_id, step.started_at = run.run_id, step.started_at or run.created_at
     outcome = run_outcome(step, run)
-    if wf.kind == "pipeline" and wf.stages and outcome.success and step.stage + 1 < len(wf.stages) \
-            and step.run_id == run.run_id:
-        nxt = step.stage + 1
-        spec = render(wf.stages[nxt], step.spec.get("item"), outcome)
-        spec.setdefault("task_id", f"{step.key}-{nxt}")
+    if wf.kind == "pipeline" and wf.stages and outcome.success and step.stage + 1 < len(wf.stages):
+        stage = step.stage + 1
+        spec = render(wf.stages[stage], step.spec.get("item"), outcome)
+        spec.setdefault("task_id", f"{step.key}-{stage}")
         spec["item"] = step.spec.get("item")
-        run_id = child_run_id(wf, step, nxt)
-        step = store.move_step(step, "running", step.stage, "running", run_id, nxt, spec, rt.clock()) \
+        run_id = child_run_id(wf, step, stage)
+        step = store.move_step(step, step.status, step.stage, "running", run_id, stage, spec, run.created_at) \
             or store.get_step(run.tenant, ref.workflow_id, ref.key) or step
         if step.run_id == run_id and wf.status == WorkflowStatus.RUNNING:
-            start_child(rt, wf, step, spec, run_id, session)
+            start_child(rt, wf, step, spec, run_id, session, share=False)  # the driver's read may be old
         return
-    if step.run_id != run.run_id:
-        return  # an earlier stage's end replayed after the chain moved on
     current = settle(rt, wf, step, outcome)
     launch(rt, current, step.position + current.concurrency, session)
 
@@ -203,27 +236,35 @@ def settle(rt: Runtime, wf: Workflow, step: Step, outcome: StepOutcome) -> Workf
     """Settle the step and count it; the workflow as it stands after that."""
     store = rt.store
     status = "succeeded" if outcome.success else "failed"
-    store.settle_step(step, status, outcome, outcome.usage.total_tokens, rt.clock())
-    telemetry.step_settled(wf, step, status, outcome)
+    if store.settle_step(step, status, outcome, outcome.usage.total_tokens, rt.clock()):
+        telemetry.step_settled(wf, step, status, outcome)
     current = store.get_workflow(wf.tenant, wf.workflow_id)
-    push.publish_workflow(rt, wf.tenant, wf.workflow_id, {"step": step.key, "status": current.status,
-                                                          "finished": current.finished, "total": current.n},
-                          watched=current.watchers > 0)
-    if current.status == WorkflowStatus.RUNNING and current.attempt == step.attempt and current.finished >= current.n:
-        # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
-        ok = all(s.status == "succeeded" for s in store.list_steps(wf.tenant, wf.workflow_id)
-                 if s.attempt == current.attempt)
-        if store.finish_workflow(wf.tenant, wf.workflow_id, step.attempt, "succeeded" if ok else "failed",
-                                 when_all_done=True):
-            telemetry.workflow_ended(wf.tenant, wf.workflow_id, "succeeded" if ok else "failed")
-            ended(rt, current)
+    counted(rt, current, step.key, step.attempt)
     return current
 
 
+def counted(rt: Runtime, current: Workflow, key: str, attempt: int) -> None:
+    """Step `key` of `attempt` is counted on the workflow (read after): tell its watchers, and end
+    it if that was the last."""
+    push.publish_workflow(rt, current.tenant, current.workflow_id, {"step": key, "status": current.status,
+                                                                    "finished": current.finished, "total": current.n},
+                          watched=current.watchers > 0)
+    if current.status == WorkflowStatus.RUNNING and current.attempt == attempt and current.finished >= current.n:
+        # This attempt's steps decide; the others were journaled successes, or are no longer asked for.
+        ok = all(s.status == "succeeded" for s in rt.store.list_steps(current.tenant, current.workflow_id)
+                 if s.attempt == current.attempt)
+        if rt.store.finish_workflow(current.tenant, current.workflow_id, attempt, "succeeded" if ok else "failed",
+                                    when_all_done=True):
+            telemetry.workflow_ended(current.tenant, current.workflow_id, "succeeded" if ok else "failed")
+            ended(rt, current)
+
+
 # -- starting and reading ----------------------------------------------------------------------
-def _step(tenant: str, wid: str, key: str, index: int, position: int, attempt: int, spec: dict) -> Step:
+def _step(tenant: str, wid: str, key: str, index: int, position: int, attempt: int, spec: dict,
+          journaled: bool = True) -> Step:
+    """`journaled`: a resumable workflow's step, whose spec's hash tells a changed spec on resume."""
     return Step(tenant=tenant, workflow_id=wid, key=key, index=index, position=position, attempt=attempt,
-                spec=spec, spec_hash=spec_hash(spec))
+                spec=spec, spec_hash=spec_hash(spec) if journaled else "")
 
 
 def start(rt: Runtime, tenant: str, session_id: str, kind: WorkflowKind, specs: list[dict[str, Any]],
@@ -234,12 +275,12 @@ def start(rt: Runtime, tenant: str, session_id: str, kind: WorkflowKind, specs: 
         return resume(rt, tenant, session_id, specs, concurrency, budget_tokens, workflow_id or "")
     wid = workflow_id or new_id("wf")
     keys = [f"{i:06d}" for i in range(len(specs))]
-    steps = [_step(tenant, wid, keys[i], i, i, 1, spec) for i, spec in enumerate(specs)]
+    steps = [_step(tenant, wid, keys[i], i, i, 1, spec, journaled=False) for i, spec in enumerate(specs)]
     wf = Workflow(tenant=tenant, workflow_id=wid, session_id=session_id, kind=kind, size=len(keys),
                   concurrency=concurrency, budget_tokens=budget_tokens, stages=stages,
                   parent_run_id=parent_run_id, deadline=rt.clock() + timeout_ms if timeout_ms else None)
     try:
-        rt.store.create_workflow(wf, steps)
+        rt.store.create_workflow(wf, steps, fresh=workflow_id is None)
         telemetry.workflow_started(wf)
     except Conflict:
         if workflow_id is None:
@@ -317,10 +358,27 @@ def resume(rt: Runtime, tenant: str, session_id: str, specs: list[dict[str, Any]
     return {"workflow_id": wid, "status": "running", "attached": False}
 
 
+def launched(rt: Runtime, wf: Workflow, steps: list[Step]) -> dict[str, tuple[str, str, int]]:
+    """The steps of the workflow's attempt not settled whose child run exists: key -> (its run's id,
+    status, creation time). One batched read of those runs (keys and two attributes)."""
+    ids = {child_run_id(wf, s, s.stage): s.key for s in steps
+           if s.attempt == wf.attempt and s.status in (StepStatus.PENDING, StepStatus.RUNNING)}
+    return {ids[r]: (r, status, created) for r, (status, created) in rt.store.run_states(wf.tenant, list(ids)).items()}
+
+
+def _as_they_stand(rt: Runtime, wf: Workflow, steps: list[Step]) -> list[Step]:
+    """The steps in input order, a launched one shown running with its run (its item says so only
+    once it settles)."""
+    live = launched(rt, wf, steps)
+    return sorted((s.model_copy(update={"status": StepStatus.RUNNING, "run_id": live[s.key][0],
+                                        "started_at": s.started_at or live[s.key][2]}) if s.key in live else s
+                   for s in steps), key=lambda s: s.index)
+
+
 def view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
     """Status, outcomes in input order (None for a step not settled yet), and the step timeline."""
     wf = rt.store.get_workflow(tenant, workflow_id)
-    steps = sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)
+    steps = _as_they_stand(rt, wf, rt.store.list_steps(tenant, workflow_id))
     history = []
     for s in steps:
         if s.started_at:
@@ -344,7 +402,7 @@ def results(rt: Runtime, tenant: str, workflow_id: str) -> tuple[WorkflowStatus,
 def steps_view(rt: Runtime, tenant: str, workflow_id: str) -> dict[str, Any]:
     """Every step of the current attempt with its timing: what a timeline or Gantt chart draws."""
     wf = rt.store.get_workflow(tenant, workflow_id)
-    steps = sorted(rt.store.list_steps(tenant, workflow_id), key=lambda s: s.index)
+    steps = _as_they_stand(rt, wf, rt.store.list_steps(tenant, workflow_id))
     return {"workflow_id": wf.workflow_id, "status": wf.status, "steps": [
         {"key": s.key, "task_id": s.spec.get("task_id"), "index": s.index, "attempt": s.attempt, "status": s.status,
          "run_id": s.run_id,
@@ -357,10 +415,10 @@ def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled"
     wf = rt.store.get_workflow(tenant, workflow_id)
     if not rt.store.finish_workflow(tenant, workflow_id, wf.attempt, status, when_all_done=False):
         return False
-    for step in rt.store.list_steps(tenant, workflow_id):
-        if step.status == StepStatus.RUNNING and step.run_id:
-            rt.store.request_control(tenant, step.run_id, cancel=True)
-            rt.wake(tenant, step.run_id) or rt.wake(tenant, step.run_id, from_status="paused")
+    for run_id, status, _ in launched(rt, wf, rt.store.list_steps(tenant, workflow_id)).values():
+        if status in ACTIVE_RUN:
+            rt.store.request_control(tenant, run_id, cancel=True)
+            rt.wake(tenant, run_id) or rt.wake(tenant, run_id, from_status="paused")
     telemetry.workflow_ended(tenant, workflow_id, status)
     ended(rt, wf)
     return True

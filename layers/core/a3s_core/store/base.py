@@ -7,7 +7,7 @@ callers (SQS delivers at least once) cannot both win.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from a3s_core.domain.errors import Conflict
 from a3s_core.domain.items import Control, Event, Run, Session, Step, Task, TaskStatus, Workflow
@@ -15,6 +15,16 @@ from a3s_core.domain.outcomes import StepOutcome
 
 WatchKind = Literal["run", "workflow", "lane", "session"]
 FINAL_TASK = ("completed", "failed", "timed_out", "cancelled")
+
+
+class Settlement(NamedTuple):
+    """A step's end: `step` (its keys, attempt and stage; `run_id` and `started_at` as they are to be
+    recorded) goes from pending or running to `status`, and its workflow counts it and `tokens`."""
+    step: Step
+    status: str
+    outcome: StepOutcome
+    tokens: int
+    now: int
 
 
 class Store(Protocol):
@@ -33,13 +43,18 @@ class Store(Protocol):
     def get_run(self, tenant: str, run_id: str) -> Run: ...
     def run_status(self, tenant: str, run_id: str) -> str | None:
         """The run's status only (None: no such run)."""
+    def run_states(self, tenant: str, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """Of those runs that exist: run id -> (status, created_at), in one batched read."""
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         """queued/running with no live lease -> running, leased to owner. None if not possible."""
-    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None,
+                 settle: Settlement | None = None) -> bool:
         """Checkpoint run (and append events) atomically if run.version is still current; bumps it.
         Interrupted (run.control and run.ctl refreshed) if only a request from outside came since.
         With `append_to` (the run's session, as read), the same write adds the run's own messages
-        to that session's conversation as its next exchange (whatever other runs appended meanwhile)."""
+        to that session's conversation as its next exchange (whatever other runs appended meanwhile).
+        With `settle`, the same write settles a step as settle_step would; False if that step or its
+        workflow was no longer as expected (the run is saved alone then)."""
     def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
         """The messages of the session's first `upto` exchanges, in order (they never change; one
         that has expired reads as none)."""
@@ -89,7 +104,9 @@ class Store(Protocol):
         """The session's per-lane queue counters."""
 
     # -- workflows: one item per workflow and one per step ----------------------------------
-    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None: ...
+    def create_workflow(self, wf: Workflow, steps: list[Step], fresh: bool = False) -> None:
+        """The workflow and its steps (Conflict if it exists). `fresh`: its id was made just now, so
+        no other creator can race it."""
     def get_workflow(self, tenant: str, workflow_id: str) -> Workflow: ...
     def list_workflows(self, tenant: str, session_id: str | None = None, limit: int = 50) -> list[Workflow]:
         """The tenant's workflows (of one session, if given), newest first."""
@@ -97,13 +114,18 @@ class Store(Protocol):
     def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
     def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
         """The workflow and one of its steps, in one read (NotFound: no such workflow)."""
+    def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,
+                          session_id: str) -> tuple[Workflow, Step | None, Session | None]:
+        """The workflow, one of its steps (if `key`) and its session, in one read (NotFound: no such
+        workflow; a session that has gone is None)."""
     def put_steps(self, steps: list[Step]) -> None: ...
     def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
                   stage: int, spec: dict | None, now: int) -> Step | None:
-        """Conditional step transition (same attempt): pending -> running, or the next pipeline stage.
+        """Conditional step transition (same attempt): a pipeline's step to its next stage.
         The step as it now stands, or None if it was not in the expected state."""
     def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
-        """running -> status, and count it on the workflow, in one transaction; True if counted now."""
+        """pending or running (at step.stage, of step.attempt) -> status, with step.run_id and
+        step.started_at recorded, and count it on the workflow, in one transaction; True if counted now."""
     def finish_workflow(self, tenant: str, workflow_id: str, attempt: int, status: str, when_all_done: bool) -> bool:
         """running -> status (if every step of the attempt is counted, when asked); one winner."""
     def reopen_workflow(self, wf: Workflow, expect_attempt: int) -> bool:

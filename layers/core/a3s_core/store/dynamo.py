@@ -22,7 +22,7 @@ from a3s_core.domain.items import Control, Event, Run, RunStatus, Session, Step,
 from a3s_core.domain.lanes import LANES
 from a3s_core.domain.outcomes import StepOutcome
 from a3s_core.store.api_keys import DynamoApiKeys, api_key_item
-from a3s_core.store.base import WatchKind
+from a3s_core.store.base import Settlement, WatchKind
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _TASK_STATE = ("status", "deadline", "lease_owner", "lease_until", "error", "completed_at", "claimed_at")
@@ -83,6 +83,30 @@ def _exchange_n(item: dict[str, Any]) -> int:
 
 def _run_key(tenant: str, run_id: str) -> dict[str, str]:
     return {"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}
+
+
+def _outcome_json(outcome: StepOutcome, step: Step) -> str:
+    """A step's outcome as its item keeps it: without what the step says already (its run's id,
+    its spec's task id and agent, the session id made of the task id); _step_from puts it back."""
+    wire = outcome.wire()
+    for name, said in _outcome_said(step.spec, step.key, step.run_id).items():
+        if name in wire and wire[name] == said:
+            del wire[name]
+        else:  # kept, even as null: reading must not put the step's in its place
+            wire[name] = wire.get(name)
+    return json.dumps(wire, ensure_ascii=False, separators=(",", ":"))
+
+
+def _outcome_said(spec: dict[str, Any], key: str, run_id: str | None) -> dict[str, Any]:
+    task_id = spec.get("task_id", key)
+    return {"task_id": task_id, "agent": spec.get("agent"), "session_id": f"task-run-{task_id}",
+            **({"run_id": run_id} if run_id else {})}
+
+
+def _carried(item: dict[str, Any]) -> str | bytes:
+    """The events a run's item carries, as JSON (`ev`: text when small, else zlib-compressed)."""
+    ev = item.get("ev", "[]")
+    return ev if isinstance(ev, str) else zlib.decompress(bytes(ev))
 
 
 def _item_bytes(item: dict[str, Any]) -> int:
@@ -187,7 +211,8 @@ OFFLOAD_BYTES = 300_000
 # one conditional write instead of a transaction of two items (each billed twice).
 CARRIED_BYTES = 1000
 # A run's last checkpoint (no lease or wake rewrites it after) carries up to this much, but for one
-# that appends an exchange (a transaction anyway: carrying saves nothing there past one unit).
+# that appends an exchange or settles a step (a transaction anyway: carrying saves nothing there
+# past one unit). Carried events past COMPRESS_FROM bytes of JSON are compressed.
 FINAL_CARRIED_BYTES = 3000
 EVENT_BATCH_BYTES = 100_000  # of events in one item (a checkpoint's usually fit in one)
 HISTORY_CACHE_SESSIONS = 64  # sessions whose conversations a warm container keeps
@@ -294,14 +319,16 @@ class DynamoStore:
     def _run_item(self, run: Run) -> dict[str, Any]:
         # The document leaves out what the keys say and what is at its default: the item is
         # rewritten at each step of the run, and each byte past a write unit's KB is paid again.
-        doc = _compact_json(run, {*_RUN_STATE, "control", "tenant", "run_id", "session_id"})
+        # Its times are those of its listing key (made) and of `touched` (changed; a wake's too).
+        doc = _compact_json(run, {*_RUN_STATE, "control", "tenant", "run_id", "session_id", "created_at", "updated_at"})
         item = {**_run_key(run.tenant, run.run_id), "session_id": run.session_id,
-                **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at,
-                "lease_owner": run.lease_owner or "", "ttl": self._expiry(),
+                **{k: getattr(run, k) for k in _RUN_STATE}, "touched": run.updated_at, "ttl": self._expiry(),
                 **self._doc(doc, f"runs/{run.tenant}/{run.run_id}/v{run.version}.json"), **_listing_key(run)}
         # Written only when set (every reader defaults them): the run is rewritten at each step,
-        # and most runs are never re-driven, watched, paused, cancelled or injected into.
-        optional = {"redrives": run.redrives, "watchers": run.watchers, "pause": run.control.pause,
+        # and most runs are never re-driven, watched, paused, cancelled or injected into, and
+        # hold no lease when they are written but for the lease itself.
+        optional = {"lease_owner": run.lease_owner, "lease_until": run.lease_until,
+                    "redrives": run.redrives, "watchers": run.watchers, "pause": run.control.pause,
                     "cancel": run.control.cancel, "injections": run.control.injections}
         for name, value in optional.items():
             if not value:
@@ -340,9 +367,11 @@ class DynamoStore:
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["tenant"], doc["run_id"] = _run_of_key(item["pk"])
         doc["session_id"] = item["session_id"]
+        doc.setdefault("created_at", int(item["gsi3sk"].split("#", 1)[0]))  # older items have them in the doc
+        doc.setdefault("updated_at", int(item["touched"]))
         doc["lease_owner"] = doc.get("lease_owner") or None
         doc["control"] = _control_from(item)
-        doc["carried"] = json.loads(item["ev"]) if "ev" in item else []
+        doc["carried"] = json.loads(_carried(item)) if "ev" in item else []
         return Run.model_validate(doc)
 
     def _event_puts(self, tenant: str, run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -382,18 +411,26 @@ class DynamoStore:
                                 ProjectionExpression="#s", ExpressionAttributeNames={"#s": "status"})
         return _from_ddb(out["Item"]).get("status") if "Item" in out else None
 
+    def run_states(self, tenant: str, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+        # The run's listing key begins with its creation time: no document is read.
+        items = self._batch_get([_run_key(tenant, r) for r in run_ids], projection="pk, #s, gsi3sk",
+                                names={"#s": "status"})
+        return {i["pk"].rsplit("#R#", 1)[1]: (i["status"], int(i.get("gsi3sk", "0#").split("#")[0])) for i in items}
+
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         out = self._conditional(
             Key=_to_ddb(_run_key(tenant, run_id)),
             UpdateExpression="SET #s = :running, lease_owner = :o, lease_until = :u, version = version + :one",
-            ConditionExpression="#s IN (:queued, :running) AND (lease_owner = :none OR lease_until <= :now)",
+            ConditionExpression="#s IN (:queued, :running) AND "
+                                "(attribute_not_exists(lease_owner) OR lease_owner = :none OR lease_until <= :now)",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_to_ddb({":running": "running", ":queued": "queued", ":o": owner,
                                                ":u": now + lease_ms, ":one": 1, ":none": "", ":now": now}),
             ReturnValues="ALL_NEW")
         return self._run_from(_from_ddb(out["Attributes"])) if out else None
 
-    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None,
+                 settle: Settlement | None = None) -> bool:
         expected = run.version
         run.version += 1
         item = self._run_item(run)
@@ -401,9 +438,10 @@ class DynamoStore:
         # stays within a write unit, else all written to event items with this checkpoint.
         carried = [*run.carried, *(e.model_dump(mode="json") for e in events)]
         text = json.dumps(carried, ensure_ascii=False, separators=(",", ":")) if carried else ""
-        room = FINAL_CARRIED_BYTES if run.done and append_to is None else CARRIED_BYTES
-        if text and _item_bytes(item) + len(text.encode()) + 2 <= room:
-            item["ev"], event_puts = text, []
+        ev = text if len(text) < COMPRESS_FROM else zlib.compress(text.encode(), 6)
+        room = FINAL_CARRIED_BYTES if run.done and append_to is None and settle is None else CARRIED_BYTES
+        if text and _item_bytes({**item, "ev": ev}) <= room:
+            item["ev"], event_puts = ev, []
         else:
             event_puts = self._event_puts(run.tenant, run.run_id, carried)
             carried = []
@@ -414,11 +452,12 @@ class DynamoStore:
         for event_put in event_puts[:-1]:
             self._db.put_item(**event_put["Put"])
         items = [{"Put": put}, *event_puts[-1:]]
+        settles = self._settle_items(settle) if settle else []
         n = self._next_exchange(run) if append_to is not None else 0
         try:
             for _ in range(20):  # another run of the session appended first: append after it
                 try:
-                    writes = items + (self._append(run, append_to, n) if append_to else [])
+                    writes = items + settles + (self._append(run, append_to, n) if append_to else [])
                     if len(writes) == 1:  # the run alone: a conditional put, not a transaction (billed twice)
                         self._db.put_item(**put)
                     else:
@@ -427,9 +466,12 @@ class DynamoStore:
                 except ClientError as err:
                     reasons = err.response.get("CancellationReasons") or []
                     failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
+                    if settles and failed and len(items) <= failed[0] < len(items) + len(settles):
+                        settles = []  # the step has moved on (settled before, or a later attempt): the run alone
+                        continue
                     if append_to is None or not failed or failed[0] < len(items):
                         raise
-                    if failed[0] > len(items):  # the session's refresh: it has been deleted
+                    if failed[0] > len(items) + len(settles):  # the session's refresh: it has been deleted
                         raise NotFound(f"session {run.session_id!r} not found") from err
                     n = self._exchange_count(run.tenant, run.session_id, n + 1)
             else:
@@ -445,6 +487,7 @@ class DynamoStore:
         run.carried = carried
         if append_to is not None:
             self._remember_own(run, n)
+        return bool(settles)
 
     def _remember_own(self, run: Run, n: int) -> None:
         """The exchange just written is the session's n-th: a container that knows the n before it
@@ -649,7 +692,7 @@ class DynamoStore:
                             ConsistentRead=True)
         found: list[Event] = []
         for item in items:
-            batch = item.get("ev", "[]") if item["sk"] == "RUN" else self._doc_of(item)
+            batch = _carried(item) if item["sk"] == "RUN" else self._doc_of(item)
             found.extend(e for e in map(Event.model_validate, json.loads(batch)) if e.seq > after)
             if len(found) >= limit:
                 break
@@ -774,7 +817,8 @@ class DynamoStore:
 
     def _wf_item(self, wf: Workflow) -> dict[str, Any]:
         return {**_wf_key(wf.tenant, wf.workflow_id), **{k: getattr(wf, k) for k in self._WF_STATE},
-                "n": wf.n, "ttl": self._expiry(), "doc": wf.model_dump_json(exclude=set(self._WF_STATE))}
+                "n": wf.n, "ttl": self._expiry(),
+                "doc": _compact_json(wf, {*self._WF_STATE, "tenant", "workflow_id"})}
 
     def _wf_index_item(self, wf: Workflow) -> dict[str, Any]:
         """The tenant's list of workflows, newest last: listed without a scan, expiring with the workflow."""
@@ -784,21 +828,37 @@ class DynamoStore:
     def _step_item(self, step: Step) -> dict[str, Any]:
         item = {**_step_key(step.tenant, step.workflow_id, step.key), "ttl": self._expiry(),
                 **{k: getattr(step, k) for k in self._STEP_STATE}, "run_id": step.run_id or "",
-                "doc": step.model_dump_json(exclude={*self._STEP_STATE, "outcome"})}
+                "doc": self._step_doc(step)}
         if step.outcome is not None:
-            item["outcome"] = json.dumps(step.outcome.wire())
+            item["outcome"] = _outcome_json(step.outcome, step)
         return item
+
+    def _step_doc(self, step: Step) -> str:
+        """What the step's keys and state attributes do not say (the workflow is rewritten at each
+        step's end, the step at its end: each byte past a write unit's KB is paid again)."""
+        return _compact_json(step, {*self._STEP_STATE, "outcome", "tenant", "workflow_id", "key"})
 
     def _merge(self, item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
         doc = json.loads(item["doc"])
         doc.update({k: item[k] for k in fields if k in item})
+        # what the keys say (documents written before they were left out say it too)
+        doc["tenant"], doc["workflow_id"] = item["pk"][2:].rsplit("#W#", 1)
+        if item["sk"].startswith("STEP#"):
+            doc["key"] = item["sk"][len("STEP#"):]
         return doc
 
-    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
-        # Steps first, 100 to a transaction, then the workflow item, whose appearance commits it all.
-        # A step may be written over only while it was never launched: a create that lost a race
-        # cannot reset the winner's running steps, and one that died half-way leaves no dead id.
-        for i in range(0, len(steps), 100):
+    def _wf_from(self, item: dict[str, Any]) -> Workflow:
+        return Workflow.model_validate(self._merge(item, self._WF_STATE))
+
+    def create_workflow(self, wf: Workflow, steps: list[Step], fresh: bool = False) -> None:
+        # Steps first, then the workflow item, whose appearance commits it all. Under a fresh id
+        # nothing can race: 25 steps to a batch, a write unit each. Otherwise 100 to a transaction,
+        # each written over only while pending: a create that lost a race cannot reset the winner's
+        # settled or staged steps (a pending one is as it was created), and one that died half-way
+        # leaves no dead id.
+        if fresh:
+            self.put_steps(steps)
+        for i in range(0, len(steps) if not fresh else 0, 100):
             try:
                 self._db.transact_write_items(TransactItems=[
                     {"Put": {"TableName": self._table, "Item": _to_ddb(self._step_item(step)),
@@ -833,12 +893,13 @@ class DynamoStore:
         item = self._get(_wf_key(tenant, workflow_id))
         if item is None:
             raise NotFound(f"workflow {workflow_id!r} not found")
-        return Workflow.model_validate(self._merge(item, self._WF_STATE))
+        return self._wf_from(item)
 
     def _step_from(self, item: dict[str, Any]) -> Step:
         doc = self._merge(item, self._STEP_STATE)
         doc["run_id"] = doc.get("run_id") or None
-        doc["outcome"] = json.loads(item["outcome"]) if "outcome" in item else None
+        if "outcome" in item:  # with what _outcome_json left out (older outcomes have it all)
+            doc["outcome"] = {**_outcome_said(doc["spec"], doc["key"], doc["run_id"]), **json.loads(item["outcome"])}
         return Step.model_validate(doc)
 
     def list_steps(self, tenant: str, workflow_id: str) -> list[Step]:
@@ -856,7 +917,20 @@ class DynamoStore:
         if "WF" not in items:
             raise NotFound(f"workflow {workflow_id!r} not found")
         step = next((self._step_from(i) for sk, i in items.items() if sk != "WF"), None)
-        return Workflow.model_validate(self._merge(items["WF"], self._WF_STATE)), step
+        return self._wf_from(items["WF"]), step
+
+    def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,
+                          session_id: str) -> tuple[Workflow, Step | None, Session | None]:
+        wf_key, session_key = _wf_key(tenant, workflow_id), _session_key(tenant, session_id)
+        keys = [wf_key, session_key, *([_step_key(tenant, workflow_id, key)] if key else [])]
+        items = {(i["pk"], i["sk"]): i for i in self._batch_get(keys)}
+        wf = items.pop((wf_key["pk"], wf_key["sk"]), None)
+        if wf is None:
+            raise NotFound(f"workflow {workflow_id!r} not found")
+        session = items.pop((session_key["pk"], session_key["sk"]), None)
+        step = next(iter(items.values()), None)
+        return (self._wf_from(wf), self._step_from(step) if step else None,
+                _session_from(session) if session else None)
 
     def put_steps(self, steps: list[Step]) -> None:
         for i in range(0, len(steps), 25):
@@ -872,30 +946,35 @@ class DynamoStore:
                   ":estage": expect_stage, ":a": step.attempt}
         if spec is not None:  # the doc carries the spec: rewrite it with the next stage's spec
             sets += ", doc = :doc"
-            values[":doc"] = step.model_copy(update={"spec": spec}).model_dump_json(
-                exclude={*self._STEP_STATE, "outcome"})
+            values[":doc"] = self._step_doc(step.model_copy(update={"spec": spec}))
         out = self._conditional(
             Key=_to_ddb(_step_key(step.tenant, step.workflow_id, step.key)), UpdateExpression="SET " + sets,
             ConditionExpression="#s = :es AND stage = :estage AND attempt = :a", ReturnValues="ALL_NEW",
             ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues=_to_ddb(values))
         return self._step_from(_from_ddb(out["Attributes"])) if out else None
 
+    def _settle_items(self, settle: Settlement) -> list[dict[str, Any]]:
+        step, status, outcome, tokens, now = settle
+        return [
+            {"Update": {"TableName": self._table, "Key": _to_ddb(_step_key(step.tenant, step.workflow_id, step.key)),
+                        "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now, run_id = :r, "
+                                            "started_at = if_not_exists(started_at, :started)",
+                        "ConditionExpression": "#s IN (:pending, :running) AND attempt = :a AND stage = :stage",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": _to_ddb({
+                            ":st": status, ":o": _outcome_json(outcome, step), ":now": now, ":r": step.run_id or "",
+                            ":started": step.started_at or now, ":pending": "pending", ":running": "running",
+                            ":a": step.attempt, ":stage": step.stage})}},
+            {"Update": {"TableName": self._table, "Key": _to_ddb(_wf_key(step.tenant, step.workflow_id)),
+                        "UpdateExpression": "ADD finished :one, used_tokens :t",
+                        "ConditionExpression": "attempt = :a",
+                        "ExpressionAttributeValues": _to_ddb({":one": 1, ":t": tokens, ":a": step.attempt})}},
+        ]
+
     def settle_step(self, step: Step, status: str, outcome: StepOutcome, tokens: int, now: int) -> bool:
         try:
-            self._db.transact_write_items(TransactItems=[
-                {"Update": {"TableName": self._table,
-                            "Key": _to_ddb(_step_key(step.tenant, step.workflow_id, step.key)),
-                            "UpdateExpression": "SET #s = :st, outcome = :o, finished_at = :now",
-                            "ConditionExpression": "#s = :running AND attempt = :a",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": _to_ddb({":st": status, ":o": json.dumps(outcome.wire()),
-                                                                  ":now": now, ":running": "running",
-                                                                  ":a": step.attempt})}},
-                {"Update": {"TableName": self._table, "Key": _to_ddb(_wf_key(step.tenant, step.workflow_id)),
-                            "UpdateExpression": "ADD finished :one, used_tokens :t",
-                            "ConditionExpression": "attempt = :a",
-                            "ExpressionAttributeValues": _to_ddb({":one": 1, ":t": tokens, ":a": step.attempt})}},
-            ])
+            items = self._settle_items(Settlement(step, status, outcome, tokens, now))
+            self._db.transact_write_items(TransactItems=items)
             return True
         except ClientError as err:
             if _failed_condition(err):

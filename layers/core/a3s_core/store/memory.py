@@ -21,14 +21,14 @@ from a3s_core.domain.items import (
     now_ms,
 )
 from a3s_core.domain.outcomes import StepOutcome
-from a3s_core.store.base import Store, WatchKind, task_transition_allowed
+from a3s_core.store.base import Settlement, Store, WatchKind, task_transition_allowed
 
 
 class MemoryStore:
     """In-memory Store for unit tests: one lock makes each method atomic, as a conditional write is."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # save_run settles a step with settle_step, under the same lock
         self._keys: dict[str, str] = {}
         self._sessions: dict[tuple[str, str], Session] = {}
         self._runs: dict[tuple[str, str], Run] = {}
@@ -91,6 +91,11 @@ class MemoryStore:
         run = self._runs.get((tenant, run_id))
         return run.status if run else None
 
+    def run_states(self, tenant: str, run_ids: list[str]) -> dict[str, tuple[str, int]]:
+        with self._lock:
+            runs = [self._runs[(tenant, r)] for r in run_ids if (tenant, r) in self._runs]
+            return {r.run_id: (r.status, r.created_at) for r in runs}
+
     def acquire_run(self, tenant: str, run_id: str, owner: str, now: int, lease_ms: int) -> Run | None:
         with self._lock:
             r = self._runs.get((tenant, run_id))
@@ -100,7 +105,8 @@ class MemoryStore:
             r.version += 1
             return r.model_copy(deep=True)
 
-    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None) -> None:
+    def save_run(self, run: Run, events: list[Event], append_to: Session | None = None,
+                 settle: Settlement | None = None) -> bool:
         with self._lock:
             key = (run.tenant, run.run_id)
             cur = self._runs.get(key)
@@ -114,6 +120,7 @@ class MemoryStore:
             self._events.setdefault(key, []).extend(events)
             if append_to is not None:
                 self._history.setdefault((run.tenant, run.session_id), []).append([dict(m) for m in run.messages])
+            return settle is not None and self.settle_step(*settle)
 
     def history(self, tenant: str, session_id: str, upto: int) -> list[dict]:
         exchanges = self._history.get((tenant, session_id), [])[:upto]
@@ -238,7 +245,7 @@ class MemoryStore:
 
 
     # -- workflows ---------------------------------------------------------------------
-    def create_workflow(self, wf: Workflow, steps: list[Step]) -> None:
+    def create_workflow(self, wf: Workflow, steps: list[Step], fresh: bool = False) -> None:
         with self._lock:
             key = (wf.tenant, wf.workflow_id)
             if key in self._workflows:
@@ -268,6 +275,14 @@ class MemoryStore:
     def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
         return self.get_workflow(tenant, workflow_id), self.get_step(tenant, workflow_id, key)
 
+    def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,
+                          session_id: str) -> tuple[Workflow, Step | None, Session | None]:
+        with self._lock:
+            wf = self.get_workflow(tenant, workflow_id)
+            session = self._sessions.get((tenant, session_id))
+            return (wf, self.get_step(tenant, workflow_id, key) if key else None,
+                    session.model_copy(deep=True) if session else None)
+
     def put_steps(self, steps: list[Step]) -> None:
         with self._lock:
             for step in steps:
@@ -288,10 +303,11 @@ class MemoryStore:
         with self._lock:
             cur = self._steps.get((step.tenant, step.workflow_id, step.key))
             wf = self._workflows.get((step.tenant, step.workflow_id))
-            if cur is None or wf is None or cur.status != "running" or cur.attempt != step.attempt \
-                    or wf.attempt != step.attempt:
+            if cur is None or wf is None or cur.status not in ("pending", "running") or cur.attempt != step.attempt \
+                    or cur.stage != step.stage or wf.attempt != step.attempt:
                 return False
             cur.status, cur.outcome, cur.finished_at = StepStatus(status), outcome, now
+            cur.run_id, cur.started_at = step.run_id, cur.started_at or step.started_at or now
             wf.finished += 1
             wf.used_tokens += tokens
             return True
