@@ -1,8 +1,8 @@
 """The cost shape of an external round trip cannot grow unnoticed: scripts/bench_cost.py runs in a
 process of its own (a fresh embedded stack, so no other test's work is counted) and its figures for
-the session's first round trips are bounded by today's measured ones plus ~15% headroom, and a
-session's 30th round trip may write at most 1.2x what its first did: a conversation is stored once,
-so a long session costs no more per round trip than a short one."""
+the session's first round trips and for a parallel step are bounded by today's measured ones plus
+~15% headroom, and a session's 30th round trip may write at most 1.2x what its first did: a
+conversation is stored once, so a long session costs no more per round trip than a short one."""
 from __future__ import annotations
 
 import json
@@ -15,19 +15,25 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 # Measured on the embedded stack, events pushed on the client's and the handler's kept connections:
-# 24-25 AWS calls and 19 DynamoDB write units per round trip over turns 1-5, 6 650 bytes of DynamoDB
-# items written by round trip 1, 6 706 by round trip 30.
-MAX_CALLS_PER_ROUND_TRIP = 30
-MAX_WRITE_UNITS_PER_ROUND_TRIP = 22
-MAX_ITEM_BYTES_TURN_1 = 7_700
+# 24 AWS calls and 17 DynamoDB write units per round trip over turns 1-5, 6 500 bytes of DynamoDB
+# items written by round trip 1, 6 550 by round trip 30.
+MAX_CALLS_PER_ROUND_TRIP = 28
+MAX_WRITE_UNITS_PER_ROUND_TRIP = 20
+MAX_ITEM_BYTES_TURN_1 = 7_500
 MAX_GROWTH_BY_TURN_30 = 1.2
+# A step of `session.parallel` (12 steps, 8 at a time, the client long-polling over HTTP): 8.1 calls,
+# 12.4 write units and 2 912 bytes; its child run's end settles the step and counts it in one write.
+STEPS = 12
+MAX_CALLS_PER_STEP = 9.3
+MAX_WRITE_UNITS_PER_STEP = 14
+MAX_ITEM_BYTES_PER_STEP = 3_300
 
 
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("cost") / "cost.json"
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_cost.py"), "--round-trips", "30",
-                           "--steps", "2", "--wait-s", "4", "--json", str(out)],
+                           "--steps", str(STEPS), "--wait-s", "4", "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text())
@@ -69,3 +75,16 @@ def test_given_the_figures_then_every_unit_is_priced(figures):
     assert wait["ws_connection_minutes"] == 1 and wait["http_requests"] == 0, wait["http_requests_by_route"]
     assert "ApiFunction" not in wait["lambda"]["by_function"] and "WsFunction" in wait["lambda"]["by_function"]
     assert figures["waiting"]["pushed_events"] >= 1  # the run's end reached it
+
+
+def test_given_a_parallel_step_then_its_child_run_ends_settles_and_counts_it_in_one_write(figures):
+    step = figures["parallel_step"]
+    ops = step["aws_calls_by_operation"]
+    print("AWS calls per parallel step:", step["aws_calls"], ops)
+    assert ops.get("dynamodb.TransactWriteItems[run+step+workflow]") == 1
+    # launched by its run's creation (no step write), its session sent with the run (no read)
+    assert "dynamodb.UpdateItem[step]" not in ops
+    assert ops.get("dynamodb.GetItem[session]", 0) <= 2 / STEPS + 0.01  # the start's and the first launches'
+    assert 0 < step["aws_calls"] <= MAX_CALLS_PER_STEP
+    assert 0 < step["dynamodb"]["wru"] <= MAX_WRITE_UNITS_PER_STEP
+    assert 0 < step["dynamodb"]["item_bytes_written"] <= MAX_ITEM_BYTES_PER_STEP

@@ -53,6 +53,10 @@ class LosingQueues:
             return
         self.queues.send_run(message, delay_s)
 
+    def send_runs(self, messages) -> None:
+        for message in messages:
+            self.send_run(message)
+
     def send_lane(self, lane: str, body: dict) -> None:
         self.queues.send_lane(lane, body)
 

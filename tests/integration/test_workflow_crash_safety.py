@@ -345,3 +345,50 @@ def test_given_duplicate_workflow_start_and_advance_messages_on_the_runs_queue_t
     for run_id in children:
         types = [e.type for e in store.list_events(LOCAL, run_id, 0)]
         assert types.count("tool_end") == 1 and types.count("run_end") == 1
+
+
+# -- a step's launch: its run's creation, its session sent with it ----------------------------------
+def test_given_launched_steps_then_their_view_shows_them_running_with_their_runs_and_the_rest_pending(
+        engine_rt, workspace):
+    eng = Engine(engine_rt, workspace, concurrency=1)
+    wid = eng.start([step("a"), step("b")])
+    body, _ = engine_rt.queues.runs.pop(0)
+    eng.deliver(body)  # workflow_start: the first step launched, its run queued
+
+    steps = workflows.steps_view(engine_rt, eng.tenant, wid)["steps"]
+    wf = eng.workflow(wid)
+    assert [(s["status"], s["run_id"]) for s in steps] == [
+        ("running", workflows.child_run_id(wf, eng.steps(wid)[0], 0)), ("pending", None)]
+    assert steps[0]["started_at"] is not None
+    eng.drain()
+    assert [s["status"] for s in workflows.steps_view(engine_rt, eng.tenant, wid)["steps"]] == ["succeeded"] * 2
+
+
+def test_given_a_launch_then_its_run_message_carries_the_session_and_the_first_pick_up_reads_none(
+        engine_rt, workspace):
+    eng = Engine(engine_rt, workspace, concurrency=1)
+    eng.start([step("a")])
+    eng.deliver(engine_rt.queues.runs.pop(0)[0])  # workflow_start: step a launched
+    (advance, _), = engine_rt.queues.runs
+    assert advance["kind"] == "advance" and advance["session"]["session_id"] == eng.sid
+
+    reads = []
+    store = engine_rt.store
+    counted = Proxy(store, get_session=lambda *a: reads.append(a) or store.get_session(*a),
+                    session_and_tasks=lambda *a: reads.append(a) or store.session_and_tasks(*a))
+    first = eng.deliver(advance, rt=dataclasses.replace(engine_rt, store=counted))
+    assert first and reads == []  # the run's first pick-up: the session came with it
+
+
+def test_given_a_message_carrying_another_tenants_session_then_the_driver_reads_its_own(engine_rt, workspace):
+    eng = Engine(engine_rt, workspace, concurrency=1)
+    eng.start([step("a")])
+    eng.deliver(engine_rt.queues.runs.pop(0)[0])
+    (advance, _), = engine_rt.queues.runs
+    forged = {**advance, "session": {**advance["session"], "tenant": "someone-else", "workspace": "/elsewhere"}}
+
+    reads = []
+    store = engine_rt.store
+    counted = Proxy(store, session_and_tasks=lambda *a: reads.append(a) or store.session_and_tasks(*a))
+    assert eng.deliver(forged, rt=dataclasses.replace(engine_rt, store=counted))
+    assert [r[:2] for r in reads] == [(eng.tenant, eng.sid)]

@@ -25,6 +25,8 @@ def advance_message(tenant: str, run_id: str, session: Session | None = None) ->
 
 class Queues(Protocol):
     def send_run(self, message: RunsMessage, delay_s: int = 0) -> None: ...
+    def send_runs(self, messages: list[RunsMessage]) -> None:
+        """Several at once (a workflow's first launches): 10 to a request."""
     def send_lane(self, lane: str, body: dict[str, Any]) -> None: ...
 
 
@@ -35,6 +37,14 @@ class SqsQueues:
     def send_run(self, message: RunsMessage, delay_s: int = 0) -> None:
         self._sqs.send_message(QueueUrl=self._runs, MessageBody=json.dumps(wire(message)),
                                DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)), **_traced())
+
+    def send_runs(self, messages: list[RunsMessage]) -> None:
+        for i in range(0, len(messages), 10):
+            chunk = messages[i:i + 10]
+            out = self._sqs.send_message_batch(QueueUrl=self._runs, Entries=[
+                {"Id": str(n), "MessageBody": json.dumps(wire(m)), **_traced()} for n, m in enumerate(chunk)])
+            for failed in out.get("Failed", []):  # SQS took the others: this one goes alone
+                self.send_run(chunk[int(failed["Id"])])
 
     def send_lane(self, lane: str, body: dict[str, Any]) -> None:
         self._sqs.send_message(QueueUrl=self._lanes[lane], MessageBody=json.dumps(body), **_traced())
@@ -56,6 +66,10 @@ class MemoryQueues:
 
     def send_run(self, message: RunsMessage, delay_s: int = 0) -> None:
         self.runs.append((wire(message), delay_s))  # as SQS would carry it
+
+    def send_runs(self, messages: list[RunsMessage]) -> None:
+        for message in messages:
+            self.send_run(message)
 
     def send_lane(self, lane: str, body: dict[str, Any]) -> None:
         self.lanes.append((lane, body))

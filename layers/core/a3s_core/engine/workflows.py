@@ -31,7 +31,7 @@ from a3s_core.domain.items import (
 )
 from a3s_core.domain.outcomes import StepOutcome, Usage
 from a3s_core.engine import push
-from a3s_core.engine.messages import WorkflowStart, WorkflowTimeout
+from a3s_core.engine.messages import RunsMessage, WorkflowStart, WorkflowTimeout
 from a3s_core.engine.queues import advance_message
 from a3s_core.runtime import Runtime
 from a3s_core.store.base import Settlement
@@ -76,16 +76,22 @@ def kick(rt: Runtime, tenant: str, workflow_id: str) -> None:
     """Launch the first `concurrency` positions (idempotent: launched or settled steps are skipped)."""
     wf = rt.store.get_workflow(tenant, workflow_id)
     session = rt.store.get_session(tenant, wf.session_id) if wf.n else None
-    for position in range(min(wf.concurrency, wf.n)):
-        launch(rt, wf, position, session)
+    first = range(min(wf.concurrency, wf.n))
+    steps = rt.store.get_steps(tenant, workflow_id, [wf.key_at(p) for p in first])  # one read
+    sends: list[RunsMessage] = []  # and their messages in batches
+    for position in first:
+        launch(rt, wf, position, session, steps.get(wf.key_at(position)), sends)
+    rt.queues.send_runs(sends)
     if wf.n == 0 and rt.store.finish_workflow(tenant, workflow_id, wf.attempt, "succeeded", when_all_done=True):
         telemetry.workflow_ended(tenant, workflow_id, "succeeded")
 
 
-def launch(rt: Runtime, wf: Workflow, position: int, session: Session | None = None, step: Step | None = None) -> None:
+def launch(rt: Runtime, wf: Workflow, position: int, session: Session | None = None, step: Step | None = None,
+           sends: list[RunsMessage] | None = None) -> None:
     """Start the step at `position`; a step that fails before it can run settles at once and
     passes its turn on, so the walk continues along this slot's chain of positions. `wf` is as
-    read since the last step settled (the caller's); `session` and `step`, if at hand.
+    read since the last step settled (the caller's); `session` and `step`, if at hand; `sends`:
+    where its run's message goes for the caller to send (else it is sent now).
 
     A step is launched by the creation of its child run, whose id is the step's (a replay finds
     the run it made): the step itself stays pending until its run's end settles it."""
@@ -101,7 +107,7 @@ def launch(rt: Runtime, wf: Workflow, position: int, session: Session | None = N
         session = session or store.get_session(wf.tenant, wf.session_id)
         failure = preflight(rt, wf, step, session)
         if failure is None:
-            start_child(rt, wf, step, step.spec, child_run_id(wf, step, 0), session)
+            start_child(rt, wf, step, step.spec, child_run_id(wf, step, 0), session, sends=sends)
             return
         wf = settle(rt, wf, step, failed_outcome(step, failure))
         position, step = position + wf.concurrency, None
@@ -116,9 +122,10 @@ def preflight(rt: Runtime, wf: Workflow, step: Step, session: Session) -> str | 
 
 
 def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run_id: str,
-                session: Session | None = None, share: bool = True) -> None:
+                session: Session | None = None, share: bool = True, sends: list[RunsMessage] | None = None) -> None:
     """Create the step's child run and have it driven; `session`: the workflow's, if at hand, sent
-    with the run (`share`: as read by this invocation, not carried along from an earlier one)."""
+    with the run (`share`: as read by this invocation, not carried along from an earlier one).
+    A run whose message is lost is found still queued by the sweeper, which sends it again."""
     shared = share and session is not None
     session = session or rt.store.get_session(wf.tenant, wf.session_id)
     agent = rt.agent(spec.get("agent", ""), session)
@@ -150,7 +157,11 @@ def start_child(rt: Runtime, wf: Workflow, step: Step, spec: dict[str, Any], run
         telemetry.run_queued(run)
     except Conflict:
         pass  # a replay: the run exists; enqueueing it again is harmless
-    rt.queues.send_run(advance_message(wf.tenant, run_id, session if shared else None))
+    message = advance_message(wf.tenant, run_id, session if shared else None)
+    if sends is None:
+        rt.queues.send_run(message)
+    else:
+        sends.append(message)
 
 
 # -- settling ---------------------------------------------------------------------------------

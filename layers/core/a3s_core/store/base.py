@@ -112,6 +112,8 @@ class Store(Protocol):
         """The tenant's workflows (of one session, if given), newest first."""
     def list_steps(self, tenant: str, workflow_id: str) -> list[Step]: ...
     def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
+    def get_steps(self, tenant: str, workflow_id: str, keys: list[str]) -> dict[str, Step]:
+        """Those of the steps at `keys` that exist, by key, in one batched read."""
     def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
         """The workflow and one of its steps, in one read (NotFound: no such workflow)."""
     def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,

@@ -911,6 +911,10 @@ class DynamoStore:
         item = self._get(_step_key(tenant, workflow_id, key))
         return self._step_from(item) if item else None
 
+    def get_steps(self, tenant: str, workflow_id: str, keys: list[str]) -> dict[str, Step]:
+        steps = (self._step_from(i) for i in self._batch_get([_step_key(tenant, workflow_id, k) for k in keys]))
+        return {s.key: s for s in steps}
+
     def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
         keys = [_wf_key(tenant, workflow_id), _step_key(tenant, workflow_id, key)]
         items = {i["sk"]: i for i in self._batch_get(keys)}

@@ -272,6 +272,10 @@ class MemoryStore:
         s = self._steps.get((tenant, workflow_id, key))
         return s.model_copy(deep=True) if s else None
 
+    def get_steps(self, tenant: str, workflow_id: str, keys: list[str]) -> dict[str, Step]:
+        found = (self.get_step(tenant, workflow_id, k) for k in keys)
+        return {s.key: s for s in found if s is not None}
+
     def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
         return self.get_workflow(tenant, workflow_id), self.get_step(tenant, workflow_id, key)
 
