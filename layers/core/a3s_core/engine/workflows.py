@@ -426,8 +426,8 @@ def cancel(rt: Runtime, tenant: str, workflow_id: str, status: str = "cancelled"
     wf = rt.store.get_workflow(tenant, workflow_id)
     if not rt.store.finish_workflow(tenant, workflow_id, wf.attempt, status, when_all_done=False):
         return False
-    for run_id, status, _ in launched(rt, wf, rt.store.list_steps(tenant, workflow_id)).values():
-        if status in ACTIVE_RUN:
+    for run_id, run_status, _ in launched(rt, wf, rt.store.list_steps(tenant, workflow_id)).values():
+        if run_status in ACTIVE_RUN:
             rt.store.request_control(tenant, run_id, cancel=True)
             rt.wake(tenant, run_id) or rt.wake(tenant, run_id, from_status="paused")
     telemetry.workflow_ended(tenant, workflow_id, status)

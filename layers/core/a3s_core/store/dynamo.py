@@ -367,8 +367,8 @@ class DynamoStore:
         doc.update({k: item[k] for k in _RUN_STATE if k in item})
         doc["tenant"], doc["run_id"] = _run_of_key(item["pk"])
         doc["session_id"] = item["session_id"]
-        doc.setdefault("created_at", int(item["gsi3sk"].split("#", 1)[0]))  # older items have them in the doc
-        doc.setdefault("updated_at", int(item["touched"]))
+        if "created_at" not in doc:  # older items have their times in the document
+            doc["created_at"], doc["updated_at"] = int(item["gsi3sk"].split("#", 1)[0]), int(item["touched"])
         doc["lease_owner"] = doc.get("lease_owner") or None
         doc["control"] = _control_from(item)
         doc["carried"] = json.loads(_carried(item)) if "ev" in item else []
