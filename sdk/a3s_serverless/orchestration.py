@@ -55,9 +55,10 @@ class Workflows:
         before the first read, so nothing is missed), or long-polling where there is none."""
         sock = push.open_socket(self._t)
         try:
-            if sock is not None:
-                sock.send(json.dumps({"action": "subscribe", "workflow_id": workflow_id}))
             with Reporter(progress, total) as report:
+                if sock is not None:  # told of each step only if someone is shown it, else of the end alone
+                    sock.send(json.dumps({"action": "subscribe", "workflow_id": workflow_id,
+                                          **({} if report.active else {"steps": False})}))
                 seen = -1
                 while True:
                     # Watched, come back on every finished step; unwatched, only at the end.

@@ -40,9 +40,10 @@ def commits(stack, monkeypatch):
     save = store.save_run
 
     def timed(run, events, *args, **kwargs):
-        save(run, events, *args, **kwargs)
+        settled = save(run, events, *args, **kwargs)
         now = time.time() * 1000
         at.update({(run.run_id, e.seq): now for e in events})
+        return settled
 
     monkeypatch.setattr(store, "save_run", timed)
     return at
@@ -216,6 +217,28 @@ def test_given_a_workflow_subscription_then_each_settled_step_and_the_end_are_pu
     assert got[-1][1]["type"] in ("workflow", "subscribed")
     if got[-1][1]["type"] == "workflow":
         assert got[-1][1] == {"type": "workflow", "workflow_id": started["workflow_id"], "done": True}
+
+
+def test_given_a_subscription_to_a_workflow_end_alone_then_no_step_is_pushed_or_counted_and_the_end_is(
+        stack, session, held):
+    started = session._t.request("POST", f"/sessions/{session.session_id}/workflows", {
+        "kind": "parallel", "specs": [{"task_id": "a", "agent": "general", "prompt": "one"},
+                                      {"task_id": "b", "agent": "general", "prompt": "two"}]})
+    wid, store = started["workflow_id"], stack.runtime.store
+    sock = stack.transport().open_socket()
+    try:
+        sock.send(json.dumps({"action": "subscribe", "workflow_id": wid, "steps": False}))
+        frames_until(sock, lambda f: f["type"] == "subscribed")
+        assert store.get_workflow(LOCAL_TENANT, wid).watchers == 0  # its steps look no watcher up
+        held.set()  # the children may run now
+        got = frames_until(sock, lambda f: f.get("done") is True)
+        sock.send(json.dumps({"action": "subscribe", "workflow_id": wid, "steps": "no"}))
+        refused = frames_until(sock, lambda f: f["type"] == "error")
+    finally:
+        sock.close()
+    assert [f for _, f in got] == [{"type": "workflow", "workflow_id": wid, "done": True}]
+    assert refused[-1][1]["status"] == 400 and "steps" in refused[-1][1]["message"]
+    assert store.get_workflow(LOCAL_TENANT, wid).watchers == 0
 
 
 # -- the SDK ------------------------------------------------------------------------------------

@@ -101,8 +101,11 @@ def subscribe(rt: Runtime, tenant: str, connection_id: str, body: dict[str, Any]
     after = body.get("after", 0)
     if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= 10**9:
         raise BadRequest("after must be an event seq (an integer >= 0)")
+    steps = body.get("steps", True)  # a workflow's settled steps too, or its end alone
+    if not isinstance(steps, bool):
+        raise BadRequest("steps must be true or false")
     expires = int(time.time()) + CONNECTION_S
-    rt.store.add_watcher(tenant, kind, key, connection_id, expires)  # NotFound: not yours
+    rt.store.add_watcher(tenant, kind, key, connection_id, expires, counted=steps)  # NotFound: not yours
     if kind == "run":
         run = counted(rt, tenant, key, connection_id, expires)
         last = after

@@ -139,11 +139,13 @@ class Store(Protocol):
     def open_connection(self, tenant: str, connection_id: str, expires: int) -> None: ...
     def close_connection(self, tenant: str, connection_id: str) -> list[tuple[str, str]]:
         """Forget the connection; the (kind, key) subscriptions it still had."""
-    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int,
+                    counted: bool = True) -> None:
         """Watch a run, a workflow or a lane (NotFound for a run or workflow the tenant lacks);
-        a run's `watchers` counter goes up (once per connection)."""
+        a run's or workflow's `watchers` counter goes up (once per connection), unless a workflow's
+        watcher is not `counted` (it waits for the end alone: steps are not pushed for it)."""
     def remove_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str) -> bool:
-        """Stop watching; True if the watcher was there (the run's counter goes down then)."""
+        """Stop watching; True if the watcher was there (the counter goes down then, if it counted it)."""
     def watchers(self, tenant: str, kind: WatchKind, key: str) -> list[str]:
         """Connection ids watching it."""
 

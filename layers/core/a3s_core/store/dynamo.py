@@ -1024,16 +1024,21 @@ class DynamoStore:
         subs = _from_ddb(out.get("Attributes") or {}).get("subs") or set()
         return sorted(tuple(s.split("#", 1)) for s in subs)
 
-    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int,
+                    counted: bool = True) -> None:
         if kind == "session":
             return self._watch_session(tenant, key, connection_id, expires)
+        quiet = kind == "workflow" and not counted
         watcher = {"Put": {"TableName": self._table, "ConditionExpression": "attribute_not_exists(pk)",
-                           "Item": _to_ddb({**self._watch_key(tenant, kind, key, connection_id), "ttl": expires})}}
+                           "Item": _to_ddb({**self._watch_key(tenant, kind, key, connection_id), "ttl": expires,
+                                            **({"quiet": True} if quiet else {})})}}
         target: dict[str, Any] = {"TableName": self._table, "ConditionExpression": "attribute_exists(pk)"}
         if kind == "run":
             target = {"Update": {**target, "Key": _to_ddb(_run_key(tenant, key)),
                                  "UpdateExpression": "ADD watchers :one, ctl :one",  # a driver's save sees it
                                  "ExpressionAttributeValues": _to_ddb({":one": 1})}}
+        elif quiet:  # for the end alone (always looked up): the workflow's steps still look none up
+            target = {"ConditionCheck": {**target, "Key": _to_ddb(_wf_key(tenant, key))}}
         elif kind == "workflow":  # counted, so a workflow nobody watches costs its steps no lookup
             target = {"Update": {**target, "Key": _to_ddb(_wf_key(tenant, key)),
                                  "UpdateExpression": "ADD watchers :one",
@@ -1086,7 +1091,7 @@ class DynamoStore:
             self._conditional(Key=_to_ddb(_run_key(tenant, key)), UpdateExpression="ADD watchers :minus, ctl :one",
                               ConditionExpression="watchers > :zero",
                               ExpressionAttributeValues=_to_ddb({":minus": -1, ":zero": 0, ":one": 1}))
-        elif kind == "workflow":
+        elif kind == "workflow" and not out["Attributes"].get("quiet"):
             self._conditional(Key=_to_ddb(_wf_key(tenant, key)), UpdateExpression="ADD watchers :minus",
                               ConditionExpression="watchers > :zero",
                               ExpressionAttributeValues=_to_ddb({":minus": -1, ":zero": 0}))

@@ -40,6 +40,7 @@ class MemoryStore:
         self._metrics: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
         self._watchers: dict[tuple[str, str, str], set[str]] = {}  # (tenant, kind, key) -> connection ids
         self._connections: dict[tuple[str, str], set[tuple[str, str]]] = {}  # -> its (kind, key)s
+        self._quiet: set[tuple[str, str, str]] = set()  # (tenant, workflow, connection): for its end alone
 
     def tenant_for_key(self, key_hash: str) -> str | None:
         return self._keys.get(key_hash)
@@ -342,7 +343,8 @@ class MemoryStore:
         with self._lock:
             return sorted(self._connections.pop((tenant, connection_id), set()))
 
-    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int) -> None:
+    def add_watcher(self, tenant: str, kind: WatchKind, key: str, connection_id: str, expires: int,
+                    counted: bool = True) -> None:
         with self._lock:
             if kind == "run" and (tenant, key) not in self._runs:
                 raise NotFound(f"run {key!r} not found")
@@ -354,8 +356,10 @@ class MemoryStore:
             if connection_id not in watching and kind == "run":
                 self._runs[(tenant, key)].watchers += 1
                 self._runs[(tenant, key)].ctl += 1  # a driver's next save sees it
-            if connection_id not in watching and kind == "workflow":
+            if connection_id not in watching and kind == "workflow" and counted:
                 self._workflows[(tenant, key)].watchers += 1
+            if connection_id not in watching and kind == "workflow" and not counted:
+                self._quiet.add((tenant, key, connection_id))
             if connection_id not in watching and kind == "session":
                 self._sessions[(tenant, key)].watching = sorted(watching | {connection_id})
             watching.add(connection_id)
@@ -369,7 +373,9 @@ class MemoryStore:
             watching.discard(connection_id)
             self._connections.get((tenant, connection_id), set()).discard((kind, key))
             wf = self._workflows.get((tenant, key)) if kind == "workflow" else None
-            if wf is not None and wf.watchers > 0:
+            if (tenant, key, connection_id) in self._quiet:
+                self._quiet.discard((tenant, key, connection_id))
+            elif wf is not None and wf.watchers > 0:
                 wf.watchers -= 1
             session = self._sessions.get((tenant, key)) if kind == "session" else None
             if session is not None:
