@@ -426,12 +426,13 @@ def test_given_a_workflow_then_it_its_next_step_and_its_session_are_read_togethe
     wf, steps = make(tenant)
     store.create_workflow(wf, steps)
 
-    got, step, session = store.workflow_and_next(tenant, wf.workflow_id, steps[1].key, wf.session_id)
+    got, step, session = store.workflow_with(tenant, wf.workflow_id, steps[1].key, wf.session_id)
     assert (got.workflow_id, step.key, session) == (wf.workflow_id, steps[1].key, None)  # no such session
     store.create_session(Session(tenant=tenant, session_id=wf.session_id, workspace="/w"))
-    _, none, session = store.workflow_and_next(tenant, wf.workflow_id, None, wf.session_id)
+    _, none, session = store.workflow_with(tenant, wf.workflow_id, None, wf.session_id)
     assert none is None and session is not None and session.session_id == wf.session_id
     with pytest.raises(NotFound):
-        store.workflow_and_next(tenant, "wf-none", None, wf.session_id)
+        store.workflow_with(tenant, "wf-none", None, wf.session_id)
     with pytest.raises(NotFound):
-        store.workflow_and_next("another-tenant", wf.workflow_id, steps[1].key, wf.session_id)
+        store.workflow_with("another-tenant", wf.workflow_id, steps[1].key, wf.session_id)
+    assert store.workflow_with(tenant, wf.workflow_id, "no-such-step")[1:] == (None, None)

@@ -212,7 +212,7 @@ def on_child_end(rt: Runtime, run: Run, session: Session | None = None, settled:
         if not settled:  # ended by something else than its driver, or a replay: settle it now (once)
             settled = store.settle_step(*due)
         # One read after the count: the workflow, the next step of this slot, the session to run it in.
-        current, nxt, fresh = store.workflow_and_next(run.tenant, ref.workflow_id, ref.next, run.session_id)
+        current, nxt, fresh = store.workflow_with(run.tenant, ref.workflow_id, ref.next, run.session_id)
         if settled:
             telemetry.step_settled(current, due.step, due.status, due.outcome)
         if current.attempt != ref.attempt:
@@ -221,7 +221,7 @@ def on_child_end(rt: Runtime, run: Run, session: Session | None = None, settled:
         if ref.next is not None:
             launch(rt, current, ref.position + current.concurrency, fresh, nxt)
         return
-    wf, step = store.workflow_and_step(run.tenant, ref.workflow_id, ref.key)  # one read
+    wf, step, _ = store.workflow_with(run.tenant, ref.workflow_id, ref.key)  # one read
     if step is None or step.attempt != ref.attempt or wf.attempt != ref.attempt:
         return  # a run of an earlier attempt
     if child_run_id(wf, step, step.stage) != run.run_id:

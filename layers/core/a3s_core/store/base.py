@@ -114,12 +114,10 @@ class Store(Protocol):
     def get_step(self, tenant: str, workflow_id: str, key: str) -> Step | None: ...
     def get_steps(self, tenant: str, workflow_id: str, keys: list[str]) -> dict[str, Step]:
         """Those of the steps at `keys` that exist, by key, in one batched read."""
-    def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
-        """The workflow and one of its steps, in one read (NotFound: no such workflow)."""
-    def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,
-                          session_id: str) -> tuple[Workflow, Step | None, Session | None]:
-        """The workflow, one of its steps (if `key`) and its session, in one read (NotFound: no such
-        workflow; a session that has gone is None)."""
+    def workflow_with(self, tenant: str, workflow_id: str, key: str | None = None,
+                      session_id: str | None = None) -> tuple[Workflow, Step | None, Session | None]:
+        """The workflow, one of its steps (if `key`) and a session (if `session_id`), in one read
+        (NotFound: no such workflow; a step or session that is not there is None)."""
     def put_steps(self, steps: list[Step]) -> None: ...
     def move_step(self, step: Step, expect_status: str, expect_stage: int, status: str, run_id: str | None,
                   stage: int, spec: dict | None, now: int) -> Step | None:

@@ -915,25 +915,16 @@ class DynamoStore:
         steps = (self._step_from(i) for i in self._batch_get([_step_key(tenant, workflow_id, k) for k in keys]))
         return {s.key: s for s in steps}
 
-    def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
-        keys = [_wf_key(tenant, workflow_id), _step_key(tenant, workflow_id, key)]
-        items = {i["sk"]: i for i in self._batch_get(keys)}
+    def workflow_with(self, tenant: str, workflow_id: str, key: str | None = None,
+                      session_id: str | None = None) -> tuple[Workflow, Step | None, Session | None]:
+        keys = [_wf_key(tenant, workflow_id), *([_step_key(tenant, workflow_id, key)] if key else []),
+                *([_session_key(tenant, session_id)] if session_id else [])]
+        items = {i["sk"]: i for i in self._batch_get(keys)}  # WF, STEP#<key>, SESSION: one of each
         if "WF" not in items:
             raise NotFound(f"workflow {workflow_id!r} not found")
-        step = next((self._step_from(i) for sk, i in items.items() if sk != "WF"), None)
-        return self._wf_from(items["WF"]), step
-
-    def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,
-                          session_id: str) -> tuple[Workflow, Step | None, Session | None]:
-        wf_key, session_key = _wf_key(tenant, workflow_id), _session_key(tenant, session_id)
-        keys = [wf_key, session_key, *([_step_key(tenant, workflow_id, key)] if key else [])]
-        items = {(i["pk"], i["sk"]): i for i in self._batch_get(keys)}
-        wf = items.pop((wf_key["pk"], wf_key["sk"]), None)
-        if wf is None:
-            raise NotFound(f"workflow {workflow_id!r} not found")
-        session = items.pop((session_key["pk"], session_key["sk"]), None)
-        step = next(iter(items.values()), None)
-        return (self._wf_from(wf), self._step_from(step) if step else None,
+        step = items.get(f"STEP#{key}")
+        session = items.get("SESSION")
+        return (self._wf_from(items["WF"]), self._step_from(step) if step else None,
                 _session_from(session) if session else None)
 
     def put_steps(self, steps: list[Step]) -> None:

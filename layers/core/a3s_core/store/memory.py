@@ -277,14 +277,11 @@ class MemoryStore:
         found = (self.get_step(tenant, workflow_id, k) for k in keys)
         return {s.key: s for s in found if s is not None}
 
-    def workflow_and_step(self, tenant: str, workflow_id: str, key: str) -> tuple[Workflow, Step | None]:
-        return self.get_workflow(tenant, workflow_id), self.get_step(tenant, workflow_id, key)
-
-    def workflow_and_next(self, tenant: str, workflow_id: str, key: str | None,
-                          session_id: str) -> tuple[Workflow, Step | None, Session | None]:
+    def workflow_with(self, tenant: str, workflow_id: str, key: str | None = None,
+                      session_id: str | None = None) -> tuple[Workflow, Step | None, Session | None]:
         with self._lock:
             wf = self.get_workflow(tenant, workflow_id)
-            session = self._sessions.get((tenant, session_id))
+            session = self._sessions.get((tenant, session_id)) if session_id else None
             return (wf, self.get_step(tenant, workflow_id, key) if key else None,
                     session.model_copy(deep=True) if session else None)
 
