@@ -2,6 +2,8 @@
 
 A failed record is reported back (ReportBatchItemFailures) so only it is delivered again; on its
 last delivery (A3S_MAX_RECEIVE_COUNT, the queue's maxReceiveCount) its work is given up instead.
+A message may also come as the event of an asynchronous invocation (a run handed over, queues.py):
+if it fails, Lambda sends it to the function's on-failure destination, the runs queue.
 """
 from __future__ import annotations
 
@@ -26,8 +28,12 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @telemetry.instrumented
-def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse | None:
     rt = get_runtime()
+    if "Records" not in event:  # invoked with the message itself: a failure is raised, for Lambda
+        with telemetry.sqs_record(None, event, deferred=(Busy,)):
+            deliver(rt, event, 0, 0, context.get_remaining_time_in_millis)
+        return None
     max_receive_count = int(os.environ.get("A3S_MAX_RECEIVE_COUNT") or 0)
 
     def record(record: SQSRecord) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .async_invoke import AsyncInvocations
 from .moto_patches import faithful_dynamodb
 from .template import Route, StackModel, load_stack, provision
 
@@ -239,6 +240,7 @@ class EmbeddedStack:
         self._environ_before: dict[str, str | None] = {}
         self._auth_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # identity -> (expiry, answer)
         self._auth_lock = threading.Lock()
+        self.async_invocations = AsyncInvocations(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> EmbeddedStack:
@@ -255,6 +257,7 @@ class EmbeddedStack:
         self.boto = boto3.session.Session(region_name=model.region, aws_access_key_id="testing",
                                           aws_secret_access_key="testing")
         self.sqs = self.boto.client("sqs")
+        self.async_invocations.attach(self.boto.events)  # before any client that may invoke is made
         provision(model, sqs=self.sqs, dynamodb=self.boto.client("dynamodb"), s3=self.boto.client("s3"),
                   secretsmanager=self.boto.client("secretsmanager"))
         # Every function shares one runtime here, so it gets what any of them is given (on AWS
@@ -344,7 +347,7 @@ class EmbeddedStack:
         deadline = time.monotonic() + timeout
         urls = {p.url for p in self.pumps}
         while time.monotonic() < deadline:
-            busy = any(p.inflight for p in self.pumps)
+            busy = any(p.inflight for p in self.pumps) or self.async_invocations.inflight
             counts = [self.sqs.get_queue_attributes(QueueUrl=u, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"] for u in urls]
             if not busy and all(int(c["ApproximateNumberOfMessages"]) == 0 and

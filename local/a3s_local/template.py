@@ -78,6 +78,15 @@ class EventSource:
 
 
 @dataclass
+class AsyncInvokeConfig:
+    """A function's EventInvokeConfig: how Lambda treats an asynchronous invocation of it."""
+
+    retries: int = 2                     # MaximumRetryAttempts after a failed attempt
+    max_age_s: int = 21_600              # MaximumEventAgeInSeconds
+    on_failure_queue_id: str | None = None  # DestinationConfig.OnFailure, when it is a queue here
+
+
+@dataclass
 class Route:
     """One HTTP API route; load_stack lists greedy ({proxy+}) paths last, so first match wins."""
 
@@ -112,6 +121,8 @@ class StackModel:
     policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # each function's IAM statements
     authorizer_ttl: int = 0  # seconds API Gateway caches the authorizer's answer per identity
     ws_routes: list[WsRoute] = field(default_factory=list)  # the WebSocket API's routes
+    function_names: dict[str, str] = field(default_factory=dict)  # physical name -> logical id
+    async_configs: dict[str, AsyncInvokeConfig] = field(default_factory=dict)  # by function
     region: str = "us-east-1"
     account: str = "123456789012"
     transformed: dict[str, Any] = field(default_factory=dict, repr=False)  # the CloudFormation SAM produced
@@ -507,6 +518,16 @@ def load_stack(
             )
         )
 
+    async_configs: dict[str, AsyncInvokeConfig] = {}
+    for props in of_type("AWS::Lambda::EventInvokeConfig").values():
+        fn = function_id(props.get("FunctionName"))
+        if fn in functions:
+            on_failure = ((props.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            async_configs[fn] = AsyncInvokeConfig(
+                retries=int(r.resolve(props.get("MaximumRetryAttempts", 2))),
+                max_age_s=int(r.resolve(props.get("MaximumEventAgeInSeconds", 21_600))),
+                on_failure_queue_id=q if (q := _target_id(on_failure)) in queues else None)
+
     routes: list[Route] = []
     authorizer: str | None = None
     authorizer_ttl = 0
@@ -575,6 +596,8 @@ def load_stack(
         authorizer_function_id=authorizer,
         authorizer_ttl=authorizer_ttl,
         ws_routes=ws_routes,
+        function_names={r.name(lid): lid for lid in functions},
+        async_configs=async_configs,
         schedules=schedules,
         conditions={name: r.condition(name) for name in cfn.get("Conditions", {})},
         region=region,

@@ -38,6 +38,8 @@ def needs(service: str, op: str, params: dict, region: str, account: str) -> lis
         return [(f"s3:{action}", f"arn:aws:s3:::{params['Bucket']}/{params['Key']}", None)]
     if service == "sqs":
         return [(f"sqs:{op}", f"arn:aws:sqs:{region}:{account}:{params['QueueUrl'].rsplit('/', 1)[1]}", None)]
+    if service == "lambda":  # a run handed to the run driver (engine/queues.py)
+        return [("lambda:InvokeFunction", f"arn:aws:lambda:{region}:{account}:function:{params['FunctionName']}", None)]
     if service == "secretsmanager":
         return [(f"secretsmanager:{op}", params["SecretId"], None)]
     if service == "apigatewaymanagementapi":  # the WebSocket API's connections (the local stack's name for it)
@@ -92,7 +94,7 @@ def recorded(stack, monkeypatch):
 
     monkeypatch.setattr(Function, "invoke", traced)
     rt = stack.runtime
-    clients = [rt.store._db, rt.s3, rt.queues._sqs, rt.connections._client]
+    clients = [rt.store._db, rt.s3, rt.queues._sqs, rt.queues._driver[0], rt.connections._client]
     for client in clients:
         client.meta.events.register("before-parameter-build", hook)
     yield calls

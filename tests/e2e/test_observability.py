@@ -183,7 +183,7 @@ def test_given_a_runs_queue_record_that_fails_then_it_is_logged_with_its_excepti
 
     with pytest.raises(BatchProcessingError):  # the whole batch failed: SQS delivers it again
         driver.invoke({"Records": [_record(body, 1)]})
-    [failed] = telemetry.logs(message="record failed; SQS will deliver it again")
+    [failed] = telemetry.logs(message="record failed; it will be delivered again")
     assert failed["level"] == "WARNING" and "the driver broke" in failed["exception"]
     assert (failed["run_id"], failed["tenant"], failed["receive_count"]) == ("run-obs-x", "local", 1)
 

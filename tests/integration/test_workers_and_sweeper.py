@@ -42,7 +42,7 @@ def test_given_a_task_on_the_lane_queue_when_the_lane_worker_lambda_runs_then_it
 
 
 class LosingQueues:
-    """The stack's queues, except that the runs-queue messages `lose` picks are lost (recorded)."""
+    """The stack's queues, except that the runs-queue messages (and hand-overs) `lose` picks are lost (recorded)."""
 
     def __init__(self, queues, lose) -> None:
         self.queues, self.lose, self.lost = queues, lose, []
@@ -56,6 +56,12 @@ class LosingQueues:
     def send_runs(self, messages) -> None:
         for message in messages:
             self.send_run(message)
+
+    def hand_over(self, message) -> None:  # a run handed to the driver directly: lost the same way
+        if self.lose(wire(message)):
+            self.lost.append(wire(message))
+            return
+        self.queues.hand_over(message)
 
     def send_lane(self, lane: str, body: dict) -> None:
         self.queues.send_lane(lane, body)

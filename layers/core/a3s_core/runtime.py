@@ -43,6 +43,7 @@ class Settings:
     retention_days: int = 30   # A3S_RETENTION_DAYS: items expire this long after their last write
     ws_endpoint: str = ""      # A3S_WS_ENDPOINT: the WebSocket API's management endpoint (https://.../stage)
     ws_url: str = ""           # A3S_WS_URL: where clients connect (wss://.../stage)
+    driver_function: str = ""  # A3S_DRIVER_FUNCTION: hand runs to the run driver by invocation (queues.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -64,6 +65,7 @@ class Settings:
             retention_days=int(env.get("A3S_RETENTION_DAYS") or 30),
             ws_endpoint=env.get("A3S_WS_ENDPOINT", ""),
             ws_url=env.get("A3S_WS_URL", ""),
+            driver_function=env.get("A3S_DRIVER_FUNCTION", ""),
         )
 
     def model_allowed(self, model: str) -> bool:
@@ -144,7 +146,7 @@ class Runtime:
             if self.store.wake_run(tenant, run_id, from_status):
                 from a3s_core.engine.queues import advance_message
 
-                self.queues.send_run(advance_message(tenant, run_id))
+                self.queues.hand_over(advance_message(tenant, run_id))
                 from a3s_core import telemetry
 
                 telemetry.run_resumed(tenant, run_id, from_status)
@@ -171,7 +173,8 @@ class Runtime:
         def queues() -> Any:
             from a3s_core.engine.queues import SqsQueues
 
-            return SqsQueues(sqs, settings.runs_queue_url, settings.lane_queue_urls)
+            driver = (_client(session, "lambda"), settings.driver_function) if settings.driver_function else None
+            return SqsQueues(sqs, settings.runs_queue_url, settings.lane_queue_urls, driver)
 
         def sandbox() -> Any:
             from botocore.config import Config

@@ -135,7 +135,7 @@ def sqs_record(record: Any, body: dict[str, Any] | None,
     except Exception as err:
         later = isinstance(err, deferred)
         (logger().info if later else logger().warning)(
-            f"record deferred: {err}" if later else "record failed; SQS will deliver it again",
+            f"record deferred: {err}" if later else "record failed; it will be delivered again",
             exc_info=not later,
             extra={"receive_count": int(record.attributes.approximate_receive_count or 0) if record else 0})
         raise

@@ -210,7 +210,7 @@ class Service:
         self.rt.store.create_run(run)  # its driver writes run_start when it takes it
         telemetry.run_queued(run)
         # If this send is lost, the sweeper finds the run still queued and enqueues it again.
-        self.rt.queues.send_run(advance_message(self.tenant, run.run_id))
+        self.rt.queues.hand_over(advance_message(self.tenant, run.run_id))
         return run_view(run)
 
     def get_run(self, run_id: str) -> dict[str, Any]:

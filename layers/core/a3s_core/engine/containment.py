@@ -28,11 +28,14 @@ TAKEOVER_ATTEMPTS = 20  # a driver still checkpointing can win a few rounds, not
 
 
 def parse_body(raw: str) -> dict[str, Any] | None:
-    """The message as a dict; None for one that is not a JSON object (no delivery can handle it)."""
+    """The message as a dict; None for one that is not a JSON object (no delivery can handle it).
+    A failed asynchronous invocation's record (its on-failure destination) gives the event it had."""
     try:
         body = json.loads(raw)
     except ValueError:
         return None
+    if isinstance(body, dict) and "requestContext" in body and "requestPayload" in body:
+        body = body["requestPayload"]
     return body if isinstance(body, dict) else None
 
 

@@ -1,13 +1,16 @@
 """Where the engine's messages go: run-driver work (engine/messages.py) on the runs queue, external
-tasks on lane queues."""
+tasks on lane queues; a run a caller is waiting for handed to the run driver directly."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Protocol
 
 from a3s_core.domain.items import Session
 from a3s_core.engine.messages import Advance, RunsMessage, wire
 from a3s_core.telemetry import trace_header
+
+log = logging.getLogger("a3s_core.queues")
 
 MAX_DELAY_S = 900  # SQS DelaySeconds limit; longer waits are chained (see dispatch.expire_task)
 
@@ -25,14 +28,33 @@ def advance_message(tenant: str, run_id: str, session: Session | None = None) ->
 
 class Queues(Protocol):
     def send_run(self, message: RunsMessage, delay_s: int = 0) -> None: ...
+    def hand_over(self, message: Advance) -> None:
+        """A run someone waits for (just started, or woken by a finished task): to a driver now."""
     def send_runs(self, messages: list[RunsMessage]) -> None:
         """Several at once (a workflow's first launches): 10 to a request."""
     def send_lane(self, lane: str, body: dict[str, Any]) -> None: ...
 
 
 class SqsQueues:
-    def __init__(self, client: Any, runs_url: str, lane_urls: dict[str, str]) -> None:
-        self._sqs, self._runs, self._lanes = client, runs_url, lane_urls
+    """driver: (Lambda client, run driver's name) to hand runs over by asynchronous invocation: one
+    request where the runs queue takes three (send, the event source's receive and delete). Lambda
+    keeps the event; if the invocation fails, its on-failure destination is the runs queue
+    (template.yaml), whose deliveries and containment take it from there. Without it, or if the
+    invocation is refused, the run goes through the runs queue."""
+
+    def __init__(self, client: Any, runs_url: str, lane_urls: dict[str, str],
+                 driver: tuple[Any, str] | None = None) -> None:
+        self._sqs, self._runs, self._lanes, self._driver = client, runs_url, lane_urls, driver
+
+    def hand_over(self, message: Advance) -> None:
+        if self._driver is not None:
+            client, name = self._driver
+            try:
+                client.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(wire(message)).encode())
+                return
+            except Exception as err:  # throttled, or Lambda unreachable: the queue is always there
+                log.warning("hand-over by invocation failed (%s); queued instead", err)
+        self.send_run(message)
 
     def send_run(self, message: RunsMessage, delay_s: int = 0) -> None:
         self._sqs.send_message(QueueUrl=self._runs, MessageBody=json.dumps(wire(message)),
@@ -70,6 +92,9 @@ class MemoryQueues:
     def send_runs(self, messages: list[RunsMessage]) -> None:
         for message in messages:
             self.send_run(message)
+
+    def hand_over(self, message: Advance) -> None:
+        self.send_run(message)
 
     def send_lane(self, lane: str, body: dict[str, Any]) -> None:
         self.lanes.append((lane, body))
