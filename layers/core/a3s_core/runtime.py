@@ -162,7 +162,7 @@ class Runtime:
         settings = Settings.from_env(os.environ if env is None else env)
         session = Lazy(_session) if session is None else session
         dynamodb, s3 = Lazy(lambda: _client(session, "dynamodb")), Lazy(lambda: _client(session, "s3"))
-        sqs = Lazy(lambda: _client(session, "sqs"))
+        sqs, lam = Lazy(lambda: _client(session, "sqs")), Lazy(lambda: _client(session, "lambda"))
 
         def store() -> Any:
             from a3s_core.store.dynamo import DynamoStore
@@ -173,7 +173,7 @@ class Runtime:
         def queues() -> Any:
             from a3s_core.engine.queues import SqsQueues
 
-            driver = (_client(session, "lambda"), settings.driver_function) if settings.driver_function else None
+            driver = (lam, settings.driver_function) if settings.driver_function else None
             return SqsQueues(sqs, settings.runs_queue_url, settings.lane_queue_urls, driver)
 
         def sandbox() -> Any:
