@@ -3,8 +3,8 @@
 
 One round trip: `send_async("rt\\n/tool bash ...")` -> the run suspends with an external task on the
 `execute` lane -> this script, as the worker, claims the task (polling `claim_external_tasks`) and
-completes it with {"output": ...} -> the run resumes and finishes (`handle.wait()`).
-Baseline: the same prompt with the execute lane internal (the tool runs inside run_driver).
+completes it with {"output": ...} -> the run resumes and finishes (`handle.wait()`, told over the
+stack's WebSocket connection, as the SDK is). Baseline: the same prompt with the execute lane internal (the tool runs inside run_driver).
 
 Measured per scenario: round trips per second (sequential, and K threads each with its own session),
 latency p50/p95/max of one round trip, AWS API calls per round trip (botocore hooks on every client
@@ -50,7 +50,11 @@ KIND_NAMES = {"control": "ctrl", "runs-index": "runs"}
 
 
 class LanesTransport(CountingTransport):
-    """Splits claims into those that returned a task (hit) and those that did not (empty)."""
+    """Splits claims into those that returned a task (hit) and those that did not (empty). The
+    client waits on its runs over the stack's WebSocket connections, as the SDK does."""
+
+    def open_socket(self) -> Any:
+        return self.inner.open_socket()
 
     def relabel(self, method: str, route: str, out: Any) -> str:
         if route.endswith("/external-tasks/claim"):
