@@ -7,6 +7,7 @@ if it fails, Lambda sends it to the function's on-failure destination, the runs 
 """
 from __future__ import annotations
 
+import json
 import os
 
 from aws_lambda_powertools import Logger, Tracer
@@ -32,7 +33,9 @@ def handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse |
     rt = get_runtime()
     if "Records" not in event:  # invoked with the message itself: a failure is raised, for Lambda
         with telemetry.sqs_record(None, event, deferred=(Busy,)):
-            deliver(rt, event, 0, 0, context.get_remaining_time_in_millis)
+            given_up = deliver(rt, event, 0, 0, context.get_remaining_time_in_millis)
+            if given_up:
+                telemetry.message_given_up("hand-over", given_up, json.dumps(event))
         return None
     max_receive_count = int(os.environ.get("A3S_MAX_RECEIVE_COUNT") or 0)
 

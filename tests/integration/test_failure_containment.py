@@ -115,6 +115,33 @@ def tenant(offline_rt, workspace) -> Tenant:
     return Tenant(offline_rt, workspace)
 
 
+# -- a run handed over by invocation ---------------------------------------------------------------
+def test_given_a_driver_bug_when_a_run_is_handed_over_by_invocation_then_it_raises_and_its_record_is_contained(
+        tenant, driver_bug, monkeypatch):
+    """The invocation fails (Lambda sends it to the runs queue); the queue's deliveries of Lambda's
+    record are counted and contained like any message's."""
+    monkeypatch.setenv("A3S_MAX_RECEIVE_COUNT", str(MAX))
+    run_driver = load_handler("run_driver", tenant.rt, monkeypatch)
+    run_id, advance = tenant.start(f"{BUG} hello")
+    with pytest.raises(KeyError):
+        run_driver(advance)  # the event of an asynchronous invocation is the message itself
+    assert tenant.run(run_id).status == "running"
+
+    failed = json.dumps({"version": "1.0", "requestContext": {"condition": "RetriesExhausted"},
+                         "requestPayload": advance, "responsePayload": {"errorType": "KeyError"}})
+    tenant.rt.clock.advance(tenant.rt.settings.lease_seconds * 1000)
+    assert delivered(run_driver, record(failed, 1)) == "redelivered"
+    tenant.rt.clock.advance(tenant.rt.settings.lease_seconds * 1000)
+    assert delivered(run_driver, record(failed, MAX)) == "consumed"
+    assert (tenant.run(run_id).status, tenant.run(run_id).stop_reason) == ("failed", "internal_error")
+
+
+def test_given_an_invocation_whose_event_is_no_message_then_it_is_dropped_not_failed(tenant, monkeypatch):
+    run_driver = load_handler("run_driver", tenant.rt, monkeypatch)
+    assert run_driver({"kind": "teleport", "tenant": tenant.tenant}) is None  # nothing for Lambda to retry
+    assert tenant.rt.queues.runs == []
+
+
 # -- the last delivery of a message that keeps failing ----------------------------------------------
 def test_given_a_driver_bug_on_every_delivery_then_the_last_one_fails_the_run_with_internal_error(
         tenant, driver_bug, monkeypatch):

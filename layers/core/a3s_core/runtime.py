@@ -139,7 +139,7 @@ class Runtime:
                              deployment_agents(self.settings.agents_json))
 
     def wake(self, tenant: str, run_id: str, from_status: str = "waiting", nudge: bool = True) -> bool:
-        """waiting (or paused) -> queued, and enqueue it: a no-op for all but the caller that wins.
+        """waiting (or paused) -> queued, and hand it over: a no-op for all but the caller that wins.
         A run still running (its driver about to suspend it) is nudged instead: that driver's next
         checkpoint is Interrupted and it looks again, so the news is never lost between the two."""
         for _ in range(5):  # each miss means the run moved on: running -> waiting at most once more
