@@ -94,3 +94,8 @@ def test_given_the_run_driver_then_a_failed_invocation_goes_to_the_runs_queue_af
     config = model.async_configs["RunDriverFunction"]
     assert (config.retries, config.on_failure_queue_id) == (0, "RunsQueue")
     assert config.max_age_s <= 60  # a throttled hand-over waits in the queue, not in Lambda's back-off
+
+
+def test_given_the_run_driver_then_lambda_does_not_stop_a_long_chain_of_its_own_invocations(model):
+    # a run handed over, handed off and woken again and again is one event's chain: more than 16 passes
+    assert model.transformed["Resources"]["RunDriverFunction"]["Properties"]["RecursiveLoop"] == "Allow"
