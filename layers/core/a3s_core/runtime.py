@@ -162,7 +162,15 @@ class Runtime:
         settings = Settings.from_env(os.environ if env is None else env)
         session = Lazy(_session) if session is None else session
         dynamodb, s3 = Lazy(lambda: _client(session, "dynamodb")), Lazy(lambda: _client(session, "s3"))
-        sqs, lam = Lazy(lambda: _client(session, "sqs")), Lazy(lambda: _client(session, "lambda"))
+        sqs = Lazy(lambda: _client(session, "sqs"))
+
+        def driver_client() -> Any:
+            from botocore.config import Config
+
+            # A hand-over that does not go at once goes through the runs queue: no long retries.
+            config = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 2})
+            with _CLIENT_LOCK:
+                return session.client("lambda", config=config)
 
         def store() -> Any:
             from a3s_core.store.dynamo import DynamoStore
@@ -173,7 +181,7 @@ class Runtime:
         def queues() -> Any:
             from a3s_core.engine.queues import SqsQueues
 
-            driver = (lam, settings.driver_function) if settings.driver_function else None
+            driver = (Lazy(driver_client), settings.driver_function) if settings.driver_function else None
             return SqsQueues(sqs, settings.runs_queue_url, settings.lane_queue_urls, driver)
 
         def sandbox() -> Any:
