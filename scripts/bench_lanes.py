@@ -4,7 +4,8 @@
 One round trip: `send_async("rt\\n/tool bash ...")` -> the run suspends with an external task on the
 `execute` lane -> this script, as the worker, claims the task (polling `claim_external_tasks`) and
 completes it with {"output": ...} -> the run resumes and finishes (`handle.wait()`, told over the
-stack's WebSocket connection, as the SDK is). Baseline: the same prompt with the execute lane internal (the tool runs inside run_driver).
+stack's WebSocket connection, as the SDK is).
+Baseline: the same prompt with the execute lane internal (the tool runs inside run_driver).
 
 Measured per scenario: round trips per second (sequential, and K threads each with its own session),
 latency p50/p95/max of one round trip, AWS API calls per round trip (botocore hooks on every client

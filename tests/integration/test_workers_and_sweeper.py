@@ -47,21 +47,23 @@ class LosingQueues:
     def __init__(self, queues, lose) -> None:
         self.queues, self.lose, self.lost = queues, lose, []
 
-    def send_run(self, message, delay_s: int = 0) -> None:
+    def _lost(self, message) -> bool:
         if self.lose(wire(message)):
             self.lost.append(wire(message))
-            return
-        self.queues.send_run(message, delay_s)
+            return True
+        return False
+
+    def send_run(self, message, delay_s: int = 0) -> None:
+        if not self._lost(message):
+            self.queues.send_run(message, delay_s)
 
     def send_runs(self, messages) -> None:
         for message in messages:
             self.send_run(message)
 
     def hand_over(self, message) -> None:  # a run handed to the driver directly: lost the same way
-        if self.lose(wire(message)):
-            self.lost.append(wire(message))
-            return
-        self.queues.hand_over(message)
+        if not self._lost(message):
+            self.queues.hand_over(message)
 
     def send_lane(self, lane: str, body: dict) -> None:
         self.queues.send_lane(lane, body)

@@ -209,7 +209,7 @@ class Service:
                   messages=[{"role": "user", "content": body.prompt}])
         self.rt.store.create_run(run)  # its driver writes run_start when it takes it
         telemetry.run_queued(run)
-        # If this send is lost, the sweeper finds the run still queued and enqueues it again.
+        # If this hand-over is lost, the sweeper finds the run still queued and enqueues it again.
         self.rt.queues.hand_over(advance_message(self.tenant, run.run_id))
         return run_view(run)
 
