@@ -1,6 +1,8 @@
-"""Two narrow patches that make moto's in-memory DynamoDB behave, and cost, like the service under
-the embedded stack's threads. Applied once, process-wide, before the stack starts; nothing deployed
-imports this module.
+"""Narrow patches that make moto behave, and cost, like the services under the embedded stack's
+threads: DynamoDB's atomic writes and partition-bound queries, and moto's per-request work that AWS
+does not have (a shape-driven serialiser, a clock read per queued message). Applied once,
+process-wide, before the stack starts; nothing deployed imports this module. What a client reads is
+unchanged: tests/integration/test_moto_patches.py holds each to moto's own answer.
 """
 from __future__ import annotations
 
@@ -130,6 +132,148 @@ def partition_query() -> None:
     Table.a3s_partition_query = True  # type: ignore[attr-defined]
 
 
+def _plain(value: Any) -> Any:
+    """The JSON moto's serialiser would write for a DynamoDB result, or None where it might write
+    something else (bytes, dates, objects, None in a list): those go to the serialiser. A None
+    member is left out, as the serialiser leaves it out."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if v is None:
+                continue
+            v2 = _plain(v)
+            if v2 is None or not isinstance(k, str):
+                return None
+            out[k] = v2
+        return out
+    if isinstance(value, list):
+        items = [_plain(v) for v in value]
+        return None if any(v is None for v in items) else items
+    if isinstance(value, (str, int, float)):  # bool is an int
+        return value
+    return None
+
+
+def plain_dynamodb_responses() -> None:
+    """DynamoDB's results are JSON already (attribute values as moto keeps them on the wire); moto
+    walks each through the operation's output shape to write it, which cost more than the
+    operation itself. A result made only of JSON's own types is written as it is; anything else,
+    and every error, goes through moto's serialiser."""
+    import json
+
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoHandler, DynamoResult
+
+    if getattr(DynamoHandler, "a3s_plain", False):
+        return
+    serialized = DynamoHandler.serialized
+
+    def plain(self: Any, action_result: ActionResult) -> Any:
+        body = _plain(action_result.result) if type(action_result) in (ActionResult, DynamoResult) else None
+        if body is None:
+            return serialized(self, action_result)
+        headers = {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}
+        return 200, headers, json.dumps(body)
+
+    DynamoHandler.serialized = plain  # type: ignore[method-assign]
+    DynamoHandler.a3s_serialized_by_moto = serialized  # type: ignore[attr-defined]  # tests compare the two
+    DynamoHandler.a3s_plain = True  # type: ignore[attr-defined]
+
+
+def cheap_request_overhead() -> None:
+    """Two costs of every moto request that grow with nothing AWS charges for: the action's name is
+    looked up in the list of the handler class's methods, rebuilt by `inspect` on each request
+    (cached per class here: a class's methods are fixed once the patches above are in), and every
+    queued message reads the wall clock through datetime, twice, whenever a queue is scanned for
+    visible messages, so a queue holding a run's delayed timers made each send and receive slower
+    (one clock read per call here; the same epoch milliseconds)."""
+    import functools
+    import time
+
+    import moto.core.responses as responses
+    import moto.sqs.models as sqs_models
+
+    if getattr(responses, "a3s_cheap", False):
+        return
+    responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+    clock = sqs_models.unix_time_millis
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else clock(dt)
+
+    sqs_models.unix_time_millis = unix_time_millis
+    responses.a3s_cheap = True  # type: ignore[attr-defined]
+
+
+def cheap_expressions() -> None:
+    """moto reads an UpdateItem's expressions twice (the handler checks them, the backend applies
+    them), lexing each string and re-parsing it each time, then deep-copies the tree before its ten
+    validating passes, each of which rebuilds its dispatch table at every node: an UpdateItem cost
+    four GetItems. Here a string is lexed and parsed once (the result is kept per string; each
+    caller gets a fresh tree or token queue, as before), trees are copied through pickle (a fifth
+    of deepcopy's time), and a pass keeps its dispatch table. Errors are not kept: a bad
+    expression fails each time, as it did."""
+    import copy
+    import functools
+    import pickle
+    from collections import deque
+
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    if getattr(UpdateExpressionParser, "a3s_cached", False):
+        return
+    parse = UpdateExpressionParser.make.__func__
+
+    @functools.lru_cache(maxsize=512)
+    def parsed(expression: str) -> bytes:
+        return pickle.dumps(parse(UpdateExpressionParser, expression), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def make(cls: Any, expression_str: str) -> Any:
+        return pickle.loads(parsed(expression_str))
+
+    lex = ConditionExpressionParser._lex_condition_expression
+
+    @functools.lru_cache(maxsize=512)
+    def lexed(expression: str) -> tuple:
+        probe = ConditionExpressionParser.__new__(ConditionExpressionParser)
+        probe.condition_expression = expression
+        return tuple(lex(probe))  # immutable tokens with empty children, never changed in place
+
+    def lex_cached(self: Any) -> Any:
+        return deque(lexed(self.condition_expression))
+
+    def clone(obj: Any, memo: Any = None) -> Any:
+        if isinstance(obj, Node):
+            return pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        return copy.deepcopy(obj, memo)
+
+    def dispatch(self: Any) -> tuple[dict, tuple]:
+        table = self.__dict__.get("_a3s_dispatch")
+        if table is None:
+            mapping = self._processing_map()
+            table = self.__dict__["_a3s_dispatch"] = (mapping, tuple(mapping))
+        return table
+
+    def process(self: Any, node: Any) -> Any:
+        for class_key, processor in dispatch(self)[0].items():
+            if isinstance(node, class_key):
+                return processor(node)
+        return None
+
+    UpdateExpressionParser.make = classmethod(make)
+    ConditionExpressionParser._lex_condition_expression = lex_cached  # type: ignore[method-assign]
+    validators.deepcopy = clone  # type: ignore[assignment]
+    DepthFirstTraverser.nodes_to_be_processed = lambda self: dispatch(self)[1]
+    DepthFirstTraverser.process = process
+    UpdateExpressionParser.a3s_cached = True
+
+
 def faithful_dynamodb() -> None:
     atomic_dynamodb()
     partition_query()
+    plain_dynamodb_responses()
+    cheap_request_overhead()
+    cheap_expressions()
