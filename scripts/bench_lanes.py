@@ -2,9 +2,12 @@
 """Benchmark external-task round trips on the embedded stack (moto + the kit's handlers, no network).
 
 One round trip: `send_async("rt\\n/tool bash ...")` -> the run suspends with an external task on the
-`execute` lane -> this script, as the worker, claims the task (polling `claim_external_tasks`) and
-completes it with {"output": ...} -> the run resumes and finishes (`handle.wait()`, told over the
-stack's WebSocket connection, as the SDK is).
+`execute` lane -> a worker completes it with {"output": ...} -> the run resumes and finishes
+(`handle.wait()`, told over the stack's WebSocket connection, as the SDK is). Two workers:
+  sdk-*  the SDK's own, `set_external_task_handler` (told of each task over the WebSocket API, it
+         leases it by id), the client calling `session.send()`: a program written as the A3S Code
+         examples are
+  ext-*  this script, polling `claim_external_tasks` with a short back-off (a worker without push)
 Baseline: the same prompt with the execute lane internal (the tool runs inside run_driver).
 
 Measured per scenario: round trips per second (sequential, and K threads each with its own session),
@@ -108,6 +111,15 @@ def external_round_trip(session: Any, poll: Poll) -> dict[str, float]:
             "claim_lag_ms": claimed_ms - float(task.get("created_at") or claimed_ms)}
 
 
+def handler_round_trip(session: Any, poll: Poll) -> dict[str, float]:
+    t0 = time.perf_counter()
+    result = session.send(PROMPT)
+    t1 = time.perf_counter()
+    if "bash -> i" not in result.text:
+        raise RuntimeError(f"unexpected answer {result.text!r}")
+    return {"total": t1 - t0, "ended_ms": time.time() * 1000}
+
+
 def internal_round_trip(session: Any, poll: Poll) -> dict[str, float]:
     t0 = time.perf_counter()
     handle = session.send_async(PROMPT)
@@ -118,6 +130,10 @@ def internal_round_trip(session: Any, poll: Poll) -> dict[str, float]:
         raise RuntimeError(f"unexpected answer {result.text!r}")
     return {"total": t2 - t0, "send": t1 - t0, "wait": t2 - t1, "run_id": handle.run_id,
             "ended_ms": time.time() * 1000}
+
+
+ROUND_TRIPS: dict[str, Callable[[Any, Poll], dict]] = {
+    "handler": handler_round_trip, "poll": external_round_trip, "internal": internal_round_trip}
 
 
 # -- scenarios -------------------------------------------------------------------------------------
@@ -136,14 +152,15 @@ class Bench:
             raise
         self.agent = Agent(self.transport, default_model="scripted", local=True)
         self.workspace, self.poll = workspace, poll
+        self.sessions: list[Any] = []
         self.start_s = time.perf_counter() - t0
 
-    def warm_up(self, external: bool, n: int = 2) -> None:
+    def warm_up(self, kind: str, n: int = 2) -> None:
         """First calls (validators, moto's first requests) on a session of its own, not measured."""
-        s = self.new_session(external)
+        s = self.new_session(kind)
         for _ in range(n):
             with self.counter.quiet():  # not counted: made before the snapshot anyway
-                (external_round_trip if external else internal_round_trip)(s, self.poll)
+                ROUND_TRIPS[kind](s, self.poll)
 
     def notice_lags(self, samples: list[dict]) -> None:
         """How long after the run's last checkpoint (its updated_at) did wait() return: the cost of the
@@ -166,13 +183,18 @@ class Bench:
         return self.stack.functions["RunDriverFunction"].invocations
 
     def stop(self) -> None:
+        for s in self.sessions:
+            s._stop_handler()
         self.stack.stop()
 
-    def new_session(self, external: bool) -> Any:
+    def new_session(self, kind: str) -> Any:
         with self.counter.quiet():
             s = self.agent.session(self.workspace, model="scripted", permissive=True)
-            if external:
+            if kind != "internal":
                 s.set_lane_handler("execute", "external", TASK_TIMEOUT_MS)
+            if kind == "handler":
+                s.set_external_task_handler(lambda task: {"success": True, "result": {"output": "i\n"}})
+            self.sessions.append(s)
             return s
 
     def settle(self) -> None:
@@ -181,11 +203,11 @@ class Bench:
         with self.counter.quiet():
             self.stack.wait_idle(timeout=15)
 
-    def scenario(self, name: str, external: bool, n: int, concurrency: int, budget_s: float) -> dict[str, Any]:
-        fn: Callable[[Any, Poll], dict] = external_round_trip if external else internal_round_trip
+    def scenario(self, name: str, kind: str, n: int, concurrency: int, budget_s: float) -> dict[str, Any]:
+        fn = ROUND_TRIPS[kind]
         concurrency = max(1, min(concurrency, n))
         shares = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
-        sessions = [self.new_session(external) for _ in range(concurrency)]
+        sessions = [self.new_session(kind) for _ in range(concurrency)]
         samples: list[list[dict]] = [[] for _ in range(concurrency)]
         errors: list[str] = []
         barrier = threading.Barrier(concurrency + 1)
@@ -261,7 +283,8 @@ class Bench:
                     "p95": round(pct([s[k] for s in ok if k in s], 95), 1)}
                 for k in ("claim_lag_ms", "notice_lag_ms") if any(k in s for s in ok)}
         return {
-            "name": name, "lane": "external" if external else "internal", "n": n, "concurrency": concurrency,
+            "name": name, "lane": "internal" if kind == "internal" else "external", "worker": kind, "n": n,
+            "concurrency": concurrency,
             "completed": done, "truncated": truncated.is_set(), "errors": errors[:10], "error_count": len(errors),
             "wall_s": round(wall, 3), "round_trips_per_s": round(done / wall, 2) if wall else None,
             "latency_ms": {"p50": round(pct(lat, 50), 1), "p95": round(pct(lat, 95), 1),
@@ -272,7 +295,7 @@ class Bench:
             "phase_p50_ms": {k: round(pct([s[k] * (1 if k == "claim_polls" else 1000) for s in ok], 50), 2)
                              for k in phases},
             "lags_ms": lags,
-            "claim_polls_per_rt": round(sum(s.get("claim_polls", 0) for s in ok) / done, 2) if external and done else None,
+            "claim_polls_per_rt": round(sum(s.get("claim_polls", 0) for s in ok) / done, 2) if kind == "poll" and done else None,
             "api_calls_per_rt": {
                 "all": round(total / done, 2) if done else None,
                 "excluding_idle_receives": round((total - idle) / done, 2) if done else None,
@@ -402,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll-ms", type=float, default=5.0, help="first wait between empty claims (ms)")
     ap.add_argument("--poll-cap-ms", type=float, default=50.0, help="longest wait between empty claims (ms)")
     ap.add_argument("--skip-baseline", action="store_true", help="only the external-lane scenarios")
-    ap.add_argument("--time-limit", type=float, default=110.0,
+    ap.add_argument("--time-limit", type=float, default=160.0,
                     help="seconds for the whole run; a scenario stops starting round trips at its share")
     args = ap.parse_args(argv)
     if args.n < 1 or args.concurrency < 1:
@@ -411,20 +434,21 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start, cpu_start = time.perf_counter(), time.process_time()
     load_start = round(os.getloadavg()[0], 2)   # other processes on the machine skew every figure
-    plan = [("ext-seq", True, 1), ("ext-conc", True, args.concurrency)]
+    plan = [("sdk-seq", "handler", 1), ("sdk-conc", "handler", args.concurrency),
+            ("ext-seq", "poll", 1), ("ext-conc", "poll", args.concurrency)]
     if not args.skip_baseline:
-        plan += [("int-seq", False, 1), ("int-conc", False, args.concurrency)]
+        plan += [("int-seq", "internal", 1), ("int-conc", "internal", args.concurrency)]
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="a3s-bench-") as tmp:
         workspace = os.path.join(tmp, "ws")
         os.makedirs(workspace)
-        for i, (name, external, k) in enumerate(plan):
+        for i, (name, kind, k) in enumerate(plan):
             left = args.time_limit - (time.perf_counter() - t_start)
             budget = max(5.0, left / (len(plan) - i) - 3.0)  # ~3 s per stack start, warm-up and stop
             bench = Bench(os.path.join(tmp, "workspaces"), workspace, Poll(args.poll_ms, args.poll_cap_ms))
             try:
-                bench.warm_up(external)
-                results.append(bench.scenario(name, external, args.n, k, budget))
+                bench.warm_up(kind)
+                results.append(bench.scenario(name, kind, args.n, k, budget))
             finally:
                 bench.stop()
             r = results[-1]

@@ -2,11 +2,14 @@
 function without Docker, so an Invoke of one of the stack's functions is answered here as Lambda
 answers it (202, the event kept) and the function runs on a thread of its own, with its
 EventInvokeConfig: its retries, then its on-failure destination (a queue of the stack) gets the
-record Lambda sends, the failed event under `requestPayload`."""
+record Lambda sends, the failed event under `requestPayload`. Threads that finished an invocation
+wait for the next (starting one cost more than a short invocation); there are as many as run at
+once, as Lambda scales out."""
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 import urllib.parse
@@ -27,6 +30,9 @@ class AsyncInvocations:
         self.inflight = 0
         self.invocations = 0
         self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[tuple[str, dict[str, Any]] | None] = queue.SimpleQueue()
+        self._idle = 0      # threads waiting for work (each one taken off when work is put)
+        self._threads = 0
 
     def attach(self, events: Any) -> None:
         """Answer Invoke calls of clients made from this event system (last: counters see them first)."""
@@ -47,10 +53,29 @@ class AsyncInvocations:
         with self._lock:
             self.inflight += 1
             self.invocations += 1
-        threading.Thread(target=self._run, args=(function_id, event), daemon=True,
-                         name=f"async-{function_id}").start()
+            start = self._idle == 0
+            if start:
+                self._threads += 1
+            else:
+                self._idle -= 1
+        self._work.put((function_id, event))
+        if start:
+            threading.Thread(target=self._serve, daemon=True, name="async-invocations").start()
         return AWSResponse(params.get("url", ""), 202, {}, None), {
             "StatusCode": 202, "ResponseMetadata": {"HTTPStatusCode": 202, "RequestId": str(uuid.uuid4())}}
+
+    def close(self) -> None:
+        """Let the waiting threads end (the stack stops)."""
+        with self._lock:
+            threads, self._threads = self._threads, 0
+        for _ in range(threads):
+            self._work.put(None)
+
+    def _serve(self) -> None:
+        while (work := self._work.get()) is not None:
+            self._run(*work)
+            with self._lock:
+                self._idle += 1
 
     def _run(self, function_id: str, event: dict[str, Any]) -> None:
         assert self.stack.model is not None

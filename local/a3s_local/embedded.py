@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .async_invoke import AsyncInvocations
-from .moto_patches import faithful_dynamodb
+from .moto_patches import apply_all as patch_moto
 from .template import Route, StackModel, load_stack, provision
 
 log = logging.getLogger("a3s_local")
@@ -255,7 +255,7 @@ class EmbeddedStack:
 
         from a3s_core.runtime import Runtime, set_runtime
 
-        faithful_dynamodb()
+        patch_moto()
         threadsafe_powertools()
         self._mock = mock_aws()
         self._mock.start()
@@ -319,6 +319,7 @@ class EmbeddedStack:
         self.stopping.set()
         for pump in self.pumps:
             pump.join()
+        self.async_invocations.close()
         set_runtime(None)
         for key, value in self._environ_before.items():
             if value is None:

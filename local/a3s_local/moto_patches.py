@@ -96,8 +96,10 @@ def partition_query() -> None:
     """A Query reads one partition (or one index's matches) in DynamoDB; moto's Table.query starts
     from `all_items()`, which sorts the whole table on every call, so each query cost O(n log n) in
     the table's size and long sessions slowed the whole stack. Query sorts what it keeps itself
-    (by range key, or by the index's keys), so here it starts from the partition alone, or from
-    the table's items unsorted for an index."""
+    (by range key, or by the index's keys), so here it starts from the partition alone, only the
+    items its sort key condition admits (moto sized and sorted every item of the partition before
+    testing the condition: a session's reads grew with its history), or from the table's items
+    unsorted for an index."""
     from moto.dynamodb.models.table import Table
 
     if getattr(Table, "a3s_partition_query", False):
@@ -112,14 +114,20 @@ def partition_query() -> None:
         return original_all_items(self)
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")  # moto passes it by position
+        # moto passes these by position: range_comparison, range_objs, ..., index_name at 6
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        comparison = args[0] if args else kwargs.get("range_comparison")
+        bounds = args[1] if len(args) > 1 else kwargs.get("range_objs")
 
         def start() -> list[Any]:
             if not self.range_key_attr:
                 return list(self.items.values())
             if index_name:
                 return [item for partition in self.items.values() for item in partition.values()]
-            return list(self.items.get(hash_key, {}).values())
+            partition = self.items.get(hash_key, {}).values()
+            if comparison:  # DynamoDB reads only the sort keys in range: moto sized and sorted them all
+                return [item for item in partition if item.range_key.compare(comparison, bounds)]
+            return list(partition)
 
         scope.current = (self, start)
         try:
@@ -181,9 +189,10 @@ def plain_dynamodb_responses() -> None:
 
 
 def cheap_request_overhead() -> None:
-    """Two costs of every moto request that grow with nothing AWS charges for: the action's name is
-    looked up in the list of the handler class's methods, rebuilt by `inspect` on each request
-    (cached per class here: a class's methods are fixed once the patches above are in), and every
+    """Costs of every moto request that AWS does not have: the action's name is looked up in the
+    list of the handler class's methods, rebuilt by `inspect` on each request (cached per class
+    here: a class's methods are fixed once the patches above are in), a regex stamps an XML
+    request id into every body, JSON ones too (skipped where there is none to stamp), and every
     queued message reads the wall clock through datetime, twice, whenever a queue is scanned for
     visible messages, so a queue holding a run's delayed timers made each send and receive slower
     (one clock read per call here; the same epoch milliseconds)."""
@@ -196,6 +205,16 @@ def cheap_request_overhead() -> None:
     if getattr(responses, "a3s_cheap", False):
         return
     responses.method_names_from_class = functools.lru_cache(maxsize=None)(responses.method_names_from_class)
+    enrich = responses.BaseResponse._enrich_response
+
+    def enrich_response(headers: Any, body: Any) -> Any:
+        # moto stamps the request id into an XML body by a regex over the whole of it: a JSON body
+        # (DynamoDB's, a queue's) has no <RequestId> to stamp, so only the headers are done
+        if isinstance(body, str) and "<RequestId>" not in body:
+            return enrich(headers, "")[0], body
+        return enrich(headers, body)
+
+    responses.BaseResponse._enrich_response = staticmethod(enrich_response)  # type: ignore[method-assign]
     clock = sqs_models.unix_time_millis
 
     def unix_time_millis(dt: Any = None) -> float:
@@ -209,10 +228,11 @@ def cheap_expressions() -> None:
     """moto reads an UpdateItem's expressions twice (the handler checks them, the backend applies
     them), lexing each string and re-parsing it each time, then deep-copies the tree before its ten
     validating passes, each of which rebuilds its dispatch table at every node: an UpdateItem cost
-    four GetItems. Here a string is lexed and parsed once (the result is kept per string; each
-    caller gets a fresh tree or token queue, as before), trees are copied through pickle (a fifth
-    of deepcopy's time), and a pass keeps its dispatch table. Errors are not kept: a bad
-    expression fails each time, as it did."""
+    four GetItems. Here a string is lexed and parsed once: its token queue is kept (each parse gets
+    a fresh queue of the same immutable tokens), and so is its tree, which both readers share as
+    neither changes it (the handler only looks for names in it; the validator works on a copy).
+    That copy is made from the tree's pickle, kept beside it (a fifth of deepcopy's time), and a
+    pass keeps its dispatch table. Errors are not kept: a bad expression fails each time."""
     import copy
     import functools
     import pickle
@@ -226,13 +246,20 @@ def cheap_expressions() -> None:
     if getattr(UpdateExpressionParser, "a3s_cached", False):
         return
     parse = UpdateExpressionParser.make.__func__
-
-    @functools.lru_cache(maxsize=512)
-    def parsed(expression: str) -> bytes:
-        return pickle.dumps(parse(UpdateExpressionParser, expression), protocol=pickle.HIGHEST_PROTOCOL)
+    trees: dict[str, Any] = {}          # expression -> its tree, shared, never changed
+    pickled: dict[int, bytes] = {}      # id of a kept tree -> its pickle (the tree lives in `trees`)
 
     def make(cls: Any, expression_str: str) -> Any:
-        return pickle.loads(parsed(expression_str))
+        tree = trees.get(expression_str)
+        if tree is None:
+            tree = parse(cls, expression_str)
+            if len(trees) < 512:  # an application's expressions are few; past that, parsed each time
+                with _MOTO_LOCK:
+                    if expression_str not in trees:
+                        pickled[id(tree)] = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
+                        trees[expression_str] = tree
+                    tree = trees[expression_str]
+        return tree
 
     lex = ConditionExpressionParser._lex_condition_expression
 
@@ -247,7 +274,8 @@ def cheap_expressions() -> None:
 
     def clone(obj: Any, memo: Any = None) -> Any:
         if isinstance(obj, Node):
-            return pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+            kept = pickled.get(id(obj))
+            return pickle.loads(kept if kept is not None else pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         return copy.deepcopy(obj, memo)
 
     def dispatch(self: Any) -> tuple[dict, tuple]:
@@ -271,9 +299,25 @@ def cheap_expressions() -> None:
     UpdateExpressionParser.a3s_cached = True
 
 
-def faithful_dynamodb() -> None:
+def cheap_user_agent() -> None:
+    """botocore rebuilds each request's User-Agent twice, passing every component through a pure
+    function, character by character: a twentieth of the stack's time. Its answers are kept
+    (a client's components are few and fixed). Nothing else of botocore is touched."""
+    import functools
+
+    import botocore.useragent as useragent
+
+    if hasattr(useragent.sanitize_user_agent_string_component, "cache_info"):
+        return
+    useragent.sanitize_user_agent_string_component = functools.lru_cache(maxsize=1024)(
+        useragent.sanitize_user_agent_string_component)
+
+
+def apply_all() -> None:
+    """Every patch above, once per process (each is a no-op the second time)."""
     atomic_dynamodb()
     partition_query()
     plain_dynamodb_responses()
     cheap_request_overhead()
     cheap_expressions()
+    cheap_user_agent()
