@@ -6,6 +6,7 @@ unchanged: tests/integration/test_moto_patches.py holds each to moto's own answe
 """
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -142,8 +143,9 @@ def partition_query() -> None:
 
 def _plain(value: Any) -> Any:
     """The JSON moto's serialiser would write for a DynamoDB result, or None where it might write
-    something else (bytes, dates, objects, None in a list): those go to the serialiser. A None
-    member is left out, as the serialiser leaves it out."""
+    something else (dates, objects, None in a list): those go to the serialiser. A None member is
+    left out, as the serialiser leaves it out; bytes (a binary attribute, the only blob DynamoDB
+    returns) are written in base64, as the serialiser writes a blob."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
@@ -159,6 +161,8 @@ def _plain(value: Any) -> Any:
         return None if any(v is None for v in items) else items
     if isinstance(value, (str, int, float)):  # bool is an int
         return value
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
     return None
 
 
