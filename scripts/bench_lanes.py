@@ -161,6 +161,7 @@ class Bench:
         for _ in range(n):
             with self.counter.quiet():  # not counted: made before the snapshot anyway
                 ROUND_TRIPS[kind](s, self.poll)
+        s._stop_handler()  # its handler would be told of the measured sessions' tasks too
 
     def notice_lags(self, samples: list[dict]) -> None:
         """How long after the run's last checkpoint (its updated_at) did wait() return: the cost of the
