@@ -68,3 +68,54 @@ def test_given_a_driver_invocation_that_fails_then_the_run_goes_on_through_the_r
     assert record["requestPayload"] == {"kind": "advance", "tenant": workspace.parent.name, "run_id": failed[0]}
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["responsePayload"]["errorMessage"] == "the first invocation dies"
+
+
+def settle(invocations, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while invocations.inflight and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_given_invocations_at_once_then_each_runs_on_a_thread_of_its_own_and_threads_are_reused():
+    """Threads that finished an invocation take the next, and one that blocks never holds up another
+    (Lambda runs concurrent asynchronous invocations at once)."""
+    import types
+
+    from a3s_local.async_invoke import AsyncInvocations
+    from a3s_local.template import AsyncInvokeConfig
+
+    first_running, second_ran = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def invoke(event):
+        threads.append(threading.current_thread().name + str(threading.get_ident()))
+        if event["n"] == 1:  # holds its thread until the second, invoked meanwhile, has run
+            first_running.set()
+            assert second_ran.wait(10), "the second invocation waited for the first"
+        elif event["n"] == 2:
+            second_ran.set()
+
+    stack = types.SimpleNamespace(
+        model=types.SimpleNamespace(function_names={"fn": "Fn"}, async_configs={"Fn": AsyncInvokeConfig()}),
+        functions={"Fn": types.SimpleNamespace(invoke=invoke)}, stopping=threading.Event())
+    invocations = AsyncInvocations(stack)
+
+    def call(n):
+        return invocations._before_call({"headers": {"X-Amz-Invocation-Type": "Event"},
+                                          "url_path": "/2015-03-31/functions/fn/invocations",
+                                          "body": json.dumps({"n": n}).encode()})
+    try:
+        assert call(1)[1]["StatusCode"] == 202
+        assert first_running.wait(10)
+        call(2)
+        assert second_ran.wait(10)
+        settle(invocations)
+        call(3)
+        settle(invocations)
+
+        assert invocations.invocations == 3 and invocations.inflight == 0
+        assert len(threads) == 3 and len(set(threads)) == 2  # the third reused a finished thread
+    finally:
+        invocations.close()
