@@ -99,7 +99,8 @@ def test_given_any_result_then_the_json_written_is_what_motos_serialiser_writes(
 
     monkeypatch.setattr(DynamoHandler, "serialized", both)
     item = {"pk": {"S": "x"}, "sk": {"S": "1"}, "n": {"N": "12.50"}, "b": {"B": b"\x00\xff"}, "t": {"BOOL": True},
-            "z": {"NULL": True}, "l": {"L": [{"S": "a"}, {"N": "1"}]}, "m": {"M": {"k": {"SS": ["u", "v"]}, "bs": {"BS": [b"\x01", b"\x02"]}}}}
+            "z": {"NULL": True}, "l": {"L": [{"S": "a"}, {"N": "1"}]},
+            "m": {"M": {"k": {"SS": ["u", "v"]}, "bs": {"BS": [b"\x01", b"\x02"]}}}}
     db.put_item(TableName=name, Item=item)
     db.put_item(TableName=name, Item={**item, "sk": {"S": "2"}, "b": {"S": "not binary"}}, ReturnValues="ALL_OLD")
     db.put_item(TableName=name, Item={**item, "sk": {"S": "2"}}, ReturnValues="ALL_OLD")
